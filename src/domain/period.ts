@@ -1,0 +1,115 @@
+import { DateTime, IANAZone } from 'luxon';
+
+export type PeriodKind = 'DAY' | 'WEEK' | 'MONTH' | 'NEVER';
+export const PERIOD_KINDS: readonly PeriodKind[] = ['DAY', 'WEEK', 'MONTH', 'NEVER'];
+
+/** How a quota cuts time into periods. anchorDay is 1-31 for billing months, 0 otherwise. */
+export interface PeriodRule {
+  period: PeriodKind;
+  timeZone: string;
+  anchorDay: number;
+}
+
+/** A half-open window [start, end). end is null for NEVER. */
+export interface Window {
+  start: Date;
+  end: Date | null;
+}
+
+/** A lifetime allowance counts from the beginning of time. */
+export const NEVER_START = new Date(0);
+
+export function isValidTimeZone(zone: string): boolean {
+  return IANAZone.isValidZone(zone);
+}
+
+interface CalendarDate {
+  year: number;
+  month: number;
+  day: number;
+}
+
+// Calendar arithmetic runs in UTC, where every day has 24 hours; only the final
+// conversion to an instant uses the quota's zone.
+function shiftDays(date: CalendarDate, days: number): CalendarDate {
+  const d = DateTime.utc(date.year, date.month, date.day).plus({ days });
+  return { year: d.year, month: d.month, day: d.day };
+}
+
+function shiftMonths(year: number, month: number, months: number): { year: number; month: number } {
+  const d = DateTime.utc(year, month, 1).plus({ months });
+  return { year: d.year, month: d.month };
+}
+
+function daysInMonth(year: number, month: number): number {
+  return DateTime.utc(year, month, 1).daysInMonth ?? 28;
+}
+
+/**
+ * The instant a local calendar day begins. Where midnight does not exist (a daylight-saving
+ * jump at 00:00) luxon moves forward to the first local time that does.
+ */
+function localMidnight(zone: string, date: CalendarDate): Date {
+  return DateTime.fromObject({ ...date, hour: 0 }, { zone }).toJSDate();
+}
+
+function anchorDate(year: number, month: number, anchorDay: number): CalendarDate {
+  return { year, month, day: Math.min(anchorDay, daysInMonth(year, month)) };
+}
+
+/**
+ * Picks the window around `now` from the boundary of the calendar unit now falls in
+ * (`here`), the one before it and the one after it. Comparing instants rather than local
+ * times keeps the answer right on days where local midnight is skipped or repeated.
+ */
+function pick(now: Date, previous: Date, here: Date, next: Date): Window {
+  return now.getTime() < here.getTime()
+    ? { start: previous, end: here }
+    : { start: here, end: next };
+}
+
+/** The period of `rule` that contains `now`: start <= now < end. */
+export function periodContaining(rule: PeriodRule, now: Date): Window {
+  if (rule.period === 'NEVER') return { start: NEVER_START, end: null };
+  const zone = rule.timeZone;
+  const local = DateTime.fromJSDate(now, { zone });
+  const today: CalendarDate = { year: local.year, month: local.month, day: local.day };
+  switch (rule.period) {
+    case 'DAY':
+      return pick(
+        now,
+        localMidnight(zone, shiftDays(today, -1)),
+        localMidnight(zone, today),
+        localMidnight(zone, shiftDays(today, 1)),
+      );
+    case 'WEEK': {
+      const monday = shiftDays(today, 1 - local.weekday);
+      return pick(
+        now,
+        localMidnight(zone, shiftDays(monday, -7)),
+        localMidnight(zone, monday),
+        localMidnight(zone, shiftDays(monday, 7)),
+      );
+    }
+    case 'MONTH': {
+      const boundary = (months: number): Date => {
+        const m = shiftMonths(local.year, local.month, months);
+        const day = rule.anchorDay === 0 ? 1 : anchorDate(m.year, m.month, rule.anchorDay).day;
+        return localMidnight(zone, { year: m.year, month: m.month, day });
+      };
+      return pick(now, boundary(-1), boundary(0), boundary(1));
+    }
+  }
+}
+
+/**
+ * The window a counter moves to when its period has ended. With an unchanged rule that is
+ * simply the period containing now (skipping any periods nobody used). If the rule changed
+ * (a new time zone or anchor day) the new rule takes over at the old period's end, so no
+ * instant is counted in two periods and period starts only ever move forward.
+ */
+export function nextWindow(rule: PeriodRule, endedAt: Date, now: Date): Window {
+  const current = periodContaining(rule, now);
+  const start = current.start.getTime() < endedAt.getTime() ? endedAt : current.start;
+  return { start, end: current.end };
+}

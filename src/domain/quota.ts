@@ -1,0 +1,141 @@
+import { nextWindow, periodContaining, PERIOD_KINDS, type PeriodKind } from './period.js';
+import { DEFAULT_SUBJECT } from './validate.js';
+
+/** A quota definition as stored. */
+export interface QuotaDef {
+  subject: string;
+  metric: string;
+  period: PeriodKind;
+  limit: bigint;
+  timeZone: string;
+  anchorDay: number;
+  updatedAt: Date;
+}
+
+/** The projection row of one (subject, metric, period). */
+export interface CounterState {
+  used: bigint;
+  periodStart: Date;
+  periodEnd: Date | null;
+  lastResetAt: Date | null;
+  lastSequence: bigint;
+}
+
+/** What a caller sees of one quota. */
+export interface QuotaView {
+  subject: string;
+  metric: string;
+  period: PeriodKind;
+  timeZone: string;
+  anchorDay: number;
+  limit: bigint;
+  used: bigint;
+  remaining: bigint;
+  periodStart: Date;
+  periodEnd: Date | null;
+  lastResetAt: Date | null;
+  isDefault: boolean;
+  exceeded: boolean;
+}
+
+/** A counter moving to a new period because the old one has ended. */
+export interface RollPlan {
+  previousStart: Date;
+  previousEnd: Date;
+  usedBefore: bigint;
+  start: Date;
+  end: Date | null;
+}
+
+/** A quota that applies to a subject, with its counter brought to the period containing now. */
+export interface LiveQuota {
+  def: QuotaDef;
+  isDefault: boolean;
+  counter: CounterState;
+  /** False when no counter row exists yet (nothing was ever charged). */
+  stored: boolean;
+  roll: RollPlan | null;
+}
+
+export const counterKey = (metric: string, period: PeriodKind): string => `${metric}\u0000${period}`;
+
+const periodOrder = (p: PeriodKind): number => PERIOD_KINDS.indexOf(p);
+
+/**
+ * The quotas that apply to `subject`: its own, plus each default ("*") quota on a
+ * (metric, period) it has none of its own for. Sorted by metric, then DAY..NEVER.
+ */
+export function applicableQuotas(defs: readonly QuotaDef[], subject: string): { def: QuotaDef; isDefault: boolean }[] {
+  const chosen = new Map<string, { def: QuotaDef; isDefault: boolean }>();
+  for (const def of defs) {
+    if (def.subject !== subject && def.subject !== DEFAULT_SUBJECT) continue;
+    const key = counterKey(def.metric, def.period);
+    const isDefault = def.subject === DEFAULT_SUBJECT && subject !== DEFAULT_SUBJECT;
+    const prev = chosen.get(key);
+    if (!prev || (prev.isDefault && !isDefault)) chosen.set(key, { def, isDefault });
+  }
+  return [...chosen.values()].sort(
+    (a, b) =>
+      a.def.metric.localeCompare(b.def.metric) || periodOrder(a.def.period) - periodOrder(b.def.period),
+  );
+}
+
+/** Brings a stored counter (or none) to the period containing `now`. */
+export function liveQuota(
+  def: QuotaDef,
+  isDefault: boolean,
+  stored: CounterState | null,
+  now: Date,
+): LiveQuota {
+  if (!stored) {
+    const w = periodContaining(def, now);
+    const counter = { used: 0n, periodStart: w.start, periodEnd: w.end, lastResetAt: null, lastSequence: 0n };
+    return { def, isDefault, counter, stored: false, roll: null };
+  }
+  if (stored.periodEnd === null || stored.periodEnd.getTime() > now.getTime()) {
+    return { def, isDefault, counter: stored, stored: true, roll: null };
+  }
+  const w = nextWindow(def, stored.periodEnd, now);
+  const roll: RollPlan = {
+    previousStart: stored.periodStart,
+    previousEnd: stored.periodEnd,
+    usedBefore: stored.used,
+    start: w.start,
+    end: w.end,
+  };
+  // A scheduled reset's last_reset_at is the boundary itself, whoever notices it and when.
+  const counter = { ...stored, used: 0n, periodStart: w.start, periodEnd: w.end, lastResetAt: w.start };
+  return { def, isDefault, counter, stored: true, roll };
+}
+
+export function viewOf(q: LiveQuota, subject: string, used = q.counter.used, exceeded = false): QuotaView {
+  const remaining = q.def.limit - used;
+  return {
+    subject,
+    metric: q.def.metric,
+    period: q.def.period,
+    timeZone: q.def.timeZone,
+    anchorDay: q.def.anchorDay,
+    limit: q.def.limit,
+    used,
+    remaining: remaining > 0n ? remaining : 0n,
+    periodStart: q.counter.periodStart,
+    periodEnd: q.counter.periodEnd,
+    lastResetAt: q.counter.lastResetAt,
+    isDefault: q.isDefault,
+    exceeded,
+  };
+}
+
+/** Every quota that applies to `subject` (optionally of one period), brought to `now`. */
+export function liveQuotasOf(
+  defs: readonly QuotaDef[],
+  counters: ReadonlyMap<string, CounterState>,
+  subject: string,
+  now: Date,
+  period: PeriodKind | null = null,
+): LiveQuota[] {
+  return applicableQuotas(defs, subject)
+    .filter((a) => period === null || a.def.period === period)
+    .map((a) => liveQuota(a.def, a.isDefault, counters.get(counterKey(a.def.metric, a.def.period)) ?? null, now));
+}

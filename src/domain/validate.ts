@@ -1,0 +1,115 @@
+import { invalid } from './errors.js';
+import { isValidTimeZone, type PeriodKind } from './period.js';
+
+export const INT64_MAX = 2n ** 63n - 1n;
+export const DEFAULT_SUBJECT = '*';
+
+export const LIMITS = {
+  subjectBytes: 256,
+  idempotencyKeyBytes: 256,
+  reasonBytes: 1024,
+  attributeCount: 32,
+  attributeKeyBytes: 64,
+  attributeValueBytes: 1024,
+  actorBytes: 128,
+  maxPageSize: 1000,
+  defaultPageSize: 100,
+} as const;
+
+const METRIC = /^[a-z][a-z0-9_.-]{0,63}$/;
+const encoder = new TextEncoder();
+
+export const byteLength = (s: string): number => encoder.encode(s).length;
+
+/** Text PostgreSQL can store and a person can read back: valid UTF-16 (so valid UTF-8), no NUL. */
+function checkText(field: string, value: string, maxBytes: number): void {
+  if (!value.isWellFormed()) throw invalid(field, 'is not valid UTF-8');
+  if (value.includes('\0')) throw invalid(field, 'must not contain NUL characters');
+  const n = byteLength(value);
+  if (n > maxBytes) throw invalid(field, `is ${n} bytes long; the maximum is ${maxBytes}`);
+}
+
+/** A subject that can consume: 1-256 bytes of UTF-8, and not the default marker "*". */
+export function checkSubject(value: string, field = 'subject', allowDefault = false): string {
+  if (value.length === 0) throw invalid(field, 'is required (1-256 bytes of UTF-8)');
+  checkText(field, value, LIMITS.subjectBytes);
+  if (value === DEFAULT_SUBJECT && !allowDefault) {
+    throw invalid(field, '"*" names the default quotas and cannot be used here');
+  }
+  return value;
+}
+
+export function checkMetric(value: string, field = 'metric'): string {
+  if (value.length === 0) throw invalid(field, 'is required');
+  if (!METRIC.test(value)) {
+    throw invalid(field, `"${value.slice(0, 80)}" does not match [a-z][a-z0-9_.-]{0,63}`);
+  }
+  return value;
+}
+
+export function checkOptionalMetric(value: string, field = 'metric'): string | null {
+  return value === '' ? null : checkMetric(value, field);
+}
+
+export function checkAmount(value: bigint, field = 'amount'): bigint {
+  if (value <= 0n) throw invalid(field, `must be greater than zero (got ${value})`);
+  return value;
+}
+
+export function checkLimit(value: bigint, field = 'limit'): bigint {
+  if (value < 0n) throw invalid(field, `must be zero or more (got ${value})`);
+  return value;
+}
+
+export function checkIdempotencyKey(value: string, field = 'idempotency_key'): string | null {
+  if (value === '') return null;
+  checkText(field, value, LIMITS.idempotencyKeyBytes);
+  return value;
+}
+
+export function checkReason(value: string, field = 'reason'): string | null {
+  if (value === '') return null;
+  checkText(field, value, LIMITS.reasonBytes);
+  return value;
+}
+
+export function checkAttributes(
+  value: Record<string, string>,
+  field = 'attributes',
+): Record<string, string> {
+  const entries = Object.entries(value);
+  if (entries.length > LIMITS.attributeCount) {
+    throw invalid(field, `has ${entries.length} entries; the maximum is ${LIMITS.attributeCount}`);
+  }
+  for (const [k, v] of entries) {
+    if (k === '') throw invalid(field, 'keys must not be empty');
+    checkText(`${field} key`, k, LIMITS.attributeKeyBytes);
+    checkText(`${field}["${k}"]`, v, LIMITS.attributeValueBytes);
+  }
+  return Object.fromEntries(entries);
+}
+
+export function checkTimeZone(value: string, field = 'time_zone'): string {
+  if (value === '') return 'UTC';
+  if (value.length > 64 || !isValidTimeZone(value)) {
+    throw invalid(field, `"${value.slice(0, 80)}" is not an IANA time zone (e.g. "Europe/Paris")`);
+  }
+  return value;
+}
+
+export function checkAnchorDay(value: number, period: PeriodKind, field = 'anchor_day'): number {
+  if (value === 0) return 0;
+  if (period !== 'MONTH') throw invalid(field, 'applies only to PERIOD_MONTH; leave it 0');
+  if (!Number.isInteger(value) || value < 1 || value > 31) {
+    throw invalid(field, `must be 1-31, or 0 for the calendar month (got ${value})`);
+  }
+  return value;
+}
+
+export function checkPageSize(value: number, field = 'page_size'): number {
+  if (value === 0) return LIMITS.defaultPageSize;
+  if (!Number.isInteger(value) || value < 0 || value > LIMITS.maxPageSize) {
+    throw invalid(field, `must be 1-${LIMITS.maxPageSize}, or 0 for ${LIMITS.defaultPageSize}`);
+  }
+  return value;
+}

@@ -1,0 +1,140 @@
+import type { Effect, EventData, EventType, StoredEvent } from '../domain/events.js';
+import type { PeriodKind } from '../domain/period.js';
+import type { CounterState, QuotaDef, QuotaView } from '../domain/quota.js';
+
+/** JSON for the ledger's jsonb: bigints as decimal strings, dates as ISO strings. */
+export const encodeJson = (value: unknown): string =>
+  JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+
+type Json = Record<string, unknown>;
+
+const date = (v: unknown): Date => new Date(v as string);
+const optDate = (v: unknown): Date | null => (v == null ? null : date(v));
+const big = (v: unknown): bigint => BigInt(v as string);
+
+function decodeEffect(j: Json): Effect {
+  return {
+    period: j.period as PeriodKind,
+    periodStart: date(j.periodStart),
+    periodEnd: optDate(j.periodEnd),
+    delta: big(j.delta),
+  };
+}
+
+function decodeView(j: Json): QuotaView {
+  return {
+    subject: j.subject as string,
+    metric: j.metric as string,
+    period: j.period as PeriodKind,
+    timeZone: j.timeZone as string,
+    anchorDay: j.anchorDay as number,
+    limit: big(j.limit),
+    used: big(j.used),
+    remaining: big(j.remaining),
+    periodStart: date(j.periodStart),
+    periodEnd: optDate(j.periodEnd),
+    lastResetAt: optDate(j.lastResetAt),
+    isDefault: j.isDefault as boolean,
+    exceeded: j.exceeded as boolean,
+  };
+}
+
+export function decodeData(j: Json): EventData {
+  const d: EventData = {};
+  if (Array.isArray(j.effects)) d.effects = (j.effects as Json[]).map(decodeEffect);
+  if (Array.isArray(j.quotas)) d.quotas = (j.quotas as Json[]).map(decodeView);
+  if (typeof j.overLimit === 'boolean') d.overLimit = j.overLimit;
+  if (j.refundedSequence != null) d.refundedSequence = big(j.refundedSequence);
+  if (j.previousPeriodStart != null) d.previousPeriodStart = date(j.previousPeriodStart);
+  if (j.previousPeriodEnd != null) d.previousPeriodEnd = date(j.previousPeriodEnd);
+  if (j.usedBefore != null) d.usedBefore = big(j.usedBefore);
+  if (j.quota != null) {
+    const q = j.quota as Json;
+    d.quota = { limit: big(q.limit), timeZone: q.timeZone as string, anchorDay: q.anchorDay as number };
+  }
+  return d;
+}
+
+export interface EventRow {
+  position: bigint;
+  subject: string;
+  sequence: bigint;
+  type: EventType;
+  metric: string | null;
+  amount: bigint | null;
+  period: PeriodKind | null;
+  period_start: Date | null;
+  period_end: Date | null;
+  actor: string;
+  reason: string | null;
+  idempotency_key: string | null;
+  attributes: Record<string, string> | null;
+  data: Json;
+  recorded_at: Date;
+}
+
+export const EVENT_COLUMNS = `position, subject, sequence, type, metric, amount, period, period_start,
+  period_end, actor, reason, idempotency_key, attributes, data, recorded_at`;
+
+export function eventFromRow(r: EventRow): StoredEvent {
+  return {
+    position: r.position,
+    subject: r.subject,
+    sequence: r.sequence,
+    type: r.type,
+    metric: r.metric,
+    amount: r.amount,
+    period: r.period,
+    periodStart: r.period_start,
+    periodEnd: r.period_end,
+    actor: r.actor,
+    reason: r.reason,
+    idempotencyKey: r.idempotency_key,
+    attributes: r.attributes,
+    data: decodeData(r.data),
+    recordedAt: r.recorded_at,
+  };
+}
+
+export interface QuotaRow {
+  subject: string;
+  metric: string;
+  period: PeriodKind;
+  quota_limit: bigint;
+  time_zone: string;
+  anchor_day: number;
+  updated_at: Date;
+}
+
+export const QUOTA_COLUMNS = 'subject, metric, period, quota_limit, time_zone, anchor_day, updated_at';
+
+export const quotaFromRow = (r: QuotaRow): QuotaDef => ({
+  subject: r.subject,
+  metric: r.metric,
+  period: r.period,
+  limit: r.quota_limit,
+  timeZone: r.time_zone,
+  anchorDay: r.anchor_day,
+  updatedAt: r.updated_at,
+});
+
+export interface CounterRow {
+  subject: string;
+  metric: string;
+  period: PeriodKind;
+  used: bigint;
+  period_start: Date;
+  period_end: Date | null;
+  last_reset_at: Date | null;
+  last_sequence: bigint;
+}
+
+export const COUNTER_COLUMNS = 'subject, metric, period, used, period_start, period_end, last_reset_at, last_sequence';
+
+export const counterFromRow = (r: CounterRow): CounterState => ({
+  used: r.used,
+  periodStart: r.period_start,
+  periodEnd: r.period_end,
+  lastResetAt: r.last_reset_at,
+  lastSequence: r.last_sequence,
+});

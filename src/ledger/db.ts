@@ -1,0 +1,105 @@
+import pg from 'pg';
+import { QuotaError } from '../domain/errors.js';
+
+export type Db = pg.Pool;
+export type Tx = pg.PoolClient;
+
+// int8 columns come back as bigint, never as a lossy number or a string.
+const types = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === 20 ? (v: string) => BigInt(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+};
+
+export interface PoolOptions {
+  connectionString: string;
+  max?: number;
+  statementTimeoutMs?: number;
+}
+
+export function createPool(o: PoolOptions): Db {
+  const pool = new pg.Pool({
+    connectionString: o.connectionString,
+    max: o.max ?? 16,
+    types,
+    connectionTimeoutMillis: 5_000,
+    statement_timeout: o.statementTimeoutMs ?? 10_000,
+    application_name: 'quota-ledger',
+  });
+  // An idle client losing its connection must not crash the process; the pool replaces it.
+  pool.on('error', () => {});
+  return pool;
+}
+
+const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN']);
+
+/** Whether an error means "the database cannot be reached right now". */
+export function isUnavailable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: string }).code ?? '';
+  if (UNAVAILABLE_CODES.has(code)) return true;
+  // 08xxx connection exceptions, 57P01-57P03 shutdown / cannot connect now.
+  if (/^08|^57P0[123]$/.test(code)) return true;
+  return /Connection terminated|connection timeout|Client has encountered a connection error|not queryable/i.test(
+    err.message,
+  );
+}
+
+/** Turns driver failures into errors a caller can act on; QuotaErrors pass through. */
+export function mapDbError(err: unknown): Error {
+  if (err instanceof QuotaError) return err;
+  if (isUnavailable(err)) {
+    return new QuotaError('UNAVAILABLE', 'the ledger database is unreachable; retry with the same idempotency key', {
+      cause: err,
+    });
+  }
+  const code = (err as { code?: string }).code;
+  if (code === '57014') {
+    return new QuotaError('UNAVAILABLE', 'the ledger database took too long to answer; retry later', { cause: err });
+  }
+  if (code === '40001' || code === '40P01') {
+    return new QuotaError('UNAVAILABLE', 'the ledger database aborted a conflicting transaction; retry', {
+      cause: err,
+    });
+  }
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+/** Runs `fn` in one transaction: all of its writes commit together or none do. */
+export async function inTransaction<T>(db: Db, fn: (tx: Tx) => Promise<T>): Promise<T> {
+  let tx: Tx;
+  try {
+    tx = await db.connect();
+  } catch (err) {
+    throw mapDbError(err);
+  }
+  let broken: Error | undefined;
+  try {
+    await tx.query('BEGIN');
+    const result = await fn(tx);
+    await tx.query('COMMIT');
+    return result;
+  } catch (err) {
+    try {
+      await tx.query('ROLLBACK');
+    } catch (rollbackErr) {
+      broken = rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
+    }
+    throw mapDbError(err);
+  } finally {
+    // A client whose connection broke is destroyed rather than handed to the next caller.
+    tx.release(broken);
+  }
+}
+
+/** A single read outside any transaction. */
+export async function query<R extends pg.QueryResultRow>(
+  db: Db,
+  text: string,
+  values: unknown[] = [],
+): Promise<R[]> {
+  try {
+    return (await db.query<R>(text, values)).rows;
+  } catch (err) {
+    throw mapDbError(err);
+  }
+}

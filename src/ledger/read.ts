@@ -1,0 +1,73 @@
+import { foldCounters, foldQuotaDefs } from '../domain/fold.js';
+import { counterKey, liveQuotasOf, viewOf, type QuotaView } from '../domain/quota.js';
+import { DEFAULT_SUBJECT } from '../domain/validate.js';
+import {
+  COUNTER_COLUMNS,
+  counterFromRow,
+  EVENT_COLUMNS,
+  eventFromRow,
+  QUOTA_COLUMNS,
+  quotaFromRow,
+  type CounterRow,
+  type EventRow,
+  type QuotaRow,
+} from './codec.js';
+import type { LedgerDeps } from './commands.js';
+import { noQuota } from './consume.js';
+import { inTransaction, query } from './db.js';
+import { SubjectWriter } from './subject-writer.js';
+
+/**
+ * The subject's quotas now. Answered from a plain read when no counter's period has ended;
+ * otherwise the rolls are written first, so a read never shows a count the ledger lacks.
+ */
+export async function getQuota(deps: LedgerDeps, subject: string, metric: string | null): Promise<QuotaView[]> {
+  const [defRows, counterRows] = await Promise.all([
+    query<QuotaRow>(
+      deps.db,
+      `SELECT ${QUOTA_COLUMNS} FROM quotas WHERE subject = ANY($1) AND ($2::text IS NULL OR metric = $2)`,
+      [[subject, DEFAULT_SUBJECT], metric],
+    ),
+    query<CounterRow>(
+      deps.db,
+      `SELECT ${COUNTER_COLUMNS} FROM counters WHERE subject = $1 AND ($2::text IS NULL OR metric = $2)`,
+      [subject, metric],
+    ),
+  ]);
+  const counters = new Map(counterRows.map((r) => [counterKey(r.metric, r.period), counterFromRow(r)]));
+  const now = deps.clock.now();
+  let live = liveQuotasOf(defRows.map(quotaFromRow), counters, subject, now);
+  if (live.some((q) => q.roll)) {
+    live = await inTransaction(deps.db, async (tx) => {
+      const w = await SubjectWriter.open(tx, subject);
+      const rolled = await w.liveQuotas(metric, now);
+      await w.flush();
+      return rolled;
+    });
+  }
+  if (metric && live.length === 0) throw noQuota(subject, metric);
+  return live.map((q) => viewOf(q, subject));
+}
+
+/** The subject's quotas as the ledger stood at `asOf`: a fold of the events recorded by then. */
+export async function getQuotaAsOf(
+  deps: LedgerDeps,
+  subject: string,
+  metric: string | null,
+  asOf: Date,
+): Promise<QuotaView[]> {
+  const rows = await query<EventRow>(
+    deps.db,
+    `SELECT ${EVENT_COLUMNS} FROM ledger_events
+      WHERE (subject = $1 OR (subject = $4 AND type IN ('QUOTA_SET', 'QUOTA_DELETED')))
+        AND recorded_at <= $2 AND ($3::text IS NULL OR metric = $3)
+      ORDER BY subject, sequence`,
+    [subject, asOf, metric, DEFAULT_SUBJECT],
+  );
+  const events = rows.map(eventFromRow);
+  const own = events.filter((e) => e.subject === subject);
+  const defs = foldQuotaDefs(events);
+  const live = liveQuotasOf(defs, foldCounters(own), subject, asOf);
+  if (metric && live.length === 0) throw noQuota(subject, metric);
+  return live.map((q) => viewOf(q, subject));
+}
