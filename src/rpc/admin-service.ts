@@ -1,0 +1,162 @@
+import { create } from '@bufbuild/protobuf';
+import { invalid, QuotaError } from '../domain/errors.js';
+import { EVENT_TYPES } from '../domain/events.js';
+import {
+  checkAnchorDay,
+  checkLimit,
+  checkMetric,
+  checkOptionalMetric,
+  checkPageSize,
+  checkReason,
+  checkSubject,
+  checkTimeZone,
+} from '../domain/validate.js';
+import {
+  DeleteQuotaResponseSchema,
+  ListEventsResponseSchema,
+  ListQuotasResponseSchema,
+  ResetQuotaResponseSchema,
+  SetQuotaResponseSchema,
+  type DeleteQuotaRequest,
+  type DeleteQuotaResponse,
+  type ListEventsRequest,
+  type ListEventsResponse,
+  type ListQuotasRequest,
+  type ListQuotasResponse,
+  type ListResetRunsRequest,
+  type ListResetRunsResponse,
+  type ResetQuotaRequest,
+  type ResetQuotaResponse,
+  type SetQuotaRequest,
+  type SetQuotaResponse,
+  type TriggerResetSweepRequest,
+  type TriggerResetSweepResponse,
+} from '../gen/quota/v1/quota_admin_service_pb.js';
+import type { LedgerDeps } from '../ledger/commands.js';
+import { listEvents } from '../ledger/list-events.js';
+import { deleteQuota, listQuotas, setQuota } from '../ledger/quota-admin.js';
+import { resetAllSubjects, resetSubject } from '../ledger/reset.js';
+import type { Handler } from './context.js';
+import {
+  dateFromProto,
+  eventToProto,
+  eventTypeFromProto,
+  optionalPeriodFromProto,
+  periodFromProto,
+  quotaToProto,
+  statusToProto,
+} from './convert.js';
+import { decodePageToken, encodePageToken } from './page-token.js';
+
+export interface AdminServiceHandlers {
+  setQuota: Handler<SetQuotaRequest, SetQuotaResponse>;
+  deleteQuota: Handler<DeleteQuotaRequest, DeleteQuotaResponse>;
+  resetQuota: Handler<ResetQuotaRequest, ResetQuotaResponse>;
+  listQuotas: Handler<ListQuotasRequest, ListQuotasResponse>;
+  listEvents: Handler<ListEventsRequest, ListEventsResponse>;
+  listResetRuns: Handler<ListResetRunsRequest, ListResetRunsResponse>;
+  triggerResetSweep: Handler<TriggerResetSweepRequest, TriggerResetSweepResponse>;
+}
+
+const isDecimal = (a: unknown): a is string => typeof a === 'string' && /^\d{1,19}$/.test(a);
+const isQuotaKey = (a: unknown): a is [string, string, string] =>
+  Array.isArray(a) && a.length === 3 && a.every((x) => typeof x === 'string');
+
+const notYet = (what: string): QuotaError =>
+  new QuotaError('UNIMPLEMENTED', `${what} arrives with the reset scheduler; it is not available in this version`);
+
+export function adminServiceHandlers(deps: LedgerDeps): AdminServiceHandlers {
+  return {
+    async setQuota(req, ctx) {
+      const period = periodFromProto(req.period);
+      const cmd = {
+        subject: checkSubject(req.subject, 'subject', true),
+        metric: checkMetric(req.metric),
+        period,
+        limit: checkLimit(req.limit),
+        timeZone: checkTimeZone(req.timeZone),
+        anchorDay: checkAnchorDay(req.anchorDay, period),
+        reason: checkReason(req.reason),
+      };
+      const r = await setQuota(deps, cmd, ctx.actor);
+      return create(SetQuotaResponseSchema, { quota: quotaToProto(r.quota), sequence: r.sequence });
+    },
+
+    async deleteQuota(req, ctx) {
+      const cmd = {
+        subject: checkSubject(req.subject, 'subject', true),
+        metric: checkMetric(req.metric),
+        period: periodFromProto(req.period),
+        reason: checkReason(req.reason),
+      };
+      return create(DeleteQuotaResponseSchema, { sequence: await deleteQuota(deps, cmd, ctx.actor) });
+    },
+
+    async resetQuota(req, ctx) {
+      const cmd = {
+        subject: null,
+        metric: checkOptionalMetric(req.metric),
+        period: optionalPeriodFromProto(req.period),
+        reason: checkReason(req.reason),
+      };
+      let r;
+      if (req.allSubjects) {
+        if (req.subject !== '') throw invalid('subject', 'must be empty when all_subjects is true');
+        r = await resetAllSubjects(deps, cmd, ctx.actor);
+      } else {
+        const subject = checkSubject(req.subject);
+        r = await resetSubject(deps, subject, { ...cmd, subject }, ctx.actor);
+      }
+      return create(ResetQuotaResponseSchema, {
+        quotas: r.quotas.map(statusToProto),
+        eventsAppended: BigInt(r.eventsAppended),
+      });
+    },
+
+    async listQuotas(req) {
+      const filter = {
+        subject: req.subject === '' ? null : checkSubject(req.subject, 'subject', true),
+        metric: checkOptionalMetric(req.metric),
+      };
+      const pageSize = checkPageSize(req.pageSize);
+      const after = decodePageToken(req.pageToken, filter, isQuotaKey);
+      const page = await listQuotas(deps, filter, pageSize, after);
+      return create(ListQuotasResponseSchema, {
+        quotas: page.quotas.map(quotaToProto),
+        nextPageToken: page.next ? encodePageToken(page.next, filter) : '',
+      });
+    },
+
+    async listEvents(req) {
+      const filter = {
+        subject: req.subject === '' ? null : checkSubject(req.subject, 'subject', true),
+        metric: checkOptionalMetric(req.metric),
+        types: [...new Set(req.types.map((t) => eventTypeFromProto(t)))].sort(
+          (a, b) => EVENT_TYPES.indexOf(a) - EVENT_TYPES.indexOf(b),
+        ),
+        actor: req.actor === '' ? null : req.actor,
+        start: dateFromProto(req.startTime, 'start_time'),
+        end: dateFromProto(req.endTime, 'end_time'),
+      };
+      if (filter.start && filter.end && filter.end < filter.start) {
+        throw invalid('end_time', 'is before start_time');
+      }
+      const pageSize = checkPageSize(req.pageSize);
+      const after = decodePageToken(req.pageToken, filter, isDecimal);
+      const page = await listEvents(deps, filter, pageSize, after ? BigInt(after) : 0n);
+      const last = page.events.at(-1);
+      return create(ListEventsResponseSchema, {
+        events: page.events.map(eventToProto),
+        nextPageToken: page.more && last ? encodePageToken(last.position.toString(), filter) : '',
+      });
+    },
+
+    async listResetRuns() {
+      throw notYet('ListResetRuns');
+    },
+
+    async triggerResetSweep() {
+      throw notYet('TriggerResetSweep');
+    },
+  };
+}

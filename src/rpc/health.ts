@@ -1,0 +1,59 @@
+import { HealthImplementation } from 'grpc-health-check';
+import type { Server } from '@grpc/grpc-js';
+import type { Db } from '../ledger/db.js';
+
+/**
+ * Readiness: serving while the database answers and the server is not draining. The same
+ * state feeds grpc.health.v1.Health and GET /readyz.
+ */
+export class Readiness {
+  private readonly health: HealthImplementation;
+  private dbUp = false;
+  private draining = false;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly db: Db,
+    private readonly serviceNames: string[],
+  ) {
+    this.health = new HealthImplementation({ '': 'NOT_SERVING' });
+    this.publish();
+  }
+
+  addToServer(server: Server): void {
+    this.health.addToServer(server);
+  }
+
+  get ready(): boolean {
+    return this.dbUp && !this.draining;
+  }
+
+  /** Pings the database now and publishes the result. */
+  async check(): Promise<boolean> {
+    try {
+      await this.db.query('SELECT 1');
+      this.dbUp = true;
+    } catch {
+      this.dbUp = false;
+    }
+    this.publish();
+    return this.ready;
+  }
+
+  start(intervalMs = 2_000): void {
+    void this.check();
+    this.timer = setInterval(() => void this.check(), intervalMs);
+    this.timer.unref();
+  }
+
+  drain(): void {
+    this.draining = true;
+    clearInterval(this.timer);
+    this.publish();
+  }
+
+  private publish(): void {
+    const status = this.ready ? 'SERVING' : 'NOT_SERVING';
+    for (const name of ['', ...this.serviceNames]) this.health.setStatus(name, status);
+  }
+}

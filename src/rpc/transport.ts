@@ -1,0 +1,119 @@
+import { fromBinary, toBinary, type DescMessage, type DescMethod, type DescService } from '@bufbuild/protobuf';
+import type { ConnectRouter, HandlerContext } from '@connectrpc/connect';
+import * as grpc from '@grpc/grpc-js';
+import { QuotaError } from '../domain/errors.js';
+import type { CallContext, Handler } from './context.js';
+import { toConnectError, toFailure, type RpcFailure } from './errors.js';
+
+/** Reads one request header, case-insensitively, from whichever transport carried the call. */
+export type HeaderReader = (name: string) => string | undefined;
+
+/**
+ * Decides who is calling from the request headers, or throws UNAUTHENTICATED /
+ * PERMISSION_DENIED. `method` is the full name, e.g. "quota.v1.QuotaService/Consume".
+ */
+export type Authenticator = (header: HeaderReader, method: string) => string;
+
+export interface MountedService {
+  desc: DescService;
+  // Each handler receives the decoded request message of its method.
+  handlers: Record<string, Handler<never, unknown>>;
+}
+
+export interface TransportHooks {
+  authenticate: Authenticator;
+  /** Called once per finished call, for logs and metrics. */
+  onCallEnd?: (method: string, transport: 'grpc' | 'connect', code: number, seconds: number, failure?: RpcFailure) => void;
+}
+
+const methodName = (m: DescMethod): string => `${m.parent.typeName}/${m.name}`;
+
+async function run(
+  m: DescMethod,
+  handler: Handler<never, unknown>,
+  hooks: TransportHooks,
+  transport: 'grpc' | 'connect',
+  header: HeaderReader,
+  signal: AbortSignal,
+  decode: () => unknown,
+): Promise<unknown> {
+  const started = process.hrtime.bigint();
+  const name = methodName(m);
+  const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
+  try {
+    const ctx: CallContext = { actor: hooks.authenticate(header, name), signal };
+    const res = await handler(decode() as never, ctx);
+    hooks.onCallEnd?.(name, transport, 0, seconds());
+    return res;
+  } catch (err) {
+    const f = toFailure(err);
+    hooks.onCallEnd?.(name, transport, f.code, seconds(), f);
+    throw f;
+  }
+}
+
+/** The gRPC face: grpc-js service definitions built from the protobuf-es descriptors. */
+export function addGrpcService(server: grpc.Server, svc: MountedService, hooks: TransportHooks): void {
+  const definition: Record<string, grpc.MethodDefinition<Buffer, unknown>> = {};
+  const implementation: grpc.UntypedServiceImplementation = {};
+  for (const m of svc.desc.methods) {
+    const handler = svc.handlers[m.localName];
+    if (!handler) continue;
+    definition[m.localName] = {
+      path: `/${methodName(m)}`,
+      requestStream: false,
+      responseStream: false,
+      // Requests stay raw bytes here and are decoded inside the call, so a malformed message
+      // is answered INVALID_ARGUMENT with a reason rather than grpc-js's generic INTERNAL.
+      requestSerialize: (b: Buffer) => b,
+      requestDeserialize: (b: Buffer) => b,
+      responseSerialize: (msg: unknown) => Buffer.from(toBinary(m.output, msg as never)),
+      responseDeserialize: (b: Buffer) => fromBinary(m.output, b),
+    };
+    implementation[m.localName] = (
+      call: grpc.ServerUnaryCall<Buffer, unknown>,
+      callback: grpc.sendUnaryData<unknown>,
+    ) => {
+      const ac = new AbortController();
+      call.once('cancelled', () => ac.abort());
+      const header: HeaderReader = (name) => {
+        const v = call.metadata.get(name.toLowerCase())[0];
+        return typeof v === 'string' ? v : undefined;
+      };
+      run(m, handler, hooks, 'grpc', header, ac.signal, () => decodeBinary(m.input, call.request)).then(
+        (res) => callback(null, res),
+        (f: RpcFailure) => callback({ code: f.code, details: f.message, metadata: new grpc.Metadata() }),
+      );
+    };
+  }
+  server.addService(definition, implementation);
+}
+
+function decodeBinary(schema: DescMessage, bytes: Buffer): unknown {
+  try {
+    return fromBinary(schema, bytes);
+  } catch (err) {
+    throw new QuotaError(
+      'INVALID_ARGUMENT',
+      `request: not a valid ${schema.typeName}: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
+}
+
+/** The Connect / gRPC-Web face, over the same handlers. */
+export function addConnectService(router: ConnectRouter, svc: MountedService, hooks: TransportHooks): void {
+  const impl: Record<string, (req: unknown, hctx: HandlerContext) => Promise<unknown>> = {};
+  for (const m of svc.desc.methods) {
+    const handler = svc.handlers[m.localName];
+    if (!handler) continue;
+    impl[m.localName] = async (req, hctx) => {
+      const header: HeaderReader = (name) => hctx.requestHeader.get(name) ?? undefined;
+      try {
+        return await run(m, handler, hooks, 'connect', header, hctx.signal, () => req);
+      } catch (f) {
+        throw toConnectError(f as RpcFailure);
+      }
+    };
+  }
+  router.service(svc.desc, impl as never);
+}

@@ -1,0 +1,160 @@
+import { createServer as createHttpServer } from 'node:http';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
+import { connectNodeAdapter } from '@connectrpc/connect-node';
+import * as grpc from '@grpc/grpc-js';
+import { pino, type Logger } from 'pino';
+import { systemClock, type Clock } from './domain/clock.js';
+import { QuotaAdminService } from './gen/quota/v1/quota_admin_service_pb.js';
+import { QuotaService } from './gen/quota/v1/quota_service_pb.js';
+import type { LedgerDeps } from './ledger/commands.js';
+import type { Db } from './ledger/db.js';
+import { adminServiceHandlers } from './rpc/admin-service.js';
+import { ANONYMOUS } from './rpc/context.js';
+import { Readiness } from './rpc/health.js';
+import { quotaServiceHandlers } from './rpc/quota-service.js';
+import { addReflection } from './rpc/reflection.js';
+import {
+  addConnectService,
+  addGrpcService,
+  type Authenticator,
+  type MountedService,
+  type TransportHooks,
+} from './rpc/transport.js';
+import { routeConnection } from './transport/front-door.js';
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface ServerOptions {
+  db: Db;
+  /** Where gRPC, Connect, gRPC-Web and the HTTP endpoints are served (port 0: any free port). */
+  addr: HostPort;
+  /** Optional extra port where grpc-js listens directly, without the protocol sniffing. */
+  grpcAddr?: HostPort | null;
+  clock?: Clock;
+  logger?: Logger;
+  /** Who is calling; by default everyone is "anonymous" (auth off). */
+  authenticate?: Authenticator;
+  /** How long in-flight calls may take to finish on close. */
+  drainTimeoutMs?: number;
+}
+
+export interface QuotaServer {
+  listen(): Promise<{ addr: HostPort; grpcAddr: HostPort | null }>;
+  /** Stops taking calls, lets in-flight ones finish (bounded), then closes the sockets. */
+  close(): Promise<void>;
+  readonly readiness: Readiness;
+  readonly deps: LedgerDeps;
+}
+
+interface PlainResponse {
+  writeHead(status: number, headers: Record<string, string>): unknown;
+  end(body: string): unknown;
+}
+
+const sendText = (res: PlainResponse, status: number, body: string): void => {
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8' });
+  res.end(body + '\n');
+};
+
+/** Builds the service, unstarted. */
+export function createQuotaServer(o: ServerOptions): QuotaServer {
+  const log = o.logger ?? pino({ level: 'silent' });
+  const deps: LedgerDeps = { db: o.db, clock: o.clock ?? systemClock };
+  const services: MountedService[] = [
+    { desc: QuotaService, handlers: quotaServiceHandlers(deps) as never },
+    { desc: QuotaAdminService, handlers: adminServiceHandlers(deps) as never },
+  ];
+  const hooks: TransportHooks = {
+    authenticate: o.authenticate ?? (() => ANONYMOUS),
+    onCallEnd(method, transport, code, seconds, failure) {
+      if (failure?.internal) log.error({ err: failure.internal, method, transport }, 'call failed');
+      log.debug({ method, transport, code, ms: Math.round(seconds * 1e4) / 10 }, 'call');
+    },
+  };
+  const readiness = new Readiness(
+    o.db,
+    services.map((s) => s.desc.typeName),
+  );
+
+  const grpcServer = new grpc.Server({
+    'grpc.max_receive_message_length': 1 << 20,
+  });
+  for (const s of services) addGrpcService(grpcServer, s, hooks);
+  readiness.addToServer(grpcServer);
+  addReflection(
+    grpcServer,
+    services.map((s) => s.desc),
+  );
+  const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+
+  const connect = connectNodeAdapter({
+    routes: (router) => {
+      for (const s of services) addConnectService(router, s, hooks);
+    },
+    readMaxBytes: 1 << 20,
+    fallback: (req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      if (req.method === 'GET' && path === '/healthz') return sendText(res, 200, 'ok');
+      if (req.method === 'GET' && path === '/readyz') {
+        void readiness.check().then((ok) => sendText(res, ok ? 200 : 503, ok ? 'ready' : 'not ready'));
+        return;
+      }
+      sendText(res, 404, 'not found');
+    },
+  });
+  const http1 = createHttpServer({ keepAliveTimeout: 65_000 }, connect);
+
+  const front: NetServer = createNetServer((socket) => {
+    socket.on('error', () => socket.destroy());
+    routeConnection(socket, { http2: (c) => injector.injectConnection(c), http1: (s) => http1.emit('connection', s) });
+  });
+
+  let grpcPort: number | null = null;
+  return {
+    readiness,
+    deps,
+    async listen() {
+      await new Promise<void>((ok, fail) => {
+        front.once('error', fail);
+        front.listen(o.addr.port, o.addr.host, () => ok());
+      });
+      if (o.grpcAddr) {
+        grpcPort = await new Promise<number>((ok, fail) =>
+          grpcServer.bindAsync(
+            `${o.grpcAddr!.host}:${o.grpcAddr!.port}`,
+            grpc.ServerCredentials.createInsecure(),
+            (err, port) => (err ? fail(err) : ok(port)),
+          ),
+        );
+      }
+      readiness.start();
+      const a = front.address() as AddressInfo;
+      return {
+        addr: { host: a.address, port: a.port },
+        grpcAddr: o.grpcAddr && grpcPort !== null ? { host: o.grpcAddr.host, port: grpcPort } : null,
+      };
+    },
+    async close() {
+      readiness.drain();
+      front.close();
+      const timeout = o.drainTimeoutMs ?? 10_000;
+      const grpcDone = new Promise<void>((ok) => grpcServer.tryShutdown(() => ok()));
+      const httpDone = new Promise<void>((ok) => http1.close(() => ok()));
+      http1.closeIdleConnections();
+      let timer: NodeJS.Timeout | undefined;
+      const forced = new Promise<void>((ok) => {
+        timer = setTimeout(() => {
+          grpcServer.forceShutdown();
+          http1.closeAllConnections();
+          ok();
+        }, timeout);
+      });
+      await Promise.race([Promise.all([grpcDone, httpDone]), forced]);
+      clearTimeout(timer);
+      injector.destroy();
+    },
+  };
+}
