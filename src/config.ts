@@ -1,0 +1,95 @@
+import { isIP } from 'node:net';
+
+export interface Config {
+  databaseUrl: string | null;
+  addr: { host: string; port: number };
+  grpcAddr: { host: string; port: number } | null;
+  dataDir: string;
+  logLevel: string;
+  poolSize: number;
+  statementTimeoutMs: number;
+  drainTimeoutMs: number;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** "host:port" or "[v6]:port". */
+export function parseHostPort(value: string): { host: string; port: number } | null {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value.trim());
+  if (!m) return null;
+  const port = Number(m[3]);
+  if (port > 65535) return null;
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+export function isLoopback(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  return host === '::1';
+}
+
+function integer(env: NodeJS.ProcessEnv, name: string, def: number, min: number, max: number, errors: string[]): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return def;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    errors.push(`${name}: "${raw}" must be a whole number from ${min} to ${max}`);
+    return def;
+  }
+  return n;
+}
+
+/**
+ * Reads the environment. Returns every mistake at once, one line each, so an operator fixes
+ * them in one go rather than one restart at a time.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv): { config: Config; errors: string[] } {
+  const errors: string[] = [];
+
+  const databaseUrl = env.DATABASE_URL?.trim() || null;
+  if (databaseUrl) {
+    let ok = false;
+    try {
+      ok = ['postgres:', 'postgresql:'].includes(new URL(databaseUrl).protocol);
+    } catch {
+      ok = false;
+    }
+    if (!ok) errors.push('DATABASE_URL: must be a postgres:// or postgresql:// URL (unset it to use the embedded database)');
+  }
+
+  const addrRaw = env.QUOTA_ADDR?.trim() || '127.0.0.1:50051';
+  const addr = parseHostPort(addrRaw);
+  if (!addr) errors.push(`QUOTA_ADDR: "${addrRaw}" must be host:port, e.g. 127.0.0.1:50051 or [::1]:50051`);
+
+  const grpcRaw = env.QUOTA_GRPC_ADDR?.trim() || '';
+  const grpcAddr = grpcRaw ? parseHostPort(grpcRaw) : null;
+  if (grpcRaw && !grpcAddr) errors.push(`QUOTA_GRPC_ADDR: "${grpcRaw}" must be host:port`);
+
+  // Authentication (API keys) is not part of this version, so the service must not be
+  // reachable from other machines.
+  for (const [name, a] of [
+    ['QUOTA_ADDR', addr],
+    ['QUOTA_GRPC_ADDR', grpcAddr],
+  ] as const) {
+    if (a && !isLoopback(a.host)) {
+      errors.push(
+        `${name}: ${a.host} is not a loopback address; without authentication the service only listens on 127.0.0.1, ::1 or localhost`,
+      );
+    }
+  }
+
+  const logLevel = (env.LOG_LEVEL?.trim() || 'info').toLowerCase();
+  if (!LOG_LEVELS.includes(logLevel)) errors.push(`LOG_LEVEL: "${env.LOG_LEVEL}" must be one of ${LOG_LEVELS.join(', ')}`);
+
+  const config: Config = {
+    databaseUrl,
+    addr: addr ?? { host: '127.0.0.1', port: 50051 },
+    grpcAddr,
+    dataDir: env.QUOTA_DATA_DIR?.trim() || '.data',
+    logLevel,
+    poolSize: integer(env, 'QUOTA_DB_POOL_SIZE', 16, 1, 1000, errors),
+    statementTimeoutMs: integer(env, 'QUOTA_STATEMENT_TIMEOUT_MS', 10_000, 100, 3_600_000, errors),
+    drainTimeoutMs: integer(env, 'QUOTA_DRAIN_TIMEOUT_MS', 10_000, 0, 600_000, errors),
+  };
+  return { config, errors };
+}

@@ -1,0 +1,75 @@
+import { pino } from 'pino';
+import { loadConfig } from './config.js';
+import { createPool } from './ledger/db.js';
+import { startEmbedded, type EmbeddedDatabase } from './ledger/embedded.js';
+import { migrate } from './ledger/migrate.js';
+import { createQuotaServer } from './server.js';
+
+const { config, errors } = loadConfig(process.env);
+if (errors.length) {
+  for (const e of errors) process.stderr.write(`config error: ${e}\n`);
+  process.exit(2);
+}
+
+const log = pino({ level: config.logLevel, base: { service: 'quota-ledger' } });
+
+async function migrateWithRetry(url: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await migrate(url, (msg) => log.debug({ migration: msg }, 'migrate'));
+      return;
+    } catch (err) {
+      if (attempt >= 10) throw err;
+      log.warn({ err, attempt }, 'database not ready for migrations; retrying');
+      await new Promise((r) => setTimeout(r, Math.min(500 * 2 ** attempt, 5_000)));
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  let embedded: EmbeddedDatabase | null = null;
+  let url = config.databaseUrl;
+  if (!url) {
+    log.info({ dataDir: config.dataDir }, 'no DATABASE_URL: starting the embedded PostgreSQL');
+    embedded = await startEmbedded(config.dataDir, { log: (line) => log.debug({ postgres: line }) });
+    url = embedded.url;
+  }
+  await migrateWithRetry(url);
+  const db = createPool({ connectionString: url, max: config.poolSize, statementTimeoutMs: config.statementTimeoutMs });
+  const server = createQuotaServer({
+    db,
+    addr: config.addr,
+    grpcAddr: config.grpcAddr,
+    logger: log,
+    drainTimeoutMs: config.drainTimeoutMs,
+  });
+  const bound = await server.listen();
+  log.info(
+    { addr: `${bound.addr.host}:${bound.addr.port}`, grpcAddr: bound.grpcAddr && `${bound.grpcAddr.host}:${bound.grpcAddr.port}` },
+    'quota ledger listening (gRPC, Connect, gRPC-Web, /healthz, /readyz)',
+  );
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping: draining in-flight calls');
+    try {
+      await server.close();
+      await db.end();
+      await embedded?.stop();
+      log.info('stopped');
+      process.exit(0);
+    } catch (err) {
+      log.error({ err }, 'unclean stop');
+      process.exit(1);
+    }
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  log.fatal({ err }, 'failed to start');
+  process.exit(1);
+});

@@ -1,0 +1,102 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../src/ledger/embedded.js';
+
+// The newcomer's path, as a real process: `npm start` with no DATABASE_URL (embedded
+// PostgreSQL in QUOTA_DATA_DIR), a 3/day quota consumed four times, SIGTERM, restart, same state.
+
+const dirs: string[] = [];
+afterAll(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+interface Running {
+  child: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+async function start(env: Record<string, string>): Promise<Running> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    env: { ...process.env, DATABASE_URL: '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((ok) => child.once('exit', (code) => ok(code)));
+  const deadline = Date.now() + 60_000;
+  while (!out.includes('listening')) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`did not start:\n${out}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { child, output: () => out, exited };
+}
+
+async function call(port: number, path: string, body: object): Promise<Record<string, unknown>> {
+  const res = await fetch(`http://127.0.0.1:${port}/${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  return (await res.json()) as Record<string, unknown>;
+}
+
+describe('the service process', () => {
+  it('starts with an embedded database, refuses the fourth call, drains on SIGTERM and keeps its state', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'quota-main-'));
+    await chmod(dataDir, 0o755);
+    dirs.push(dataDir);
+    const port = await freePort();
+    const env = { QUOTA_DATA_DIR: dataDir, QUOTA_ADDR: `127.0.0.1:${port}`, LOG_LEVEL: 'info' };
+
+    const first = await start(env);
+    await call(port, 'quota.v1.QuotaAdminService/SetQuota', {
+      subject: 'acme',
+      metric: 'api_calls',
+      period: 'PERIOD_DAY',
+      limit: '3',
+    });
+    const answers = [];
+    for (let i = 0; i < 4; i++) {
+      answers.push(await call(port, 'quota.v1.QuotaService/Consume', { subject: 'acme', metric: 'api_calls', amount: '1' }));
+    }
+    expect(answers.map((a) => a.allowed ?? false)).toEqual([true, true, true, false]);
+    expect(answers[3]!.retryAt).toMatch(/T00:00:00Z$/);
+    first.child.kill('SIGTERM');
+    expect(await first.exited).toBe(0);
+    expect(first.output()).toContain('stopped');
+
+    const second = await start(env);
+    const q = await call(port, 'quota.v1.QuotaService/GetQuota', { subject: 'acme', metric: 'api_calls' });
+    expect((q.quotas as { used: string }[])[0]!.used).toBe('3');
+    const events = await call(port, 'quota.v1.QuotaAdminService/ListEvents', { subject: 'acme' });
+    expect((events.events as { type: string }[]).map((e) => e.type)).toEqual([
+      'EVENT_TYPE_QUOTA_SET',
+      'EVENT_TYPE_USAGE',
+      'EVENT_TYPE_USAGE',
+      'EVENT_TYPE_USAGE',
+    ]);
+    second.child.kill('SIGINT');
+    expect(await second.exited).toBe(0);
+  }, 120_000);
+
+  it('reports every configuration mistake, one line each, and exits non-zero', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+      env: { ...process.env, QUOTA_ADDR: '0.0.0.0:50051', LOG_LEVEL: 'loud', DATABASE_URL: 'mysql://x' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    const code = await new Promise<number | null>((ok) => child.once('exit', ok));
+    expect(code).toBe(2);
+    const lines = err.trim().split('\n');
+    expect(lines).toHaveLength(3);
+    expect(err).toMatch(/^config error: DATABASE_URL:/m);
+    expect(err).toMatch(/^config error: QUOTA_ADDR: 0\.0\.0\.0 is not a loopback address/m);
+    expect(err).toMatch(/^config error: LOG_LEVEL:/m);
+  });
+});
