@@ -19,7 +19,10 @@ export default tseslint.config(
         'error',
         {
           patterns: [
-            { group: ['**/ledger/**', '**/ledger/*'], message: 'src/domain must not import src/ledger' },
+            {
+              group: ['**/ledger/**', '**/ledger/*'],
+              message: 'src/domain must not import src/ledger',
+            },
             { group: ['**/rpc/**', '**/rpc/*'], message: 'src/domain must not import src/rpc' },
             { group: ['pg', 'pg-*'], message: 'src/domain must not touch the database' },
           ],

@@ -28,7 +28,14 @@ export function isLoopback(host: string): boolean {
   return host === '::1';
 }
 
-function integer(env: NodeJS.ProcessEnv, name: string, def: number, min: number, max: number, errors: string[]): number {
+function integer(
+  env: NodeJS.ProcessEnv,
+  name: string,
+  def: number,
+  min: number,
+  max: number,
+  errors: string[],
+): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return def;
   const n = Number(raw);
@@ -54,12 +61,16 @@ export function loadConfig(env: NodeJS.ProcessEnv): { config: Config; errors: st
     } catch {
       ok = false;
     }
-    if (!ok) errors.push('DATABASE_URL: must be a postgres:// or postgresql:// URL (unset it to use the embedded database)');
+    if (!ok)
+      errors.push(
+        'DATABASE_URL: must be a postgres:// or postgresql:// URL (unset it to use the embedded database)',
+      );
   }
 
   const addrRaw = env.QUOTA_ADDR?.trim() || '127.0.0.1:50051';
   const addr = parseHostPort(addrRaw);
-  if (!addr) errors.push(`QUOTA_ADDR: "${addrRaw}" must be host:port, e.g. 127.0.0.1:50051 or [::1]:50051`);
+  if (!addr)
+    errors.push(`QUOTA_ADDR: "${addrRaw}" must be host:port, e.g. 127.0.0.1:50051 or [::1]:50051`);
 
   const grpcRaw = env.QUOTA_GRPC_ADDR?.trim() || '';
   const grpcAddr = grpcRaw ? parseHostPort(grpcRaw) : null;
@@ -79,7 +90,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): { config: Config; errors: st
   }
 
   const logLevel = (env.LOG_LEVEL?.trim() || 'info').toLowerCase();
-  if (!LOG_LEVELS.includes(logLevel)) errors.push(`LOG_LEVEL: "${env.LOG_LEVEL}" must be one of ${LOG_LEVELS.join(', ')}`);
+  if (!LOG_LEVELS.includes(logLevel))
+    errors.push(`LOG_LEVEL: "${env.LOG_LEVEL}" must be one of ${LOG_LEVELS.join(', ')}`);
 
   const config: Config = {
     databaseUrl,

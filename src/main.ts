@@ -31,11 +31,17 @@ async function main(): Promise<void> {
   let url = config.databaseUrl;
   if (!url) {
     log.info({ dataDir: config.dataDir }, 'no DATABASE_URL: starting the embedded PostgreSQL');
-    embedded = await startEmbedded(config.dataDir, { log: (line) => log.debug({ postgres: line }) });
+    embedded = await startEmbedded(config.dataDir, {
+      log: (line) => log.debug({ postgres: line }),
+    });
     url = embedded.url;
   }
   await migrateWithRetry(url);
-  const db = createPool({ connectionString: url, max: config.poolSize, statementTimeoutMs: config.statementTimeoutMs });
+  const db = createPool({
+    connectionString: url,
+    max: config.poolSize,
+    statementTimeoutMs: config.statementTimeoutMs,
+  });
   const server = createQuotaServer({
     db,
     addr: config.addr,
@@ -45,7 +51,10 @@ async function main(): Promise<void> {
   });
   const bound = await server.listen();
   log.info(
-    { addr: `${bound.addr.host}:${bound.addr.port}`, grpcAddr: bound.grpcAddr && `${bound.grpcAddr.host}:${bound.grpcAddr.port}` },
+    {
+      addr: `${bound.addr.host}:${bound.addr.port}`,
+      grpcAddr: bound.grpcAddr && `${bound.grpcAddr.host}:${bound.grpcAddr.port}`,
+    },
     'quota ledger listening (gRPC, Connect, gRPC-Web, /healthz, /readyz)',
   );
 

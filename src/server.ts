@@ -1,5 +1,9 @@
 import { createServer as createHttpServer } from 'node:http';
-import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
+import {
+  createServer as createNetServer,
+  type AddressInfo,
+  type Server as NetServer,
+} from 'node:net';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import * as grpc from '@grpc/grpc-js';
 import { pino, type Logger } from 'pino';
@@ -99,7 +103,9 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
       const path = (req.url ?? '/').split('?')[0];
       if (req.method === 'GET' && path === '/healthz') return sendText(res, 200, 'ok');
       if (req.method === 'GET' && path === '/readyz') {
-        void readiness.check().then((ok) => sendText(res, ok ? 200 : 503, ok ? 'ready' : 'not ready'));
+        void readiness
+          .check()
+          .then((ok) => sendText(res, ok ? 200 : 503, ok ? 'ready' : 'not ready'));
         return;
       }
       sendText(res, 404, 'not found');
@@ -109,7 +115,10 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
 
   const front: NetServer = createNetServer((socket) => {
     socket.on('error', () => socket.destroy());
-    routeConnection(socket, { http2: (c) => injector.injectConnection(c), http1: (s) => http1.emit('connection', s) });
+    routeConnection(socket, {
+      http2: (c) => injector.injectConnection(c),
+      http1: (s) => http1.emit('connection', s),
+    });
   });
 
   let grpcPort: number | null = null;
@@ -134,7 +143,8 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
       const a = front.address() as AddressInfo;
       return {
         addr: { host: a.address, port: a.port },
-        grpcAddr: o.grpcAddr && grpcPort !== null ? { host: o.grpcAddr.host, port: grpcPort } : null,
+        grpcAddr:
+          o.grpcAddr && grpcPort !== null ? { host: o.grpcAddr.host, port: grpcPort } : null,
       };
     },
     async close() {

@@ -41,7 +41,12 @@ export function decideConsume(
   const views = quotas.map((q, i) =>
     viewOf(q, subject, record ? q.counter.used + amount : q.counter.used, over[i]),
   );
-  return { allowed, record, quotas: views, retryAt: allowed ? null : retryAt(quotas, amount, over) };
+  return {
+    allowed,
+    record,
+    quotas: views,
+    retryAt: allowed ? null : retryAt(quotas, amount, over),
+  };
 }
 
 function retryAt(quotas: readonly LiveQuota[], amount: bigint, over: boolean[]): Date | null {

@@ -2,12 +2,7 @@ import type { PeriodKind } from './period.js';
 import type { QuotaView } from './quota.js';
 
 export type EventType =
-  | 'USAGE'
-  | 'REFUND'
-  | 'QUOTA_SET'
-  | 'QUOTA_DELETED'
-  | 'RESET_SCHEDULED'
-  | 'RESET_MANUAL';
+  'USAGE' | 'REFUND' | 'QUOTA_SET' | 'QUOTA_DELETED' | 'RESET_SCHEDULED' | 'RESET_MANUAL';
 
 export const EVENT_TYPES: readonly EventType[] = [
   'USAGE',

@@ -38,7 +38,13 @@ export function foldCounters(events: Iterable<StoredEvent>): Map<string, Counter
       case 'RESET_MANUAL': {
         const key = e.period ? counterKey(e.metric, e.period) : null;
         const c = key ? counters.get(key) : undefined;
-        if (key && c) counters.set(key, { ...c, used: 0n, lastResetAt: e.recordedAt, lastSequence: e.sequence });
+        if (key && c)
+          counters.set(key, {
+            ...c,
+            used: 0n,
+            lastResetAt: e.recordedAt,
+            lastSequence: e.sequence,
+          });
         break;
       }
       default:

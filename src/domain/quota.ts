@@ -57,7 +57,8 @@ export interface LiveQuota {
   roll: RollPlan | null;
 }
 
-export const counterKey = (metric: string, period: PeriodKind): string => `${metric}\u0000${period}`;
+export const counterKey = (metric: string, period: PeriodKind): string =>
+  `${metric}\u0000${period}`;
 
 const periodOrder = (p: PeriodKind): number => PERIOD_KINDS.indexOf(p);
 
@@ -65,7 +66,10 @@ const periodOrder = (p: PeriodKind): number => PERIOD_KINDS.indexOf(p);
  * The quotas that apply to `subject`: its own, plus each default ("*") quota on a
  * (metric, period) it has none of its own for. Sorted by metric, then DAY..NEVER.
  */
-export function applicableQuotas(defs: readonly QuotaDef[], subject: string): { def: QuotaDef; isDefault: boolean }[] {
+export function applicableQuotas(
+  defs: readonly QuotaDef[],
+  subject: string,
+): { def: QuotaDef; isDefault: boolean }[] {
   const chosen = new Map<string, { def: QuotaDef; isDefault: boolean }>();
   for (const def of defs) {
     if (def.subject !== subject && def.subject !== DEFAULT_SUBJECT) continue;
@@ -76,7 +80,8 @@ export function applicableQuotas(defs: readonly QuotaDef[], subject: string): { 
   }
   return [...chosen.values()].sort(
     (a, b) =>
-      a.def.metric.localeCompare(b.def.metric) || periodOrder(a.def.period) - periodOrder(b.def.period),
+      a.def.metric.localeCompare(b.def.metric) ||
+      periodOrder(a.def.period) - periodOrder(b.def.period),
   );
 }
 
@@ -89,7 +94,13 @@ export function liveQuota(
 ): LiveQuota {
   if (!stored) {
     const w = periodContaining(def, now);
-    const counter = { used: 0n, periodStart: w.start, periodEnd: w.end, lastResetAt: null, lastSequence: 0n };
+    const counter = {
+      used: 0n,
+      periodStart: w.start,
+      periodEnd: w.end,
+      lastResetAt: null,
+      lastSequence: 0n,
+    };
     return { def, isDefault, counter, stored: false, roll: null };
   }
   if (stored.periodEnd === null || stored.periodEnd.getTime() > now.getTime()) {
@@ -104,11 +115,22 @@ export function liveQuota(
     end: w.end,
   };
   // A scheduled reset's last_reset_at is the boundary itself, whoever notices it and when.
-  const counter = { ...stored, used: 0n, periodStart: w.start, periodEnd: w.end, lastResetAt: w.start };
+  const counter = {
+    ...stored,
+    used: 0n,
+    periodStart: w.start,
+    periodEnd: w.end,
+    lastResetAt: w.start,
+  };
   return { def, isDefault, counter, stored: true, roll };
 }
 
-export function viewOf(q: LiveQuota, subject: string, used = q.counter.used, exceeded = false): QuotaView {
+export function viewOf(
+  q: LiveQuota,
+  subject: string,
+  used = q.counter.used,
+  exceeded = false,
+): QuotaView {
   const remaining = q.def.limit - used;
   return {
     subject,
@@ -137,5 +159,12 @@ export function liveQuotasOf(
 ): LiveQuota[] {
   return applicableQuotas(defs, subject)
     .filter((a) => period === null || a.def.period === period)
-    .map((a) => liveQuota(a.def, a.isDefault, counters.get(counterKey(a.def.metric, a.def.period)) ?? null, now));
+    .map((a) =>
+      liveQuota(
+        a.def,
+        a.isDefault,
+        counters.get(counterKey(a.def.metric, a.def.period)) ?? null,
+        now,
+      ),
+    );
 }

@@ -50,7 +50,11 @@ export function decodeData(j: Json): EventData {
   if (j.usedBefore != null) d.usedBefore = big(j.usedBefore);
   if (j.quota != null) {
     const q = j.quota as Json;
-    d.quota = { limit: big(q.limit), timeZone: q.timeZone as string, anchorDay: q.anchorDay as number };
+    d.quota = {
+      limit: big(q.limit),
+      timeZone: q.timeZone as string,
+      anchorDay: q.anchorDay as number,
+    };
   }
   return d;
 }
@@ -106,7 +110,8 @@ export interface QuotaRow {
   updated_at: Date;
 }
 
-export const QUOTA_COLUMNS = 'subject, metric, period, quota_limit, time_zone, anchor_day, updated_at';
+export const QUOTA_COLUMNS =
+  'subject, metric, period, quota_limit, time_zone, anchor_day, updated_at';
 
 export const quotaFromRow = (r: QuotaRow): QuotaDef => ({
   subject: r.subject,
@@ -129,7 +134,8 @@ export interface CounterRow {
   last_sequence: bigint;
 }
 
-export const COUNTER_COLUMNS = 'subject, metric, period, used, period_start, period_end, last_reset_at, last_sequence';
+export const COUNTER_COLUMNS =
+  'subject, metric, period, used, period_start, period_end, last_reset_at, last_sequence';
 
 export const counterFromRow = (r: CounterRow): CounterState => ({
   used: r.used,

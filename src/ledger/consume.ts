@@ -39,7 +39,11 @@ function replay(prior: StoredEvent, cmd: ConsumeCommand): ConsumeResult {
 }
 
 /** One Consume: roll ended periods, decide against every quota, append, project. */
-export async function consume(deps: LedgerDeps, cmd: ConsumeCommand, actor: string): Promise<ConsumeResult> {
+export async function consume(
+  deps: LedgerDeps,
+  cmd: ConsumeCommand,
+  actor: string,
+): Promise<ConsumeResult> {
   return inTransaction(deps.db, async (tx) => {
     const w = await SubjectWriter.open(tx, cmd.subject);
     if (cmd.idempotencyKey) {
@@ -83,6 +87,13 @@ export async function consume(deps: LedgerDeps, cmd: ConsumeCommand, actor: stri
       }
     }
     await w.flush();
-    return { allowed: d.allowed, recorded: d.record, replayed: false, sequence, quotas: d.quotas, retryAt: d.retryAt };
+    return {
+      allowed: d.allowed,
+      recorded: d.record,
+      replayed: false,
+      sequence,
+      quotas: d.quotas,
+      retryAt: d.retryAt,
+    };
   });
 }

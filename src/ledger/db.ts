@@ -7,7 +7,9 @@ export type Tx = pg.PoolClient;
 // int8 columns come back as bigint, never as a lossy number or a string.
 const types = {
   getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-    oid === 20 ? (v: string) => BigInt(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+    oid === 20
+      ? (v: string) => BigInt(v)
+      : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
 };
 
 export interface PoolOptions {
@@ -30,7 +32,14 @@ export function createPool(o: PoolOptions): Db {
   return pool;
 }
 
-const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN']);
+const UNAVAILABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
 
 /** Whether an error means "the database cannot be reached right now". */
 export function isUnavailable(err: unknown): boolean {
@@ -48,18 +57,30 @@ export function isUnavailable(err: unknown): boolean {
 export function mapDbError(err: unknown): Error {
   if (err instanceof QuotaError) return err;
   if (isUnavailable(err)) {
-    return new QuotaError('UNAVAILABLE', 'the ledger database is unreachable; retry with the same idempotency key', {
-      cause: err,
-    });
+    return new QuotaError(
+      'UNAVAILABLE',
+      'the ledger database is unreachable; retry with the same idempotency key',
+      {
+        cause: err,
+      },
+    );
   }
   const code = (err as { code?: string }).code;
   if (code === '57014') {
-    return new QuotaError('UNAVAILABLE', 'the ledger database took too long to answer; retry later', { cause: err });
+    return new QuotaError(
+      'UNAVAILABLE',
+      'the ledger database took too long to answer; retry later',
+      { cause: err },
+    );
   }
   if (code === '40001' || code === '40P01') {
-    return new QuotaError('UNAVAILABLE', 'the ledger database aborted a conflicting transaction; retry', {
-      cause: err,
-    });
+    return new QuotaError(
+      'UNAVAILABLE',
+      'the ledger database aborted a conflicting transaction; retry',
+      {
+        cause: err,
+      },
+    );
   }
   return err instanceof Error ? err : new Error(String(err));
 }

@@ -9,7 +9,10 @@ export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations', import.m
  * an advisory lock for the duration (waiting for it, not failing), so replicas starting
  * together apply each migration exactly once.
  */
-export async function migrate(connectionString: string, log: (msg: string) => void = () => {}): Promise<void> {
+export async function migrate(
+  connectionString: string,
+  log: (msg: string) => void = () => {},
+): Promise<void> {
   const client = new pg.Client({ connectionString, application_name: 'quota-ledger-migrate' });
   await client.connect();
   try {

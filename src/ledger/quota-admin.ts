@@ -38,7 +38,11 @@ export async function setQuota(
   });
 }
 
-export async function deleteQuota(deps: LedgerDeps, cmd: DeleteQuotaCommand, actor: string): Promise<bigint> {
+export async function deleteQuota(
+  deps: LedgerDeps,
+  cmd: DeleteQuotaCommand,
+  actor: string,
+): Promise<bigint> {
   return inTransaction(deps.db, async (tx) => {
     const w = await SubjectWriter.open(tx, cmd.subject);
     const rows = await tx.query<QuotaRow>(
@@ -61,7 +65,9 @@ export async function deleteQuota(deps: LedgerDeps, cmd: DeleteQuotaCommand, act
         metric: cmd.metric,
         period: cmd.period,
         reason: cmd.reason,
-        data: { quota: { limit: gone.quota_limit, timeZone: gone.time_zone, anchorDay: gone.anchor_day } },
+        data: {
+          quota: { limit: gone.quota_limit, timeZone: gone.time_zone, anchorDay: gone.anchor_day },
+        },
       }),
     );
     await w.flush();
@@ -87,9 +93,19 @@ export async function listQuotas(
       WHERE ($1::text IS NULL OR subject = $1) AND ($2::text IS NULL OR metric = $2)
         AND ($3::text IS NULL OR (subject, metric, period) > ($3, $4, $5))
       ORDER BY subject, metric, period LIMIT $6`,
-    [filter.subject, filter.metric, after?.[0] ?? null, after?.[1] ?? null, after?.[2] ?? null, pageSize + 1],
+    [
+      filter.subject,
+      filter.metric,
+      after?.[0] ?? null,
+      after?.[1] ?? null,
+      after?.[2] ?? null,
+      pageSize + 1,
+    ],
   );
   const quotas = rows.slice(0, pageSize).map(quotaFromRow);
   const last = quotas.at(-1);
-  return { quotas, next: rows.length > pageSize && last ? [last.subject, last.metric, last.period] : null };
+  return {
+    quotas,
+    next: rows.length > pageSize && last ? [last.subject, last.metric, last.period] : null,
+  };
 }

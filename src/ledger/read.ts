@@ -21,7 +21,11 @@ import { SubjectWriter } from './subject-writer.js';
  * The subject's quotas now. Answered from a plain read when no counter's period has ended;
  * otherwise the rolls are written first, so a read never shows a count the ledger lacks.
  */
-export async function getQuota(deps: LedgerDeps, subject: string, metric: string | null): Promise<QuotaView[]> {
+export async function getQuota(
+  deps: LedgerDeps,
+  subject: string,
+  metric: string | null,
+): Promise<QuotaView[]> {
   const [defRows, counterRows] = await Promise.all([
     query<QuotaRow>(
       deps.db,
@@ -34,7 +38,9 @@ export async function getQuota(deps: LedgerDeps, subject: string, metric: string
       [subject, metric],
     ),
   ]);
-  const counters = new Map(counterRows.map((r) => [counterKey(r.metric, r.period), counterFromRow(r)]));
+  const counters = new Map(
+    counterRows.map((r) => [counterKey(r.metric, r.period), counterFromRow(r)]),
+  );
   const now = deps.clock.now();
   let live = liveQuotasOf(defRows.map(quotaFromRow), counters, subject, now);
   if (live.some((q) => q.roll)) {

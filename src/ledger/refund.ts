@@ -15,7 +15,8 @@ export interface RefundResult {
 }
 
 /** Effects store what the counter lost; callers are told what they got back. */
-const asCredits = (effects: Effect[]): Effect[] => effects.map((fx) => ({ ...fx, delta: -fx.delta }));
+const asCredits = (effects: Effect[]): Effect[] =>
+  effects.map((fx) => ({ ...fx, delta: -fx.delta }));
 
 async function refundedSoFar(w: SubjectWriter, usageSequence: bigint): Promise<bigint> {
   const rows = await w.tx.query<{ total: bigint }>(
@@ -41,7 +42,11 @@ async function referencedUsage(w: SubjectWriter, cmd: RefundCommand): Promise<St
   return cmd.idempotencyKey ? w.findByKey('USAGE', cmd.idempotencyKey) : null;
 }
 
-export async function refund(deps: LedgerDeps, cmd: RefundCommand, actor: string): Promise<RefundResult> {
+export async function refund(
+  deps: LedgerDeps,
+  cmd: RefundCommand,
+  actor: string,
+): Promise<RefundResult> {
   return inTransaction(deps.db, async (tx) => {
     const w = await SubjectWriter.open(tx, cmd.subject);
     if (cmd.idempotencyKey) {
@@ -67,7 +72,10 @@ export async function refund(deps: LedgerDeps, cmd: RefundCommand, actor: string
     const usage = await referencedUsage(w, cmd);
     if (usage) {
       if (usage.metric !== cmd.metric) {
-        throw invalid('metric', `the usage being refunded was of "${usage.metric}", not "${cmd.metric}"`);
+        throw invalid(
+          'metric',
+          `the usage being refunded was of "${usage.metric}", not "${cmd.metric}"`,
+        );
       }
       const left = (usage.amount ?? 0n) - (await refundedSoFar(w, usage.sequence));
       if (cmd.amount > left) {
@@ -86,7 +94,9 @@ export async function refund(deps: LedgerDeps, cmd: RefundCommand, actor: string
     const charged = (q: LiveQuota): boolean =>
       !usage ||
       (usage.data.effects ?? []).some(
-        (fx) => fx.period === q.def.period && fx.periodStart.getTime() === q.counter.periodStart.getTime(),
+        (fx) =>
+          fx.period === q.def.period &&
+          fx.periodStart.getTime() === q.counter.periodStart.getTime(),
       );
     const targets = live.filter((q) => q.stored && charged(q));
     const credits = refundCredits(

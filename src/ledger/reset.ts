@@ -62,7 +62,11 @@ export async function resetSubject(
  * one subject's lock and spreads across shards; a failure part-way leaves every subject
  * either fully reset or untouched, and running the reset again finishes the job.
  */
-export async function resetAllSubjects(deps: LedgerDeps, cmd: ResetCommand, actor: string): Promise<ResetResult> {
+export async function resetAllSubjects(
+  deps: LedgerDeps,
+  cmd: ResetCommand,
+  actor: string,
+): Promise<ResetResult> {
   const result: ResetResult = { quotas: [], eventsAppended: 0 };
   let after = '';
   for (;;) {

@@ -32,7 +32,10 @@ export const SCHEDULER_ACTOR = 'scheduler';
  */
 export class SubjectWriter {
   private readonly pending: NewEvent[] = [];
-  private readonly dirty = new Map<string, { metric: string; period: PeriodKind; state: CounterState }>();
+  private readonly dirty = new Map<
+    string,
+    { metric: string; period: PeriodKind; state: CounterState }
+  >();
 
   private constructor(
     readonly tx: Tx,
@@ -44,7 +47,9 @@ export class SubjectWriter {
     const sql = 'SELECT last_sequence FROM subjects WHERE subject = $1 FOR UPDATE';
     let rows = (await tx.query<{ last_sequence: bigint }>(sql, [subject])).rows;
     if (rows.length === 0) {
-      await tx.query('INSERT INTO subjects (subject) VALUES ($1) ON CONFLICT DO NOTHING', [subject]);
+      await tx.query('INSERT INTO subjects (subject) VALUES ($1) ON CONFLICT DO NOTHING', [
+        subject,
+      ]);
       rows = (await tx.query<{ last_sequence: bigint }>(sql, [subject])).rows;
     }
     return new SubjectWriter(tx, subject, rows[0]!.last_sequence);
@@ -68,7 +73,11 @@ export class SubjectWriter {
   }
 
   /** The quotas that apply, each brought to the period containing `now` (rolls appended). */
-  async liveQuotas(metric: string | null, now: Date, period: PeriodKind | null = null): Promise<LiveQuota[]> {
+  async liveQuotas(
+    metric: string | null,
+    now: Date,
+    period: PeriodKind | null = null,
+  ): Promise<LiveQuota[]> {
     const [defs, counters] = await Promise.all([this.definitions(metric), this.counters(metric)]);
     const live = liveQuotasOf(defs, counters, this.subject, now, period);
     for (const q of live) this.appendRoll(q, now);

@@ -50,10 +50,18 @@ export async function verifyProjection(db: Db): Promise<CounterDifference[]> {
   const out: CounterDifference[] = [];
   for (const { subject } of subjects) {
     const [events, counters] = await Promise.all([
-      query<EventRow>(db, `SELECT ${EVENT_COLUMNS} FROM ledger_events WHERE subject = $1 ORDER BY sequence`, [subject]),
-      query<CounterRow>(db, `SELECT ${COUNTER_COLUMNS} FROM counters WHERE subject = $1`, [subject]),
+      query<EventRow>(
+        db,
+        `SELECT ${EVENT_COLUMNS} FROM ledger_events WHERE subject = $1 ORDER BY sequence`,
+        [subject],
+      ),
+      query<CounterRow>(db, `SELECT ${COUNTER_COLUMNS} FROM counters WHERE subject = $1`, [
+        subject,
+      ]),
     ]);
-    const projection = new Map(counters.map((r) => [counterKey(r.metric, r.period), counterFromRow(r)]));
+    const projection = new Map(
+      counters.map((r) => [counterKey(r.metric, r.period), counterFromRow(r)]),
+    );
     out.push(...compareSubject(subject, events.map(eventFromRow), projection));
   }
   return out;

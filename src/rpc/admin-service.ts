@@ -63,7 +63,10 @@ const isQuotaKey = (a: unknown): a is [string, string, string] =>
   Array.isArray(a) && a.length === 3 && a.every((x) => typeof x === 'string');
 
 const notYet = (what: string): QuotaError =>
-  new QuotaError('UNIMPLEMENTED', `${what} arrives with the reset scheduler; it is not available in this version`);
+  new QuotaError(
+    'UNIMPLEMENTED',
+    `${what} arrives with the reset scheduler; it is not available in this version`,
+  );
 
 export function adminServiceHandlers(deps: LedgerDeps): AdminServiceHandlers {
   return {
@@ -89,7 +92,9 @@ export function adminServiceHandlers(deps: LedgerDeps): AdminServiceHandlers {
         period: periodFromProto(req.period),
         reason: checkReason(req.reason),
       };
-      return create(DeleteQuotaResponseSchema, { sequence: await deleteQuota(deps, cmd, ctx.actor) });
+      return create(DeleteQuotaResponseSchema, {
+        sequence: await deleteQuota(deps, cmd, ctx.actor),
+      });
     },
 
     async resetQuota(req, ctx) {

@@ -46,7 +46,10 @@ export const periodToProto = (p: PeriodKind): Period => PERIODS[p];
 export function periodFromProto(p: Period, field = 'period'): PeriodKind {
   const kind = periodKinds.get(p);
   if (!kind) {
-    throw invalid(field, `must be PERIOD_DAY, PERIOD_WEEK, PERIOD_MONTH or PERIOD_NEVER (got ${p})`);
+    throw invalid(
+      field,
+      `must be PERIOD_DAY, PERIOD_WEEK, PERIOD_MONTH or PERIOD_NEVER (got ${p})`,
+    );
   }
   return kind;
 }
@@ -65,7 +68,10 @@ export function modeFromProto(m: ConsumeMode): DomainMode {
     case ConsumeMode.DRY_RUN:
       return 'DRY_RUN';
     default:
-      throw invalid('mode', `must be CONSUME_MODE_ENFORCE, CONSUME_MODE_RECORD or CONSUME_MODE_DRY_RUN (got ${m})`);
+      throw invalid(
+        'mode',
+        `must be CONSUME_MODE_ENFORCE, CONSUME_MODE_RECORD or CONSUME_MODE_DRY_RUN (got ${m})`,
+      );
   }
 }
 
@@ -76,7 +82,8 @@ export function eventTypeFromProto(t: EventType, field = 'types'): DomainEventTy
 }
 
 export const ts = (d: Date): Timestamp => timestampFromDate(d);
-const optTs = (d: Date | null | undefined): Timestamp | undefined => (d ? timestampFromDate(d) : undefined);
+const optTs = (d: Date | null | undefined): Timestamp | undefined =>
+  d ? timestampFromDate(d) : undefined;
 
 /** An optional timestamp field, checked to be a real instant. */
 export function dateFromProto(t: Timestamp | undefined, field: string): Date | null {
@@ -116,7 +123,11 @@ export const quotaToProto = (q: QuotaDef): Quota =>
   });
 
 export const periodAmountToProto = (e: Effect): PeriodAmount =>
-  create(PeriodAmountSchema, { period: PERIODS[e.period], periodStart: ts(e.periodStart), amount: e.delta });
+  create(PeriodAmountSchema, {
+    period: PERIODS[e.period],
+    periodStart: ts(e.periodStart),
+    amount: e.delta,
+  });
 
 export function eventToProto(e: StoredEvent): LedgerEvent {
   const q = e.data.quota;
@@ -138,11 +149,20 @@ export function eventToProto(e: StoredEvent): LedgerEvent {
     recordedAt: ts(e.recordedAt),
     quota:
       q && e.metric && e.period
-        ? quotaToProto({ subject: e.subject, metric: e.metric, period: e.period, ...q, updatedAt: e.recordedAt })
+        ? quotaToProto({
+            subject: e.subject,
+            metric: e.metric,
+            period: e.period,
+            ...q,
+            updatedAt: e.recordedAt,
+          })
         : undefined,
     usedBefore: e.data.usedBefore ?? 0n,
     overLimit: e.data.overLimit ?? false,
-    credited: e.type === 'REFUND' ? (e.data.effects ?? []).map((fx) => periodAmountToProto({ ...fx, delta: -fx.delta })) : [],
+    credited:
+      e.type === 'REFUND'
+        ? (e.data.effects ?? []).map((fx) => periodAmountToProto({ ...fx, delta: -fx.delta }))
+        : [],
     refundedSequence: e.data.refundedSequence ?? 0n,
   });
 }

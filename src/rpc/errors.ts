@@ -15,8 +15,14 @@ export interface RpcFailure {
 export function toFailure(err: unknown): RpcFailure {
   if (err instanceof ConnectError) return { code: err.code, message: err.rawMessage };
   const mapped = mapDbError(err);
-  if (mapped instanceof QuotaError) return { code: GrpcStatus[mapped.code], message: mapped.message };
-  return { code: GrpcStatus.INTERNAL, message: 'internal error; it has been logged', internal: err };
+  if (mapped instanceof QuotaError)
+    return { code: GrpcStatus[mapped.code], message: mapped.message };
+  return {
+    code: GrpcStatus.INTERNAL,
+    message: 'internal error; it has been logged',
+    internal: err,
+  };
 }
 
-export const toConnectError = (f: RpcFailure): ConnectError => new ConnectError(f.message, f.code as Code);
+export const toConnectError = (f: RpcFailure): ConnectError =>
+  new ConnectError(f.message, f.code as Code);

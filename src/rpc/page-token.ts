@@ -12,7 +12,11 @@ export function encodePageToken(after: unknown, filters: unknown): string {
   return Buffer.from(JSON.stringify({ a: after, f: fingerprint(filters) })).toString('base64url');
 }
 
-export function decodePageToken<T>(token: string, filters: unknown, check: (a: unknown) => a is T): T | null {
+export function decodePageToken<T>(
+  token: string,
+  filters: unknown,
+  check: (a: unknown) => a is T,
+): T | null {
   if (token === '') return null;
   let parsed: { a?: unknown; f?: unknown };
   try {
@@ -24,7 +28,10 @@ export function decodePageToken<T>(token: string, filters: unknown, check: (a: u
     throw invalid('page_token', 'is not a token this service issued');
   }
   if (parsed.f !== fingerprint(filters)) {
-    throw invalid('page_token', 'was issued for different filters; repeat the original filters or start over');
+    throw invalid(
+      'page_token',
+      'was issued for different filters; repeat the original filters or start over',
+    );
   }
   return parsed.a;
 }

@@ -54,7 +54,9 @@ export function quotaServiceHandlers(deps: LedgerDeps): QuotaServiceHandlers {
         sequence: r.sequence,
         quotas: r.quotas.map(statusToProto),
         retryAt: r.retryAt ? ts(r.retryAt) : undefined,
-        retryAfter: r.retryAt ? durationFromMs(Math.max(0, r.retryAt.getTime() - now.getTime())) : undefined,
+        retryAfter: r.retryAt
+          ? durationFromMs(Math.max(0, r.retryAt.getTime() - now.getTime()))
+          : undefined,
       });
     },
 

@@ -19,10 +19,14 @@ function collectFiles(file: DescFile, into: Map<string, DescFile>): void {
 export function addReflection(server: Server, services: DescService[]): void {
   const files = new Map<string, DescFile>();
   for (const s of services) collectFiles(s.file, files);
-  const ours = [...files.values()].map((f) => Buffer.from(toBinary(FileDescriptorProtoSchema, f.proto)));
+  const ours = [...files.values()].map((f) =>
+    Buffer.from(toBinary(FileDescriptorProtoSchema, f.proto)),
+  );
   const pkg: PackageDefinition = {
     ...loadSync(healthProtoPath),
-    ...Object.fromEntries(services.map((s) => [s.typeName, { fileDescriptorProtos: ours } as never])),
+    ...Object.fromEntries(
+      services.map((s) => [s.typeName, { fileDescriptorProtos: ours } as never]),
+    ),
   };
   new ReflectionService(pkg).addToServer(server);
 }

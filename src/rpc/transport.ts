@@ -1,4 +1,10 @@
-import { fromBinary, toBinary, type DescMessage, type DescMethod, type DescService } from '@bufbuild/protobuf';
+import {
+  fromBinary,
+  toBinary,
+  type DescMessage,
+  type DescMethod,
+  type DescService,
+} from '@bufbuild/protobuf';
 import type { ConnectRouter, HandlerContext } from '@connectrpc/connect';
 import * as grpc from '@grpc/grpc-js';
 import { QuotaError } from '../domain/errors.js';
@@ -23,7 +29,13 @@ export interface MountedService {
 export interface TransportHooks {
   authenticate: Authenticator;
   /** Called once per finished call, for logs and metrics. */
-  onCallEnd?: (method: string, transport: 'grpc' | 'connect', code: number, seconds: number, failure?: RpcFailure) => void;
+  onCallEnd?: (
+    method: string,
+    transport: 'grpc' | 'connect',
+    code: number,
+    seconds: number,
+    failure?: RpcFailure,
+  ) => void;
 }
 
 const methodName = (m: DescMethod): string => `${m.parent.typeName}/${m.name}`;
@@ -53,7 +65,11 @@ async function run(
 }
 
 /** The gRPC face: grpc-js service definitions built from the protobuf-es descriptors. */
-export function addGrpcService(server: grpc.Server, svc: MountedService, hooks: TransportHooks): void {
+export function addGrpcService(
+  server: grpc.Server,
+  svc: MountedService,
+  hooks: TransportHooks,
+): void {
   const definition: Record<string, grpc.MethodDefinition<Buffer, unknown>> = {};
   const implementation: grpc.UntypedServiceImplementation = {};
   for (const m of svc.desc.methods) {
@@ -80,9 +96,12 @@ export function addGrpcService(server: grpc.Server, svc: MountedService, hooks: 
         const v = call.metadata.get(name.toLowerCase())[0];
         return typeof v === 'string' ? v : undefined;
       };
-      run(m, handler, hooks, 'grpc', header, ac.signal, () => decodeBinary(m.input, call.request)).then(
+      run(m, handler, hooks, 'grpc', header, ac.signal, () =>
+        decodeBinary(m.input, call.request),
+      ).then(
         (res) => callback(null, res),
-        (f: RpcFailure) => callback({ code: f.code, details: f.message, metadata: new grpc.Metadata() }),
+        (f: RpcFailure) =>
+          callback({ code: f.code, details: f.message, metadata: new grpc.Metadata() }),
       );
     };
   }
@@ -101,7 +120,11 @@ function decodeBinary(schema: DescMessage, bytes: Buffer): unknown {
 }
 
 /** The Connect / gRPC-Web face, over the same handlers. */
-export function addConnectService(router: ConnectRouter, svc: MountedService, hooks: TransportHooks): void {
+export function addConnectService(
+  router: ConnectRouter,
+  svc: MountedService,
+  hooks: TransportHooks,
+): void {
   const impl: Record<string, (req: unknown, hctx: HandlerContext) => Promise<unknown>> = {};
   for (const m of svc.desc.methods) {
     const handler = svc.handlers[m.localName];

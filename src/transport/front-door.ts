@@ -80,7 +80,11 @@ export interface FrontDoorTargets {
  * Reads the first bytes of a connection and hands it to the HTTP/2 or the HTTP/1.1 server.
  * Connections that close or stall before saying anything are dropped.
  */
-export function routeConnection(socket: Socket, targets: FrontDoorTargets, sniffTimeoutMs = 10_000): void {
+export function routeConnection(
+  socket: Socket,
+  targets: FrontDoorTargets,
+  sniffTimeoutMs = 10_000,
+): void {
   // The Duplex wrapper hides the socket from HTTP/2's own setNoDelay; without this Nagle's
   // algorithm holds back small responses and throughput collapses.
   socket.setNoDelay(true);

@@ -62,7 +62,13 @@ describe('the service process', () => {
     });
     const answers = [];
     for (let i = 0; i < 4; i++) {
-      answers.push(await call(port, 'quota.v1.QuotaService/Consume', { subject: 'acme', metric: 'api_calls', amount: '1' }));
+      answers.push(
+        await call(port, 'quota.v1.QuotaService/Consume', {
+          subject: 'acme',
+          metric: 'api_calls',
+          amount: '1',
+        }),
+      );
     }
     expect(answers.map((a) => a.allowed ?? false)).toEqual([true, true, true, false]);
     expect(answers[3]!.retryAt).toMatch(/T00:00:00Z$/);
@@ -71,7 +77,10 @@ describe('the service process', () => {
     expect(first.output()).toContain('stopped');
 
     const second = await start(env);
-    const q = await call(port, 'quota.v1.QuotaService/GetQuota', { subject: 'acme', metric: 'api_calls' });
+    const q = await call(port, 'quota.v1.QuotaService/GetQuota', {
+      subject: 'acme',
+      metric: 'api_calls',
+    });
     expect((q.quotas as { used: string }[])[0]!.used).toBe('3');
     const events = await call(port, 'quota.v1.QuotaAdminService/ListEvents', { subject: 'acme' });
     expect((events.events as { type: string }[]).map((e) => e.type)).toEqual([
@@ -86,7 +95,12 @@ describe('the service process', () => {
 
   it('reports every configuration mistake, one line each, and exits non-zero', async () => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-      env: { ...process.env, QUOTA_ADDR: '0.0.0.0:50051', LOG_LEVEL: 'loud', DATABASE_URL: 'mysql://x' },
+      env: {
+        ...process.env,
+        QUOTA_ADDR: '0.0.0.0:50051',
+        LOG_LEVEL: 'loud',
+        DATABASE_URL: 'mysql://x',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let err = '';

@@ -1,4 +1,10 @@
-import { createFileRegistry, fromBinary, fromJson, toBinary, type DescService } from '@bufbuild/protobuf';
+import {
+  createFileRegistry,
+  fromBinary,
+  fromJson,
+  toBinary,
+  type DescService,
+} from '@bufbuild/protobuf';
 import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { create } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
@@ -10,7 +16,11 @@ import { startTestServer, type TestServer } from '../support/server.js';
 
 // What grpcurl does with no .proto files: ask the server's reflection service for the
 // services and the descriptors (with every dependency), then build requests from JSON.
-const protoDir = join(dirname(createRequire(import.meta.url).resolve('@grpc/reflection')), '..', 'proto');
+const protoDir = join(
+  dirname(createRequire(import.meta.url).resolve('@grpc/reflection')),
+  '..',
+  'proto',
+);
 
 interface ReflectionResponse {
   listServicesResponse?: { service: { name: string }[] };
@@ -19,7 +29,9 @@ interface ReflectionResponse {
 }
 
 function reflectionClient(version: 'v1' | 'v1alpha', target: string) {
-  const def = loadSync(join(protoDir, `grpc/reflection/${version}/reflection.proto`), { keepCase: false });
+  const def = loadSync(join(protoDir, `grpc/reflection/${version}/reflection.proto`), {
+    keepCase: false,
+  });
   const pkg = grpc.loadPackageDefinition(def) as unknown as {
     grpc: { reflection: Record<string, { ServerReflection: grpc.ServiceClientConstructor }> };
   };
@@ -29,7 +41,11 @@ function reflectionClient(version: 'v1' | 'v1alpha', target: string) {
 
 function ask(client: grpc.Client, req: object): Promise<ReflectionResponse> {
   return new Promise((ok, fail) => {
-    const stream = (client as unknown as { serverReflectionInfo(): grpc.ClientDuplexStream<object, ReflectionResponse> }).serverReflectionInfo();
+    const stream = (
+      client as unknown as {
+        serverReflectionInfo(): grpc.ClientDuplexStream<object, ReflectionResponse>;
+      }
+    ).serverReflectionInfo();
     stream.once('data', (d: ReflectionResponse) => {
       ok(d);
       stream.end();
@@ -52,7 +68,11 @@ describe('server reflection (grpcurl list / describe / call)', () => {
       const r = await ask(c, { listServices: '' });
       c.close();
       expect(r.listServicesResponse?.service.map((x) => x.name).sort()).toEqual(
-        expect.arrayContaining(['grpc.health.v1.Health', 'quota.v1.QuotaAdminService', 'quota.v1.QuotaService']),
+        expect.arrayContaining([
+          'grpc.health.v1.Health',
+          'quota.v1.QuotaAdminService',
+          'quota.v1.QuotaService',
+        ]),
       );
     });
   }
@@ -69,12 +89,16 @@ describe('server reflection (grpcurl list / describe / call)', () => {
       }
     }
     c.close();
-    expect([...files.keys()]).toEqual(expect.arrayContaining(['quota/v1/types.proto', 'google/protobuf/timestamp.proto']));
+    expect([...files.keys()]).toEqual(
+      expect.arrayContaining(['quota/v1/types.proto', 'google/protobuf/timestamp.proto']),
+    );
     // Reflection answers a file before its imports; a registry wants imports first.
     const pending = [...files.values()].map((b) => fromBinary(FileDescriptorProtoSchema, b));
     const ordered: typeof pending = [];
     while (pending.length) {
-      const i = pending.findIndex((f) => f.dependency.every((d) => ordered.some((o) => o.name === d)));
+      const i = pending.findIndex((f) =>
+        f.dependency.every((d) => ordered.some((o) => o.name === d)),
+      );
       expect(i).toBeGreaterThanOrEqual(0); // every import was served
       ordered.push(...pending.splice(i, 1));
     }
@@ -85,7 +109,12 @@ describe('server reflection (grpcurl list / describe / call)', () => {
     const setQuota = admin.methods.find((m) => m.name === 'SetQuota')!;
     const consume = quota.methods.find((m) => m.name === 'Consume')!;
     const client = new grpc.Client(`127.0.0.1:${s.port}`, grpc.credentials.createInsecure());
-    const call = (path: string, input: typeof setQuota.input, output: typeof setQuota.output, json: object) =>
+    const call = (
+      path: string,
+      input: typeof setQuota.input,
+      output: typeof setQuota.output,
+      json: object,
+    ) =>
       new Promise<Record<string, unknown>>((ok, fail) =>
         client.makeUnaryRequest(
           path,

@@ -10,13 +10,23 @@ let s: TestServer;
 
 beforeAll(async () => {
   s = await startTestServer();
-  await s.connect.admin.setQuota({ subject: 'org-1', metric: 'api_calls', period: Period.DAY, limit: 3n, reason: 'trial' });
+  await s.connect.admin.setQuota({
+    subject: 'org-1',
+    metric: 'api_calls',
+    period: Period.DAY,
+    limit: 3n,
+    reason: 'trial',
+  });
 });
 afterAll(() => s.close());
 
 describe('one port, both transports, one set of handlers', () => {
   it('serves gRPC (grpc-js client over HTTP/2)', async () => {
-    const r = await s.grpc.call(QuotaService, QuotaService.method.consume, { subject: 'org-1', metric: 'api_calls', amount: 1n });
+    const r = await s.grpc.call(QuotaService, QuotaService.method.consume, {
+      subject: 'org-1',
+      metric: 'api_calls',
+      amount: 1n,
+    });
     expect(r.allowed).toBe(true);
     expect(r.quotas[0]!.used).toBe(1n);
   });
@@ -35,16 +45,28 @@ describe('one port, both transports, one set of handlers', () => {
     const res = await fetch(`${s.baseUrl}/quota.v1.QuotaService/Consume`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ subject: 'org-1', metric: 'api_calls', amount: '1', mode: 'CONSUME_MODE_ENFORCE' }),
+      body: JSON.stringify({
+        subject: 'org-1',
+        metric: 'api_calls',
+        amount: '1',
+        mode: 'CONSUME_MODE_ENFORCE',
+      }),
     });
     expect(res.status).toBe(200);
-    const body = (await res.json()) as { allowed: boolean; quotas: { used: string; remaining?: string }[] };
+    const body = (await res.json()) as {
+      allowed: boolean;
+      quotas: { used: string; remaining?: string }[];
+    };
     expect(body.allowed).toBe(true);
     expect(body.quotas[0]).toMatchObject({ used: '3' });
   });
 
   it('refuses the fourth call with the reset time on both transports', async () => {
-    const g = await s.grpc.call(QuotaService, QuotaService.method.consume, { subject: 'org-1', metric: 'api_calls', amount: 1n });
+    const g = await s.grpc.call(QuotaService, QuotaService.method.consume, {
+      subject: 'org-1',
+      metric: 'api_calls',
+      amount: 1n,
+    });
     const c = await s.connect.quota.consume({ subject: 'org-1', metric: 'api_calls', amount: 1n });
     for (const r of [g, c]) {
       expect(r.allowed).toBe(false);
@@ -56,21 +78,29 @@ describe('one port, both transports, one set of handlers', () => {
 
   it('maps errors to the same codes with messages naming the field', async () => {
     const bad = { subject: '', metric: 'api_calls', amount: 1n };
-    await expect(s.grpc.call(QuotaService, QuotaService.method.consume, bad)).rejects.toMatchObject({
-      code: status.INVALID_ARGUMENT,
-      details: expect.stringContaining('subject'),
-    });
-    const err = await s.connect.quota.consume({ ...bad, subject: 'x', amount: 0n }).catch((e: unknown) => e);
+    await expect(s.grpc.call(QuotaService, QuotaService.method.consume, bad)).rejects.toMatchObject(
+      {
+        code: status.INVALID_ARGUMENT,
+        details: expect.stringContaining('subject'),
+      },
+    );
+    const err = await s.connect.quota
+      .consume({ ...bad, subject: 'x', amount: 0n })
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConnectError);
     expect((err as ConnectError).code).toBe(Code.InvalidArgument);
     expect((err as ConnectError).rawMessage).toMatch(/^amount:/);
-    const nf = await s.connect.quota.consume({ subject: 'org-2', metric: 'videos', amount: 1n }).catch((e: unknown) => e);
+    const nf = await s.connect.quota
+      .consume({ subject: 'org-2', metric: 'videos', amount: 1n })
+      .catch((e: unknown) => e);
     expect((nf as ConnectError).code).toBe(Code.NotFound);
     expect((nf as ConnectError).rawMessage).toMatch(/"org-2".*"videos"/);
   });
 
   it('answers a malformed protobuf body with INVALID_ARGUMENT, not a crash', async () => {
-    await expect(s.grpc.raw('/quota.v1.QuotaService/Consume', Buffer.from([0x0a, 0xff, 0xff]))).rejects.toMatchObject({
+    await expect(
+      s.grpc.raw('/quota.v1.QuotaService/Consume', Buffer.from([0x0a, 0xff, 0xff])),
+    ).rejects.toMatchObject({
       code: status.INVALID_ARGUMENT,
     });
     const r = await s.connect.quota.getQuota({ subject: 'org-1' });
@@ -85,7 +115,12 @@ describe('one port, both transports, one set of handlers', () => {
       all.push(...page.events);
       pageToken = page.nextPageToken;
     } while (pageToken);
-    expect(all.map((e) => e.type)).toEqual([EventType.QUOTA_SET, EventType.USAGE, EventType.USAGE, EventType.USAGE]);
+    expect(all.map((e) => e.type)).toEqual([
+      EventType.QUOTA_SET,
+      EventType.USAGE,
+      EventType.USAGE,
+      EventType.USAGE,
+    ]);
     expect(all.map((e) => e.sequence)).toEqual([1n, 2n, 3n, 4n]);
     expect(all.every((e) => e.actor === 'anonymous')).toBe(true);
     const usage = await s.grpc.call(QuotaAdminService, QuotaAdminService.method.listEvents, {

@@ -27,15 +27,48 @@ const cmd = (subject: string, extra: Partial<ConsumeCommand> = {}): ConsumeComma
 });
 
 const countEvents = async (subject: string, type: string): Promise<number> =>
-  Number((await t.db.query('SELECT count(*) FROM ledger_events WHERE subject = $1 AND type = $2', [subject, type])).rows[0].count);
+  Number(
+    (
+      await t.db.query('SELECT count(*) FROM ledger_events WHERE subject = $1 AND type = $2', [
+        subject,
+        type,
+      ])
+    ).rows[0].count,
+  );
 
 describe('under concurrency', () => {
   it('64 concurrent callers never overspend a limit, across several quotas', async () => {
     const s = 'race-limit';
-    await setQuota(deps, { subject: s, metric: 'api_calls', period: 'DAY', limit: 100n, timeZone: 'UTC', anchorDay: 0, reason: null }, 't');
-    await setQuota(deps, { subject: s, metric: 'api_calls', period: 'MONTH', limit: 37n, timeZone: 'Asia/Kolkata', anchorDay: 15, reason: null }, 't');
+    await setQuota(
+      deps,
+      {
+        subject: s,
+        metric: 'api_calls',
+        period: 'DAY',
+        limit: 100n,
+        timeZone: 'UTC',
+        anchorDay: 0,
+        reason: null,
+      },
+      't',
+    );
+    await setQuota(
+      deps,
+      {
+        subject: s,
+        metric: 'api_calls',
+        period: 'MONTH',
+        limit: 37n,
+        timeZone: 'Asia/Kolkata',
+        anchorDay: 15,
+        reason: null,
+      },
+      't',
+    );
     for (let round = 0; round < 3; round++) {
-      const answers = await Promise.all(Array.from({ length: 64 }, () => consume(deps, cmd(s), 'racer')));
+      const answers = await Promise.all(
+        Array.from({ length: 64 }, () => consume(deps, cmd(s), 'racer')),
+      );
       const allowed = answers.filter((a) => a.allowed).length;
       expect(allowed).toBe(round === 0 ? 37 : 0);
     }
@@ -46,9 +79,23 @@ describe('under concurrency', () => {
 
   it('concurrent retries of one idempotency key record exactly one event and give one answer', async () => {
     const s = 'race-idem';
-    await setQuota(deps, { subject: s, metric: 'api_calls', period: 'DAY', limit: 1000n, timeZone: 'UTC', anchorDay: 0, reason: null }, 't');
+    await setQuota(
+      deps,
+      {
+        subject: s,
+        metric: 'api_calls',
+        period: 'DAY',
+        limit: 1000n,
+        timeZone: 'UTC',
+        anchorDay: 0,
+        reason: null,
+      },
+      't',
+    );
     const answers = await Promise.all(
-      Array.from({ length: 32 }, () => consume(deps, cmd(s, { amount: 7n, idempotencyKey: 'req-42' }), 'retrier')),
+      Array.from({ length: 32 }, () =>
+        consume(deps, cmd(s, { amount: 7n, idempotencyKey: 'req-42' }), 'retrier'),
+      ),
     );
     expect(answers.filter((a) => !a.replayed)).toHaveLength(1);
     expect(new Set(answers.map((a) => a.sequence))).toEqual(new Set([answers[0]!.sequence]));
@@ -58,7 +105,19 @@ describe('under concurrency', () => {
 
   it('concurrent lazy rolls of one counter append exactly one reset event', async () => {
     const s = 'race-roll';
-    await setQuota(deps, { subject: s, metric: 'api_calls', period: 'DAY', limit: 10n, timeZone: 'UTC', anchorDay: 0, reason: null }, 't');
+    await setQuota(
+      deps,
+      {
+        subject: s,
+        metric: 'api_calls',
+        period: 'DAY',
+        limit: 10n,
+        timeZone: 'UTC',
+        anchorDay: 0,
+        reason: null,
+      },
+      't',
+    );
     await consume(deps, cmd(s, { amount: 10n }), 't');
     clock.set('2026-05-07T09:00:00Z');
     const answers = await Promise.all([

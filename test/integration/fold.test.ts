@@ -28,7 +28,13 @@ const ZONES = ['UTC', 'America/New_York', 'Asia/Kolkata', 'Pacific/Chatham', 'Au
 const PERIODS: PeriodKind[] = ['DAY', 'WEEK', 'MONTH', 'NEVER'];
 
 type Cmd =
-  | { k: 'consume'; who: number; amount: number; mode: 'ENFORCE' | 'RECORD' | 'DRY_RUN'; key: number | null }
+  | {
+      k: 'consume';
+      who: number;
+      amount: number;
+      mode: 'ENFORCE' | 'RECORD' | 'DRY_RUN';
+      key: number | null;
+    }
   | { k: 'refund'; who: number; amount: number; key: number | null; usageKey: number | null }
   | { k: 'set'; who: number; period: PeriodKind; limit: number; zone: string; anchor: number }
   | { k: 'delete'; who: number; period: PeriodKind }
@@ -37,12 +43,60 @@ type Cmd =
 
 const who = fc.integer({ min: 0, max: 2 }); // subject 0 is "*", the defaults
 const command: fc.Arbitrary<Cmd> = fc.oneof(
-  { weight: 6, arbitrary: fc.record({ k: fc.constant('consume' as const), who: fc.integer({ min: 1, max: 2 }), amount: fc.integer({ min: 1, max: 40 }), mode: fc.constantFrom('ENFORCE' as const, 'RECORD' as const, 'DRY_RUN' as const), key: fc.option(fc.integer({ min: 0, max: 5 })) }) },
-  { weight: 2, arbitrary: fc.record({ k: fc.constant('refund' as const), who: fc.integer({ min: 1, max: 2 }), amount: fc.integer({ min: 1, max: 30 }), key: fc.option(fc.integer({ min: 0, max: 5 })), usageKey: fc.option(fc.integer({ min: 0, max: 5 })) }) },
-  { weight: 2, arbitrary: fc.record({ k: fc.constant('set' as const), who, period: fc.constantFrom(...PERIODS), limit: fc.integer({ min: 0, max: 120 }), zone: fc.constantFrom(...ZONES), anchor: fc.integer({ min: 0, max: 31 }) }) },
-  { weight: 1, arbitrary: fc.record({ k: fc.constant('delete' as const), who, period: fc.constantFrom(...PERIODS) }) },
-  { weight: 1, arbitrary: fc.record({ k: fc.constant('reset' as const), who: fc.option(fc.integer({ min: 1, max: 2 })), period: fc.option(fc.constantFrom(...PERIODS)) }) },
-  { weight: 3, arbitrary: fc.record({ k: fc.constant('advance' as const), hours: fc.integer({ min: 1, max: 24 * 40 }) }) },
+  {
+    weight: 6,
+    arbitrary: fc.record({
+      k: fc.constant('consume' as const),
+      who: fc.integer({ min: 1, max: 2 }),
+      amount: fc.integer({ min: 1, max: 40 }),
+      mode: fc.constantFrom('ENFORCE' as const, 'RECORD' as const, 'DRY_RUN' as const),
+      key: fc.option(fc.integer({ min: 0, max: 5 })),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      k: fc.constant('refund' as const),
+      who: fc.integer({ min: 1, max: 2 }),
+      amount: fc.integer({ min: 1, max: 30 }),
+      key: fc.option(fc.integer({ min: 0, max: 5 })),
+      usageKey: fc.option(fc.integer({ min: 0, max: 5 })),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      k: fc.constant('set' as const),
+      who,
+      period: fc.constantFrom(...PERIODS),
+      limit: fc.integer({ min: 0, max: 120 }),
+      zone: fc.constantFrom(...ZONES),
+      anchor: fc.integer({ min: 0, max: 31 }),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      k: fc.constant('delete' as const),
+      who,
+      period: fc.constantFrom(...PERIODS),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      k: fc.constant('reset' as const),
+      who: fc.option(fc.integer({ min: 1, max: 2 })),
+      period: fc.option(fc.constantFrom(...PERIODS)),
+    }),
+  },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      k: fc.constant('advance' as const),
+      hours: fc.integer({ min: 1, max: 24 * 40 }),
+    }),
+  },
 );
 
 let run = 0;
@@ -52,20 +106,69 @@ async function apply(c: Cmd, metric: string, subjects: string[]): Promise<void> 
   const key = (i: number | null) => (i === null ? null : `${metric}-k${i}`);
   switch (c.k) {
     case 'consume':
-      await consume(deps, { subject: s(c.who), metric, amount: BigInt(c.amount), idempotencyKey: key(c.key), mode: c.mode, attributes: {} }, 'prop');
+      await consume(
+        deps,
+        {
+          subject: s(c.who),
+          metric,
+          amount: BigInt(c.amount),
+          idempotencyKey: key(c.key),
+          mode: c.mode,
+          attributes: {},
+        },
+        'prop',
+      );
       return;
     case 'refund':
-      await refund(deps, { subject: s(c.who), metric, amount: BigInt(c.amount), idempotencyKey: key(c.key), usageIdempotencyKey: key(c.usageKey), reason: null }, 'prop');
+      await refund(
+        deps,
+        {
+          subject: s(c.who),
+          metric,
+          amount: BigInt(c.amount),
+          idempotencyKey: key(c.key),
+          usageIdempotencyKey: key(c.usageKey),
+          reason: null,
+        },
+        'prop',
+      );
       return;
     case 'set':
-      await setQuota(deps, { subject: s(c.who), metric, period: c.period, limit: BigInt(c.limit), timeZone: c.zone, anchorDay: c.period === 'MONTH' ? c.anchor : 0, reason: null }, 'prop');
+      await setQuota(
+        deps,
+        {
+          subject: s(c.who),
+          metric,
+          period: c.period,
+          limit: BigInt(c.limit),
+          timeZone: c.zone,
+          anchorDay: c.period === 'MONTH' ? c.anchor : 0,
+          reason: null,
+        },
+        'prop',
+      );
       return;
     case 'delete':
-      await deleteQuota(deps, { subject: s(c.who), metric, period: c.period, reason: null }, 'prop');
+      await deleteQuota(
+        deps,
+        { subject: s(c.who), metric, period: c.period, reason: null },
+        'prop',
+      );
       return;
     case 'reset':
-      if (c.who === null) await resetAllSubjects(deps, { subject: null, metric, period: c.period, reason: null }, 'prop');
-      else await resetSubject(deps, s(c.who), { subject: s(c.who), metric, period: c.period, reason: null }, 'prop');
+      if (c.who === null)
+        await resetAllSubjects(
+          deps,
+          { subject: null, metric, period: c.period, reason: null },
+          'prop',
+        );
+      else
+        await resetSubject(
+          deps,
+          s(c.who),
+          { subject: s(c.who), metric, period: c.period, reason: null },
+          'prop',
+        );
       return;
     case 'advance':
       clock.advance(c.hours * 3_600_000);
@@ -85,7 +188,17 @@ describe('the projection is the fold of the ledger', () => {
           } catch (err) {
             // Refusals a caller can get (no quota, key reused, refund too large) are fine;
             // anything else is a bug.
-            if (!(err instanceof QuotaError) || !['NOT_FOUND', 'ALREADY_EXISTS', 'FAILED_PRECONDITION', 'OUT_OF_RANGE', 'INVALID_ARGUMENT'].includes(err.code)) throw err;
+            if (
+              !(err instanceof QuotaError) ||
+              ![
+                'NOT_FOUND',
+                'ALREADY_EXISTS',
+                'FAILED_PRECONDITION',
+                'OUT_OF_RANGE',
+                'INVALID_ARGUMENT',
+              ].includes(err.code)
+            )
+              throw err;
           }
         }
         for (const subject of subjects.slice(1)) {

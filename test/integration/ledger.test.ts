@@ -17,15 +17,46 @@ const fresh = (prefix: string): string => `${prefix}-${++n}`;
 const use = (subject: string, amount: number, extra: Partial<ConsumeCommand> = {}) =>
   consume(
     deps,
-    { subject, metric: 'messages', amount: BigInt(amount), idempotencyKey: null, mode: 'ENFORCE', attributes: {}, ...extra },
+    {
+      subject,
+      metric: 'messages',
+      amount: BigInt(amount),
+      idempotencyKey: null,
+      mode: 'ENFORCE',
+      attributes: {},
+      ...extra,
+    },
     'tester',
   );
 
-const quota = (subject: string, period: 'DAY' | 'WEEK' | 'MONTH' | 'NEVER', limit: number, timeZone = 'UTC', anchorDay = 0) =>
-  setQuota(deps, { subject, metric: 'messages', period, limit: BigInt(limit), timeZone, anchorDay, reason: null }, 'tester');
+const quota = (
+  subject: string,
+  period: 'DAY' | 'WEEK' | 'MONTH' | 'NEVER',
+  limit: number,
+  timeZone = 'UTC',
+  anchorDay = 0,
+) =>
+  setQuota(
+    deps,
+    {
+      subject,
+      metric: 'messages',
+      period,
+      limit: BigInt(limit),
+      timeZone,
+      anchorDay,
+      reason: null,
+    },
+    'tester',
+  );
 
 const events = async (subject: string) =>
-  (await t.db.query('SELECT type, amount, period, period_start FROM ledger_events WHERE subject = $1 ORDER BY sequence', [subject])).rows;
+  (
+    await t.db.query(
+      'SELECT type, amount, period, period_start FROM ledger_events WHERE subject = $1 ORDER BY sequence',
+      [subject],
+    )
+  ).rows;
 
 beforeAll(async () => {
   t = await createTestDatabase();
@@ -66,12 +97,36 @@ describe('consume', () => {
 
   it('uses the "*" default for subjects without their own quota, and their own when set', async () => {
     const metric = fresh('m').replace('-', '');
-    await setQuota(deps, { subject: '*', metric, period: 'DAY', limit: 2n, timeZone: 'UTC', anchorDay: 0, reason: null }, 'tester');
+    await setQuota(
+      deps,
+      {
+        subject: '*',
+        metric,
+        period: 'DAY',
+        limit: 2n,
+        timeZone: 'UTC',
+        anchorDay: 0,
+        reason: null,
+      },
+      'tester',
+    );
     const s = fresh('bob');
     const c = (amount: number) => use(s, amount, { metric });
     expect((await c(2)).quotas[0]).toMatchObject({ isDefault: true, used: 2n, limit: 2n });
     expect((await c(1)).allowed).toBe(false);
-    await setQuota(deps, { subject: s, metric, period: 'DAY', limit: 5n, timeZone: 'UTC', anchorDay: 0, reason: 'upgrade' }, 'tester');
+    await setQuota(
+      deps,
+      {
+        subject: s,
+        metric,
+        period: 'DAY',
+        limit: 5n,
+        timeZone: 'UTC',
+        anchorDay: 0,
+        reason: 'upgrade',
+      },
+      'tester',
+    );
     // Usage so far in the period carries over to the subject's own quota.
     const r = await c(3);
     expect(r.allowed).toBe(true);
@@ -102,7 +157,9 @@ describe('consume', () => {
     const max = 2n ** 63n - 1n;
     await use(s, 0, { mode: 'RECORD', amount: max });
     const before = (await events(s)).length;
-    await expect(use(s, 0, { mode: 'RECORD', amount: 1n })).rejects.toMatchObject({ code: 'OUT_OF_RANGE' });
+    await expect(use(s, 0, { mode: 'RECORD', amount: 1n })).rejects.toMatchObject({
+      code: 'OUT_OF_RANGE',
+    });
     expect((await events(s)).length).toBe(before);
   });
 
@@ -114,7 +171,9 @@ describe('consume', () => {
     const again = await use(s, 4, { idempotencyKey: 'k1' });
     expect(again).toMatchObject({ replayed: true, sequence: first.sequence, allowed: true });
     expect(again.quotas).toEqual(first.quotas);
-    await expect(use(s, 5, { idempotencyKey: 'k1' })).rejects.toMatchObject({ code: 'ALREADY_EXISTS' });
+    await expect(use(s, 5, { idempotencyKey: 'k1' })).rejects.toMatchObject({
+      code: 'ALREADY_EXISTS',
+    });
     expect((await getQuota(deps, s, 'messages'))[0]!.used).toBe(5n);
   });
 });
@@ -139,9 +198,26 @@ describe('periods', () => {
   it('anchors billing months on day 31 without drifting', async () => {
     const s = fresh('anchor');
     clock.set('2026-01-31T10:00:00Z');
-    await setQuota(deps, { subject: s, metric: 'messages', period: 'MONTH', limit: 10n, timeZone: 'UTC', anchorDay: 31, reason: null }, 'tester');
+    await setQuota(
+      deps,
+      {
+        subject: s,
+        metric: 'messages',
+        period: 'MONTH',
+        limit: 10n,
+        timeZone: 'UTC',
+        anchorDay: 31,
+        reason: null,
+      },
+      'tester',
+    );
     const starts: string[] = [];
-    for (const now of ['2026-01-31T10:00:00Z', '2026-02-28T10:00:00Z', '2026-03-31T10:00:00Z', '2026-04-30T10:00:00Z']) {
+    for (const now of [
+      '2026-01-31T10:00:00Z',
+      '2026-02-28T10:00:00Z',
+      '2026-03-31T10:00:00Z',
+      '2026-04-30T10:00:00Z',
+    ]) {
       clock.set(now);
       starts.push((await use(s, 1)).quotas[0]!.periodStart.toISOString().slice(0, 10));
     }
@@ -157,7 +233,18 @@ describe('refund', () => {
     await use(s, 3);
     clock.set('2026-03-11T12:00:00Z');
     await use(s, 2);
-    const r = await refund(deps, { subject: s, metric: 'messages', amount: 4n, idempotencyKey: null, usageIdempotencyKey: null, reason: 'bad call' }, 'tester');
+    const r = await refund(
+      deps,
+      {
+        subject: s,
+        metric: 'messages',
+        amount: 4n,
+        idempotencyKey: null,
+        usageIdempotencyKey: null,
+        reason: 'bad call',
+      },
+      'tester',
+    );
     expect(r.quotas.map((q) => q.used)).toEqual([0n, 1n]);
     expect(r.credited.map((c) => [c.period, c.delta])).toEqual([
       ['DAY', 2n],
@@ -172,14 +259,36 @@ describe('refund', () => {
     await use(s, 5, { idempotencyKey: 'u1' });
     clock.set('2026-03-12T12:00:00Z');
     await use(s, 2);
-    const r = await refund(deps, { subject: s, metric: 'messages', amount: 5n, idempotencyKey: 'u1', usageIdempotencyKey: null, reason: null }, 'tester');
+    const r = await refund(
+      deps,
+      {
+        subject: s,
+        metric: 'messages',
+        amount: 5n,
+        idempotencyKey: 'u1',
+        usageIdempotencyKey: null,
+        reason: null,
+      },
+      'tester',
+    );
     // The day of the usage has ended; its month has not.
     expect(r.quotas.map((q) => [q.period, q.used])).toEqual([
       ['DAY', 2n],
       ['MONTH', 2n],
     ]);
     await expect(
-      refund(deps, { subject: s, metric: 'messages', amount: 1n, idempotencyKey: 'r2', usageIdempotencyKey: 'u1', reason: null }, 'tester'),
+      refund(
+        deps,
+        {
+          subject: s,
+          metric: 'messages',
+          amount: 1n,
+          idempotencyKey: 'r2',
+          usageIdempotencyKey: 'u1',
+          reason: null,
+        },
+        'tester',
+      ),
     ).rejects.toMatchObject({ code: 'FAILED_PRECONDITION' });
   });
 });
@@ -187,16 +296,37 @@ describe('refund', () => {
 describe('reset, delete and history', () => {
   it('resets one subject or every subject, and answers as_of from the ledger', async () => {
     const metric = 'resets';
-    await setQuota(deps, { subject: '*', metric, period: 'DAY', limit: 10n, timeZone: 'UTC', anchorDay: 0, reason: null }, 'tester');
+    await setQuota(
+      deps,
+      {
+        subject: '*',
+        metric,
+        period: 'DAY',
+        limit: 10n,
+        timeZone: 'UTC',
+        anchorDay: 0,
+        reason: null,
+      },
+      'tester',
+    );
     const [a, b] = [fresh('ra'), fresh('rb')];
     await use(a, 4, { metric });
     await use(b, 6, { metric });
     const before = clock.now();
     clock.advance(60_000);
-    const one = await resetSubject(deps, a, { subject: a, metric, period: null, reason: 'support ticket' }, 'ops');
+    const one = await resetSubject(
+      deps,
+      a,
+      { subject: a, metric, period: null, reason: 'support ticket' },
+      'ops',
+    );
     expect(one).toMatchObject({ eventsAppended: 1 });
     expect(one.quotas[0]).toMatchObject({ used: 0n, lastResetAt: clock.now() });
-    const all = await resetAllSubjects(deps, { subject: null, metric, period: 'DAY', reason: 'incident' }, 'ops');
+    const all = await resetAllSubjects(
+      deps,
+      { subject: null, metric, period: 'DAY', reason: 'incident' },
+      'ops',
+    );
     expect(all.eventsAppended).toBe(2);
     expect((await getQuota(deps, b, metric))[0]!.used).toBe(0n);
     expect((await getQuotaAsOf(deps, b, metric, before))[0]!.used).toBe(6n);
@@ -205,7 +335,11 @@ describe('reset, delete and history', () => {
   it('deletes a quota, after which the metric is unknown for the subject', async () => {
     const s = fresh('del');
     await quota(s, 'DAY', 1);
-    await deleteQuota(deps, { subject: s, metric: 'messages', period: 'DAY', reason: null }, 'tester');
+    await deleteQuota(
+      deps,
+      { subject: s, metric: 'messages', period: 'DAY', reason: null },
+      'tester',
+    );
     await expect(use(s, 1)).rejects.toMatchObject({ code: 'NOT_FOUND' });
     await expect(
       deleteQuota(deps, { subject: s, metric: 'messages', period: 'DAY', reason: null }, 'tester'),
@@ -213,7 +347,9 @@ describe('reset, delete and history', () => {
   });
 
   it('the database refuses to change or delete ledger events', async () => {
-    await expect(t.db.query("UPDATE ledger_events SET amount = 1 WHERE type = 'USAGE'")).rejects.toThrow(/append-only/);
+    await expect(
+      t.db.query("UPDATE ledger_events SET amount = 1 WHERE type = 'USAGE'"),
+    ).rejects.toThrow(/append-only/);
     await expect(t.db.query('DELETE FROM ledger_events')).rejects.toThrow(/append-only/);
     await expect(t.db.query('TRUNCATE ledger_events')).rejects.toThrow(/append-only/);
   });

@@ -1,4 +1,13 @@
-import { fromBinary, toBinary, type DescMessage, type DescMethodUnary, type DescService, type MessageInitShape, type MessageShape, create } from '@bufbuild/protobuf';
+import {
+  fromBinary,
+  toBinary,
+  type DescMessage,
+  type DescMethodUnary,
+  type DescService,
+  type MessageInitShape,
+  type MessageShape,
+  create,
+} from '@bufbuild/protobuf';
 import { createClient, type Client } from '@connectrpc/connect';
 import { createConnectTransport, createGrpcWebTransport } from '@connectrpc/connect-node';
 import * as grpc from '@grpc/grpc-js';
@@ -25,7 +34,12 @@ export async function startTestServer(
 ): Promise<TestServer> {
   const database = await createTestDatabase();
   const clock = new TestClock(new Date(opts.now ?? '2026-03-10T12:00:00Z'));
-  const server = createQuotaServer({ db: database.db, clock, addr: { host: '127.0.0.1', port: 0 }, ...opts });
+  const server = createQuotaServer({
+    db: database.db,
+    clock,
+    addr: { host: '127.0.0.1', port: 0 },
+    ...opts,
+  });
   const { addr } = await server.listen();
   const baseUrl = `http://127.0.0.1:${addr.port}`;
   const connectTransport = createConnectTransport({ baseUrl, httpVersion: '1.1' });
