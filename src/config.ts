@@ -1,4 +1,7 @@
+import { hostname } from 'node:os';
 import { isIP } from 'node:net';
+import { isValidCron } from './scheduler/reset-scheduler.js';
+import type { ResetSettings } from './server.js';
 
 export interface Config {
   databaseUrl: string | null;
@@ -9,6 +12,7 @@ export interface Config {
   poolSize: number;
   statementTimeoutMs: number;
   drainTimeoutMs: number;
+  reset: ResetSettings;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -93,6 +97,17 @@ export function loadConfig(env: NodeJS.ProcessEnv): { config: Config; errors: st
   if (!LOG_LEVELS.includes(logLevel))
     errors.push(`LOG_LEVEL: "${env.LOG_LEVEL}" must be one of ${LOG_LEVELS.join(', ')}`);
 
+  const enabledRaw = (env.QUOTA_RESET_ENABLED?.trim() || 'true').toLowerCase();
+  if (!['true', 'false', '1', '0', 'yes', 'no'].includes(enabledRaw)) {
+    errors.push(`QUOTA_RESET_ENABLED: "${env.QUOTA_RESET_ENABLED}" must be true or false`);
+  }
+  const cron = env.QUOTA_RESET_SCHEDULE?.trim() || '*/5 * * * *';
+  if (!isValidCron(cron)) {
+    errors.push(
+      `QUOTA_RESET_SCHEDULE: "${cron}" is not a cron expression (e.g. "*/5 * * * *": every five minutes)`,
+    );
+  }
+
   const config: Config = {
     databaseUrl,
     addr: addr ?? { host: '127.0.0.1', port: 50051 },
@@ -102,6 +117,14 @@ export function loadConfig(env: NodeJS.ProcessEnv): { config: Config; errors: st
     poolSize: integer(env, 'QUOTA_DB_POOL_SIZE', 16, 1, 1000, errors),
     statementTimeoutMs: integer(env, 'QUOTA_STATEMENT_TIMEOUT_MS', 10_000, 100, 3_600_000, errors),
     drainTimeoutMs: integer(env, 'QUOTA_DRAIN_TIMEOUT_MS', 10_000, 0, 600_000, errors),
+    reset: {
+      enabled: ['true', '1', 'yes'].includes(enabledRaw),
+      cron,
+      replicaId: env.QUOTA_REPLICA_ID?.trim() || `${hostname()}-${process.pid}`,
+      maxAttempts: integer(env, 'QUOTA_RESET_MAX_ATTEMPTS', 3, 1, 100, errors),
+      retryBaseMs: integer(env, 'QUOTA_RESET_RETRY_BASE_MS', 5_000, 0, 3_600_000, errors),
+      batchSize: integer(env, 'QUOTA_RESET_BATCH_SIZE', 5_000, 1, 100_000, errors),
+    },
   };
   return { config, errors };
 }

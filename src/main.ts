@@ -48,6 +48,7 @@ async function main(): Promise<void> {
     grpcAddr: config.grpcAddr,
     logger: log,
     drainTimeoutMs: config.drainTimeoutMs,
+    reset: config.reset,
   });
   const bound = await server.listen();
   log.info(

@@ -12,6 +12,9 @@ import { QuotaAdminService } from './gen/quota/v1/quota_admin_service_pb.js';
 import { QuotaService } from './gen/quota/v1/quota_service_pb.js';
 import type { LedgerDeps } from './ledger/commands.js';
 import type { Db } from './ledger/db.js';
+import { resetLagSeconds } from './ledger/reset-sweep.js';
+import { Metrics } from './metrics.js';
+import { ResetScheduler } from './scheduler/reset-scheduler.js';
 import { adminServiceHandlers } from './rpc/admin-service.js';
 import { ANONYMOUS } from './rpc/context.js';
 import { Readiness } from './rpc/health.js';
@@ -43,7 +46,28 @@ export interface ServerOptions {
   authenticate?: Authenticator;
   /** How long in-flight calls may take to finish on close. */
   drainTimeoutMs?: number;
+  /** The reset scheduler; by default off (TriggerResetSweep still works). */
+  reset?: Partial<ResetSettings>;
 }
+
+export interface ResetSettings {
+  /** Run the boundary timer, the cron sweep and the start-up catch-up. */
+  enabled: boolean;
+  cron: string;
+  replicaId: string;
+  maxAttempts: number;
+  retryBaseMs: number;
+  batchSize: number;
+}
+
+export const DEFAULT_RESET: ResetSettings = {
+  enabled: false,
+  cron: '*/5 * * * *',
+  replicaId: `${process.pid}`,
+  maxAttempts: 3,
+  retryBaseMs: 5_000,
+  batchSize: 5_000,
+};
 
 export interface QuotaServer {
   listen(): Promise<{ addr: HostPort; grpcAddr: HostPort | null }>;
@@ -51,6 +75,8 @@ export interface QuotaServer {
   close(): Promise<void>;
   readonly readiness: Readiness;
   readonly deps: LedgerDeps;
+  readonly scheduler: ResetScheduler;
+  readonly metrics: Metrics;
 }
 
 interface PlainResponse {
@@ -67,9 +93,18 @@ const sendText = (res: PlainResponse, status: number, body: string): void => {
 export function createQuotaServer(o: ServerOptions): QuotaServer {
   const log = o.logger ?? pino({ level: 'silent' });
   const deps: LedgerDeps = { db: o.db, clock: o.clock ?? systemClock };
+  const reset: ResetSettings = { ...DEFAULT_RESET, ...o.reset };
+  const metrics = new Metrics({ resetLagSeconds: () => resetLagSeconds(o.db, deps.clock.now()) });
+  const scheduler = new ResetScheduler({
+    ...reset,
+    db: o.db,
+    clock: deps.clock,
+    logger: log,
+    metrics,
+  });
   const services: MountedService[] = [
     { desc: QuotaService, handlers: quotaServiceHandlers(deps) as never },
-    { desc: QuotaAdminService, handlers: adminServiceHandlers(deps) as never },
+    { desc: QuotaAdminService, handlers: adminServiceHandlers(deps, scheduler) as never },
   ];
   const hooks: TransportHooks = {
     authenticate: o.authenticate ?? (() => ANONYMOUS),
@@ -102,6 +137,13 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
     fallback: (req, res) => {
       const path = (req.url ?? '/').split('?')[0];
       if (req.method === 'GET' && path === '/healthz') return sendText(res, 200, 'ok');
+      if (req.method === 'GET' && path === '/metrics') {
+        void metrics.registry.metrics().then((body) => {
+          res.writeHead(200, { 'content-type': metrics.registry.contentType });
+          res.end(body);
+        });
+        return;
+      }
       if (req.method === 'GET' && path === '/readyz') {
         void readiness
           .check()
@@ -125,6 +167,8 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
   return {
     readiness,
     deps,
+    scheduler,
+    metrics,
     async listen() {
       await new Promise<void>((ok, fail) => {
         front.once('error', fail);
@@ -140,6 +184,7 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
         );
       }
       readiness.start();
+      if (reset.enabled) scheduler.start();
       const a = front.address() as AddressInfo;
       return {
         addr: { host: a.address, port: a.port },
@@ -148,6 +193,8 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
       };
     },
     async close() {
+      // The scheduler first: no new sweep, a running one finishes its batch.
+      await scheduler.stop();
       readiness.drain();
       front.close();
       const timeout = o.drainTimeoutMs ?? 10_000;

@@ -15,6 +15,8 @@ import {
   DeleteQuotaResponseSchema,
   ListEventsResponseSchema,
   ListQuotasResponseSchema,
+  ListResetRunsResponseSchema,
+  TriggerResetSweepResponseSchema,
   ResetQuotaResponseSchema,
   SetQuotaResponseSchema,
   type DeleteQuotaRequest,
@@ -34,6 +36,8 @@ import {
 } from '../gen/quota/v1/quota_admin_service_pb.js';
 import type { LedgerDeps } from '../ledger/commands.js';
 import { listEvents } from '../ledger/list-events.js';
+import { listAttempts } from '../ledger/reset-runs.js';
+import type { ResetScheduler } from '../scheduler/reset-scheduler.js';
 import { deleteQuota, listQuotas, setQuota } from '../ledger/quota-admin.js';
 import { resetAllSubjects, resetSubject } from '../ledger/reset.js';
 import type { Handler } from './context.js';
@@ -44,6 +48,7 @@ import {
   optionalPeriodFromProto,
   periodFromProto,
   quotaToProto,
+  runToProto,
   statusToProto,
 } from './convert.js';
 import { decodePageToken, encodePageToken } from './page-token.js';
@@ -62,13 +67,10 @@ const isDecimal = (a: unknown): a is string => typeof a === 'string' && /^\d{1,1
 const isQuotaKey = (a: unknown): a is [string, string, string] =>
   Array.isArray(a) && a.length === 3 && a.every((x) => typeof x === 'string');
 
-const notYet = (what: string): QuotaError =>
-  new QuotaError(
-    'UNIMPLEMENTED',
-    `${what} arrives with the reset scheduler; it is not available in this version`,
-  );
-
-export function adminServiceHandlers(deps: LedgerDeps): AdminServiceHandlers {
+export function adminServiceHandlers(
+  deps: LedgerDeps,
+  scheduler: ResetScheduler,
+): AdminServiceHandlers {
   return {
     async setQuota(req, ctx) {
       const period = periodFromProto(req.period);
@@ -156,12 +158,25 @@ export function adminServiceHandlers(deps: LedgerDeps): AdminServiceHandlers {
       });
     },
 
-    async listResetRuns() {
-      throw notYet('ListResetRuns');
+    async listResetRuns(req) {
+      const pageSize = checkPageSize(req.pageSize);
+      const before = decodePageToken(req.pageToken, {}, isDecimal);
+      const page = await listAttempts(deps.db, pageSize, before ? BigInt(before) : null);
+      const last = page.runs.at(-1);
+      return create(ListResetRunsResponseSchema, {
+        runs: page.runs.map(runToProto),
+        nextPageToken: page.more && last?.id ? encodePageToken(last.id.toString(), {}) : '',
+      });
     },
 
     async triggerResetSweep() {
-      throw notYet('TriggerResetSweep');
+      const run = await scheduler.run('manual').catch((err: unknown) => {
+        throw new QuotaError(
+          'UNAVAILABLE',
+          `the sweep could not run: ${err instanceof Error ? err.message : String(err)}`,
+        );
+      });
+      return create(TriggerResetSweepResponseSchema, { run: runToProto(run) });
     },
   };
 }

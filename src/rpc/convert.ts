@@ -5,6 +5,7 @@ import { invalid } from '../domain/errors.js';
 import type { Effect, EventType as DomainEventType, StoredEvent } from '../domain/events.js';
 import type { PeriodKind } from '../domain/period.js';
 import type { QuotaDef, QuotaView } from '../domain/quota.js';
+import type { ResetAttempt } from '../ledger/reset-runs.js';
 import {
   ConsumeMode,
   EventType,
@@ -13,7 +14,9 @@ import {
   PeriodAmountSchema,
   QuotaSchema,
   QuotaStatusSchema,
+  ResetRunSchema,
   type LedgerEvent,
+  type ResetRun,
   type PeriodAmount,
   type Quota,
   type QuotaStatus,
@@ -166,3 +169,16 @@ export function eventToProto(e: StoredEvent): LedgerEvent {
     refundedSequence: e.data.refundedSequence ?? 0n,
   });
 }
+
+export const runToProto = (r: ResetAttempt): ResetRun =>
+  create(ResetRunSchema, {
+    id: r.id ?? 0n,
+    startedAt: ts(r.startedAt),
+    finishedAt: optTs(r.finishedAt),
+    trigger: r.trigger,
+    replicaId: r.replicaId,
+    countersRolled: BigInt(r.countersRolled),
+    attempt: r.attempt,
+    outcome: r.outcome,
+    error: r.error ?? '',
+  });

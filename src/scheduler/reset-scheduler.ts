@@ -1,0 +1,222 @@
+import { randomUUID } from 'node:crypto';
+import { SpanStatusCode, trace } from '@opentelemetry/api';
+import schedule, { type Job } from 'node-schedule';
+import type { Logger } from 'pino';
+import type { Clock } from '../domain/clock.js';
+import type { Db } from '../ledger/db.js';
+import { saveAttempt, type ResetAttempt, type ResetTrigger } from '../ledger/reset-runs.js';
+import { nextBoundary, oldestDue, sweep } from '../ledger/reset-sweep.js';
+import type { Metrics } from '../metrics.js';
+
+export interface ResetSchedulerOptions {
+  db: Db;
+  clock: Clock;
+  logger: Logger;
+  metrics: Metrics;
+  /** Cron expression of the safety-net sweep. */
+  cron: string;
+  replicaId: string;
+  maxAttempts: number;
+  retryBaseMs: number;
+  batchSize: number;
+  /** Longest the boundary timer sleeps before looking again (quotas may change elsewhere). */
+  maxTimerMs?: number;
+  /** On stop, how long a running sweep may take to finish its batch. */
+  stopTimeoutMs?: number;
+}
+
+const tracer = trace.getTracer('quota-ledger');
+
+/** Whether node-schedule accepts a cron expression. */
+export function isValidCron(expr: string): boolean {
+  const job = schedule.scheduleJob(expr, () => {});
+  if (!job) return false;
+  job.cancel();
+  return true;
+}
+
+/**
+ * Emits the scheduled resets: a timer for the next period boundary of any counter, a
+ * safety-net sweep on a cron schedule, a catch-up sweep at start, and sweeps on demand.
+ * Runs of one replica never overlap; replicas share the work through the sweep's row locks.
+ */
+export class ResetScheduler {
+  private cronJob: Job | null = null;
+  private timerJob: Job | null = null;
+  private running: Promise<ResetAttempt> | null = null;
+  private stopping = false;
+  private readonly abort = new AbortController();
+  /** Attempts that could not be written while the database was away; written on its return. */
+  private readonly unrecorded: ResetAttempt[] = [];
+  nextTimerAt: Date | null = null;
+
+  constructor(private readonly o: ResetSchedulerOptions) {}
+
+  /** Arms the cron job and the boundary timer, and starts the catch-up sweep. */
+  start(): void {
+    this.cronJob = schedule.scheduleJob(this.o.cron, () => void this.trigger('cron'));
+    if (!this.cronJob)
+      throw new Error(`QUOTA_RESET_SCHEDULE: "${this.o.cron}" is not a valid cron expression`);
+    void this.trigger('startup');
+  }
+
+  /** Runs a sweep now unless one is already running on this replica (then that one counts). */
+  private async trigger(trigger: ResetTrigger): Promise<void> {
+    if (this.stopping || this.running) return;
+    await this.run(trigger).catch((err: unknown) =>
+      this.o.logger.error({ err }, 'reset run crashed'),
+    );
+  }
+
+  /** Runs a sweep (waiting for one in progress first) and returns its last attempt. */
+  async run(trigger: ResetTrigger): Promise<ResetAttempt> {
+    while (this.running) await this.running.catch(() => {});
+    if (this.stopping) throw new Error('the scheduler is stopping');
+    this.running = this.attempts(trigger);
+    try {
+      return await this.running;
+    } finally {
+      this.running = null;
+      if (!this.stopping && this.cronJob) void this.armTimer();
+    }
+  }
+
+  private async attempts(trigger: ResetTrigger): Promise<ResetAttempt> {
+    const runId = randomUUID();
+    let last: ResetAttempt | null = null;
+    for (let attempt = 1; attempt <= this.o.maxAttempts; attempt++) {
+      last = await this.attempt(runId, trigger, attempt);
+      if (last.outcome === 'success' || this.stopping || attempt === this.o.maxAttempts) break;
+      await this.sleep(this.o.retryBaseMs * 2 ** (attempt - 1));
+    }
+    return last!;
+  }
+
+  private async attempt(
+    runId: string,
+    trigger: ResetTrigger,
+    attempt: number,
+  ): Promise<ResetAttempt> {
+    const a: ResetAttempt = {
+      id: null,
+      runId,
+      trigger,
+      replicaId: this.o.replicaId,
+      attempt,
+      startedAt: this.o.clock.now(),
+      finishedAt: null,
+      countersRolled: 0,
+      outcome: 'running',
+      error: null,
+    };
+    const t0 = process.hrtime.bigint();
+    return tracer.startActiveSpan(
+      'quota_reset.execute',
+      { attributes: { trigger, attempt } },
+      async (span) => {
+        await this.record(a);
+        try {
+          a.countersRolled = await sweep(this.o.db, {
+            now: a.startedAt,
+            batchSize: this.o.batchSize,
+            runId,
+            shouldStop: () => this.stopping,
+          });
+          a.outcome = 'success';
+        } catch (err) {
+          a.outcome = 'failure';
+          a.error = err instanceof Error ? err.message : String(err);
+          span.recordException(err instanceof Error ? err : new Error(String(err)));
+          span.setStatus({ code: SpanStatusCode.ERROR, message: a.error });
+        }
+        a.finishedAt = this.o.clock.now();
+        const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+        const ok = a.outcome === 'success';
+        span.setAttributes({ rows_updated: a.countersRolled, success: ok });
+        span.end();
+        this.o.metrics.resetRuns.inc({ trigger, outcome: a.outcome });
+        this.o.metrics.resetRunDuration.observe({ trigger }, seconds);
+        this.o.metrics.countersRolled.inc(a.countersRolled);
+        if (ok) this.o.metrics.lastResetSuccess.set(Date.now() / 1000);
+        await this.record(a);
+        const fields = {
+          runId,
+          trigger,
+          attempt,
+          rolled: a.countersRolled,
+          ms: Math.round(seconds * 1000),
+        };
+        if (ok) this.o.logger.info(fields, 'reset run');
+        else this.o.logger.warn({ ...fields, error: a.error }, 'reset run failed');
+        return a;
+      },
+    );
+  }
+
+  /** Writes an attempt, and any that could not be written earlier; never throws. */
+  private async record(a: ResetAttempt): Promise<void> {
+    try {
+      while (this.unrecorded.length) {
+        await saveAttempt(this.o.db, this.unrecorded[0]!);
+        this.unrecorded.shift();
+      }
+      a.id = await saveAttempt(this.o.db, a);
+    } catch {
+      if (a.outcome !== 'running') this.unrecorded.push({ ...a });
+    }
+  }
+
+  /**
+   * Sets the timer for the next boundary of any counter, or a minute from now at the latest.
+   * Counters already due are left to the sweep in progress, the cron sweep or the lazy roll,
+   * so a subject that stays locked cannot make the timer spin.
+   */
+  async armTimer(): Promise<void> {
+    if (this.stopping) return;
+    const maxMs = this.o.maxTimerMs ?? 60_000;
+    let delay = maxMs;
+    try {
+      const now = this.o.clock.now();
+      const next = await nextBoundary(this.o.db, now);
+      if (next) delay = Math.min(maxMs, Math.max(0, next.getTime() - now.getTime()));
+    } catch {
+      // Database away: look again later; the cron sweep and the lazy roll cover the gap.
+    }
+    this.timerJob?.cancel();
+    this.nextTimerAt = new Date(Date.now() + delay);
+    this.timerJob = schedule.scheduleJob(this.nextTimerAt, () => {
+      void (async () => {
+        // Sweep only if a period has really ended (the timer may just be looking again).
+        const due = await oldestDue(this.o.db, this.o.clock.now()).catch(() => null);
+        if (due) await this.trigger('timer');
+        else await this.armTimer();
+      })();
+    });
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((ok) => {
+      const t = setTimeout(ok, ms);
+      this.abort.signal.addEventListener('abort', () => {
+        clearTimeout(t);
+        ok();
+      });
+    });
+  }
+
+  /** Takes no new run, lets a running sweep finish its batch (bounded), cancels the timers. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.abort.abort();
+    this.cronJob?.cancel();
+    this.timerJob?.cancel();
+    if (this.running) {
+      let timer: NodeJS.Timeout | undefined;
+      const limit = new Promise<void>(
+        (ok) => (timer = setTimeout(ok, this.o.stopTimeoutMs ?? 30_000)),
+      );
+      await Promise.race([this.running.catch(() => {}), limit]);
+      clearTimeout(timer);
+    }
+  }
+}
