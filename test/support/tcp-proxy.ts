@@ -1,0 +1,61 @@
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+
+/**
+ * A loopback TCP proxy in front of PostgreSQL that a test can cut and restore, to play a
+ * database that goes away and comes back without touching the real server.
+ */
+export class TcpProxy {
+  private readonly server: Server;
+  private readonly sockets = new Set<Socket>();
+  private up = true;
+  port = 0;
+
+  constructor(
+    private readonly targetHost: string,
+    private readonly targetPort: number,
+  ) {
+    this.server = createServer((client) => {
+      if (!this.up) return client.destroy();
+      const upstream = createConnection(this.targetPort, this.targetHost);
+      for (const s of [client, upstream]) {
+        this.sockets.add(s);
+        s.on('close', () => this.sockets.delete(s));
+        s.on('error', () => {
+          client.destroy();
+          upstream.destroy();
+        });
+      }
+      client.pipe(upstream).pipe(client);
+    });
+  }
+
+  /** Listens on a free loopback port; returns `url` rewritten to go through the proxy. */
+  async start(url: string): Promise<string> {
+    await new Promise<void>((ok) => this.server.listen(0, '127.0.0.1', ok));
+    this.port = (this.server.address() as { port: number }).port;
+    const u = new URL(url);
+    u.hostname = '127.0.0.1';
+    u.port = String(this.port);
+    return u.toString();
+  }
+
+  /** Drops every open connection and refuses new ones. */
+  cut(): void {
+    this.up = false;
+    for (const s of this.sockets) s.destroy();
+  }
+
+  restore(): void {
+    this.up = true;
+  }
+
+  async close(): Promise<void> {
+    this.cut();
+    await new Promise<void>((ok) => this.server.close(() => ok()));
+  }
+}
+
+export function targetOf(url: string): { host: string; port: number } {
+  const u = new URL(url);
+  return { host: u.hostname, port: Number(u.port || 5432) };
+}
