@@ -1,5 +1,4 @@
-import { nextWindow, type PeriodKind } from '../domain/period.js';
-import { encodeJson } from './codec.js';
+import { nextWindow, type PeriodKind, type Window } from '../domain/period.js';
 import { inTransaction, query, type Db, type Tx } from './db.js';
 import { SCHEDULER_ACTOR } from './subject-writer.js';
 
@@ -17,12 +16,21 @@ interface DueRow {
   period_end: Date;
   time_zone: string;
   anchor_day: number;
+  last_sequence: bigint;
 }
+
+/** The instant as JavaScript writes it (toISOString), so every event's JSON looks the same. */
+const ISO = (col: string): string =>
+  `to_char(${col} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+
+type Cursor = [subject: string, metric: string, period: string];
 
 export interface SweepOptions {
   now: Date;
   batchSize: number;
   runId: string;
+  /** Batches in flight at once; they never touch the same subject. */
+  concurrency?: number;
   /** Checked between batches: a stopping service finishes the batch in hand and no more. */
   shouldStop?: () => boolean;
 }
@@ -30,117 +38,138 @@ export interface SweepOptions {
 /**
  * Rolls every due counter to the period containing `now`, one RESET_SCHEDULED event each.
  *
- * Works in batches of subjects, each batch one transaction: it locks the subjects' rows with
- * SKIP LOCKED (so replicas sweeping at once take different subjects, and a subject being
- * charged is left to the lazy roll of that call), reads their due counters afresh under the
- * lock, and writes events, counters and sequences with one set-based statement each. The
- * unique index on (subject, metric, period, period_start) makes a duplicate impossible.
+ * Works in batches in key order, each batch one transaction that locks its counters and
+ * their subjects with SKIP LOCKED: replicas (and this sweep's own workers) sweeping at once
+ * take different rows, and a subject being charged right now is left to that call's lazy
+ * roll. Locked rows are re-read at their newest version, so every decision is made on
+ * current data; events, counters and sequences are then written with one set-based
+ * statement each. The unique index on (subject, metric, period, period_start) makes a
+ * duplicate impossible whatever happens.
  */
 export async function sweep(db: Db, o: SweepOptions): Promise<number> {
   let rolled = 0;
-  let after = '';
-  for (;;) {
-    const batch = await inTransaction(db, (tx) => sweepBatch(tx, o, after));
-    rolled += batch.rolled;
-    if (batch.last === null || o.shouldStop?.()) return rolled;
-    after = batch.last;
-  }
+  let cursor: Cursor = ['', '', ''];
+  let done = false;
+  const windows = new Map<string, Window>();
+  const worker = async (): Promise<void> => {
+    while (!done && !o.shouldStop?.()) {
+      const from = cursor;
+      const batch = await inTransaction(db, (tx) => sweepBatch(tx, o, from, windows));
+      rolled += batch.rolled;
+      if (batch.last === null) done = true;
+      // Workers leapfrog: rows a sibling holds are skipped, so the cursor only moves forward.
+      else if (compareCursor(batch.last, cursor) > 0) cursor = batch.last;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, o.concurrency ?? 2) }, worker));
+  return rolled;
 }
+
+const compareCursor = (a: Cursor, b: Cursor): number => {
+  for (let i = 0; i < 3; i++) if (a[i] !== b[i]) return a[i]! < b[i]! ? -1 : 1;
+  return 0;
+};
 
 async function sweepBatch(
   tx: Tx,
   o: SweepOptions,
-  after: string,
-): Promise<{ rolled: number; last: string | null }> {
-  const locked = await tx.query<{ subject: string; last_sequence: bigint }>(
-    `SELECT s.subject, s.last_sequence FROM subjects s
-      WHERE s.subject > $2 AND EXISTS (SELECT 1 FROM counters c WHERE c.subject = s.subject AND ${DUE})
-      ORDER BY s.subject LIMIT $3
-      FOR UPDATE SKIP LOCKED`,
-    [o.now, after, o.batchSize],
-  );
-  if (locked.rows.length === 0) return { rolled: 0, last: null };
-  const sequences = new Map(locked.rows.map((r) => [r.subject, r.last_sequence]));
-  // A fresh read under the locks: nothing can change these counters until we commit.
+  after: Cursor,
+  windows: Map<string, Window>,
+): Promise<{ rolled: number; last: Cursor | null }> {
   const due = await tx.query<DueRow>(
-    `SELECT c.subject, c.metric, c.period, c.used, c.period_start, c.period_end,
+    `SELECT c.subject, c.metric, c.period, c.used, c.period_start, c.period_end, s.last_sequence,
             coalesce(own.time_zone, def.time_zone) AS time_zone,
             coalesce(own.anchor_day, def.anchor_day) AS anchor_day
        FROM counters c
+       JOIN subjects s ON s.subject = c.subject
        LEFT JOIN quotas own ON own.subject = c.subject AND own.metric = c.metric AND own.period = c.period
        LEFT JOIN quotas def ON def.subject = '*' AND def.metric = c.metric AND def.period = c.period
-      WHERE c.subject = ANY($2) AND ${DUE}
-      ORDER BY c.subject, c.metric, c.period`,
-    [o.now, [...sequences.keys()]],
+      WHERE (c.subject, c.metric, c.period) > ($2, $3, $4) AND ${DUE}
+      ORDER BY c.subject, c.metric, c.period
+      LIMIT $5
+      FOR UPDATE OF c, s SKIP LOCKED`,
+    [o.now, ...after, o.batchSize],
   );
-  const cols = {
+  if (due.rows.length === 0) return { rolled: 0, last: null };
+  const sequences = new Map<string, bigint>();
+  const rows = {
     subject: [] as string[],
-    sequence: [] as string[],
     metric: [] as string[],
     period: [] as string[],
-    start: [] as Date[],
-    end: [] as (Date | null)[],
-    data: [] as string[],
+    sequence: [] as string[],
+    w: [] as number[],
   };
+  // Distinct new windows, sent once each: counters of one zone and period mostly end together.
+  const distinct = new Map<string, { i: number; w: Window }>();
   for (const r of due.rows) {
-    const seq = sequences.get(r.subject)! + 1n;
+    const seq = (sequences.get(r.subject) ?? r.last_sequence) + 1n;
     sequences.set(r.subject, seq);
-    const w = nextWindow(
-      { period: r.period, timeZone: r.time_zone, anchorDay: r.anchor_day },
-      r.period_end,
+    const key = `${r.period}|${r.time_zone}|${r.anchor_day}|${r.period_end.getTime()}`;
+    let d = distinct.get(key);
+    if (!d) {
+      let w = windows.get(key);
+      if (!w) {
+        w = nextWindow(
+          { period: r.period, timeZone: r.time_zone, anchorDay: r.anchor_day },
+          r.period_end,
+          o.now,
+        );
+        windows.set(key, w);
+      }
+      d = { i: distinct.size + 1, w };
+      distinct.set(key, d);
+    }
+    rows.subject.push(r.subject);
+    rows.metric.push(r.metric);
+    rows.period.push(r.period);
+    rows.sequence.push(seq.toString());
+    rows.w.push(d.i);
+  }
+  const ws = [...distinct.values()];
+  // One statement: every sub-statement sees the counters as they were, so the events record
+  // the period each counter leaves and what it had used.
+  await tx.query(
+    `WITH u AS (
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::int[])
+         AS u(subject, metric, period, sequence, w)
+     ), ws AS (
+       SELECT * FROM unnest($6::timestamptz[], $7::timestamptz[]) WITH ORDINALITY AS ws(start_at, end_at, i)
+     ), ins AS (
+       INSERT INTO ledger_events (subject, sequence, type, metric, period, period_start, period_end,
+                                  actor, reason, data, recorded_at)
+       SELECT c.subject, u.sequence, 'RESET_SCHEDULED', c.metric, c.period, ws.start_at, ws.end_at,
+              $8, 'period ended',
+              jsonb_build_object('previousPeriodStart', ${ISO('c.period_start')},
+                                 'previousPeriodEnd', ${ISO('c.period_end')},
+                                 'usedBefore', c.used::text, 'runId', $9::text),
+              $10
+         FROM u
+         JOIN ws ON ws.i = u.w
+         JOIN counters c ON c.subject = u.subject AND c.metric = u.metric AND c.period = u.period
+     ), upd AS (
+       UPDATE counters c SET used = 0, period_start = ws.start_at, period_end = ws.end_at,
+              last_reset_at = ws.start_at, last_sequence = u.sequence
+         FROM u JOIN ws ON ws.i = u.w
+        WHERE c.subject = u.subject AND c.metric = u.metric AND c.period = u.period
+     )
+     UPDATE subjects s SET last_sequence = x.sequence
+       FROM (SELECT subject, max(sequence) AS sequence FROM u GROUP BY subject) x
+      WHERE s.subject = x.subject`,
+    [
+      rows.subject,
+      rows.metric,
+      rows.period,
+      rows.sequence,
+      rows.w,
+      ws.map((d) => d.w.start),
+      ws.map((d) => d.w.end),
+      SCHEDULER_ACTOR,
+      o.runId,
       o.now,
-    );
-    cols.subject.push(r.subject);
-    cols.sequence.push(seq.toString());
-    cols.metric.push(r.metric);
-    cols.period.push(r.period);
-    cols.start.push(w.start);
-    cols.end.push(w.end);
-    cols.data.push(
-      encodeJson({
-        previousPeriodStart: r.period_start,
-        previousPeriodEnd: r.period_end,
-        usedBefore: r.used,
-        runId: o.runId,
-      }),
-    );
-  }
-  if (due.rows.length > 0) {
-    await tx.query(
-      `INSERT INTO ledger_events (subject, sequence, type, metric, period, period_start, period_end,
-         actor, reason, data, recorded_at)
-       SELECT u.subject, u.sequence, 'RESET_SCHEDULED', u.metric, u.period, u.period_start, u.period_end,
-              $8, 'period ended', u.data, $9
-         FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::jsonb[])
-           AS u(subject, sequence, metric, period, period_start, period_end, data)`,
-      [
-        cols.subject,
-        cols.sequence,
-        cols.metric,
-        cols.period,
-        cols.start,
-        cols.end,
-        cols.data,
-        SCHEDULER_ACTOR,
-        o.now,
-      ],
-    );
-    await tx.query(
-      `UPDATE counters c SET used = 0, period_start = u.period_start, period_end = u.period_end,
-              last_reset_at = u.period_start, last_sequence = u.sequence
-         FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[])
-           AS u(subject, sequence, metric, period, period_start, period_end)
-        WHERE c.subject = u.subject AND c.metric = u.metric AND c.period = u.period`,
-      [cols.subject, cols.sequence, cols.metric, cols.period, cols.start, cols.end],
-    );
-    await tx.query(
-      `UPDATE subjects s SET last_sequence = u.last_sequence
-         FROM unnest($1::text[], $2::bigint[]) AS u(subject, last_sequence)
-        WHERE s.subject = u.subject`,
-      [[...sequences.keys()], [...sequences.values()].map(String)],
-    );
-  }
-  return { rolled: due.rows.length, last: locked.rows.at(-1)!.subject };
+    ],
+  );
+  const l = due.rows.at(-1)!;
+  return { rolled: due.rows.length, last: [l.subject, l.metric, l.period] };
 }
 
 /** The earliest instant after `now` at which some counter's period ends; null if none will. */
