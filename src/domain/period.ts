@@ -45,12 +45,41 @@ function daysInMonth(year: number, month: number): number {
   return DateTime.utc(year, month, 1).daysInMonth ?? 28;
 }
 
+const MINUTE_MS = 60_000;
+const DAY_MS = 86_400_000;
+
 /**
- * The instant a local calendar day begins. Where midnight does not exist (a daylight-saving
- * jump at 00:00) luxon moves forward to the first local time that does.
+ * The instant a local calendar day begins: when the zone's clocks last pass its midnight.
+ * Usually they pass it once. Where a daylight-saving jump skips midnight the day begins at
+ * the jump. Where the clocks go back to midnight (Havana, the Azores: 01:00 back to 00:00)
+ * they show it twice but pass it once, at the first. Where they go back across it (St. John's
+ * until 2011: 00:01 back to 23:01) they pass it twice and show the day before in between, so
+ * the day begins at the second pass.
+ *
+ * Worked out from the zone's offsets rather than with DateTime.fromObject, which resolves a
+ * repeated local time with the offset in force at the real current time (Settings.now), so
+ * its answer changed with the season the code ran in.
  */
 function localMidnight(zone: string, date: CalendarDate): Date {
-  return DateTime.fromObject({ ...date, hour: 0 }, { zone }).toJSDate();
+  const tz = IANAZone.create(zone);
+  // The clocks read midnight at instant t when t + offset(t) is this, midnight taken as UTC.
+  const midnight = Date.UTC(date.year, date.month - 1, date.day);
+  const reading = (t: number): number => t + tz.offset(t) * MINUTE_MS;
+  // No zone changes its offset twice within a day, so these are all it uses around midnight.
+  const offsets = [tz.offset(midnight - DAY_MS), tz.offset(midnight + DAY_MS)];
+  const passes = offsets
+    .map((offset) => midnight - offset * MINUTE_MS)
+    .filter((t) => reading(t) === midnight && reading(t - 1) < midnight);
+  if (passes.length > 0) return new Date(Math.max(...passes));
+  // Midnight skipped: find the jump, the first instant the clocks read later than midnight.
+  let before = midnight - Math.max(...offsets) * MINUTE_MS;
+  let after = midnight - Math.min(...offsets) * MINUTE_MS;
+  while (after - before > 1) {
+    const mid = Math.floor((before + after) / 2);
+    if (reading(mid) >= midnight) after = mid;
+    else before = mid;
+  }
+  return new Date(after);
 }
 
 function anchorDate(year: number, month: number, anchorDay: number): CalendarDate {

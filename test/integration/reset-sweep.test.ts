@@ -330,6 +330,30 @@ describe('the scheduler', () => {
     await s.stop();
   });
 
+  it('on stop lets the running sweep finish its batch, records it, and leaves the rest to the next', async () => {
+    clock.set('2026-11-02T12:00:00Z');
+    const subjects = Array.from({ length: 200 }, (_, i) => `stop-${i}`);
+    for (const subj of subjects) {
+      await quota(subj, 'DAY', 'UTC');
+      await use(subj);
+    }
+    clock.set('2026-11-03T12:00:00Z');
+    const s = scheduler(t.db, { batchSize: 10 });
+    const running = s.run('manual');
+    await new Promise((r) => setTimeout(r, 20));
+    await s.stop();
+    const run = await running;
+    expect(run.outcome).toBe('success');
+    const recorded = (await listAttempts(t.db, 100, null)).runs.find((r) => r.runId === run.runId);
+    expect(recorded).toMatchObject({ outcome: 'success', countersRolled: run.countersRolled });
+    const rest = await sweepNow();
+    const all = await t.db.query(
+      `SELECT count(*)::int AS n FROM ledger_events WHERE type = 'RESET_SCHEDULED' AND subject LIKE 'stop-%'`,
+    );
+    expect(all.rows[0].n).toBe(200);
+    expect(run.countersRolled + rest).toBeGreaterThanOrEqual(200);
+  });
+
   it('on stop takes no new run', async () => {
     const s = scheduler();
     await s.stop();
