@@ -1,10 +1,15 @@
 import { hostname } from 'node:os';
 import { isIP } from 'node:net';
+import { readKeyFile, type KeyFile } from './auth/api-keys.js';
 import { isValidCron } from './scheduler/reset-scheduler.js';
 import type { ResetSettings } from './server.js';
 
 export interface Config {
   databaseUrl: string | null;
+  /** Where migrations run from: the schema owner. Defaults to databaseUrl. */
+  migrationDatabaseUrl: string | null;
+  /** The API keys file and its contents at start-up; null means auth is off. */
+  apiKeys: { path: string; file: KeyFile } | null;
   addr: { host: string; port: number };
   grpcAddr: { host: string; port: number } | null;
   dataDir: string;
@@ -57,18 +62,42 @@ function integer(
 export function loadConfig(env: NodeJS.ProcessEnv): { config: Config; errors: string[] } {
   const errors: string[] = [];
 
-  const databaseUrl = env.DATABASE_URL?.trim() || null;
-  if (databaseUrl) {
+  const postgresUrl = (name: string, hint: string): string | null => {
+    const value = env[name]?.trim() || null;
+    if (!value) return null;
     let ok = false;
     try {
-      ok = ['postgres:', 'postgresql:'].includes(new URL(databaseUrl).protocol);
+      ok = ['postgres:', 'postgresql:'].includes(new URL(value).protocol);
     } catch {
       ok = false;
     }
-    if (!ok)
-      errors.push(
-        'DATABASE_URL: must be a postgres:// or postgresql:// URL (unset it to use the embedded database)',
-      );
+    if (!ok) errors.push(`${name}: must be a postgres:// or postgresql:// URL (${hint})`);
+    return value;
+  };
+  const databaseUrl = postgresUrl('DATABASE_URL', 'unset it to use the embedded database');
+  const migrationDatabaseUrl = postgresUrl(
+    'QUOTA_MIGRATION_DATABASE_URL',
+    'unset it to migrate with DATABASE_URL',
+  );
+  if (migrationDatabaseUrl && !databaseUrl) {
+    errors.push('QUOTA_MIGRATION_DATABASE_URL: only makes sense together with DATABASE_URL');
+  }
+
+  const keysPath = env.QUOTA_API_KEYS_FILE?.trim() || null;
+  let apiKeys: Config['apiKeys'] = null;
+  if (keysPath) {
+    try {
+      const file = readKeyFile(keysPath);
+      if (file.keys.length === 0) {
+        throw new Error(
+          `${keysPath}: has no keys; add one with: npm run quota -- keys create NAME --role admin`,
+        );
+      }
+      apiKeys = { path: keysPath, file };
+    } catch (err) {
+      const msg = err instanceof Error ? err.message : String(err);
+      for (const line of msg.split('\n')) errors.push(`QUOTA_API_KEYS_FILE: ${line}`);
+    }
   }
 
   const addrRaw = env.QUOTA_ADDR?.trim() || '127.0.0.1:50051';
@@ -80,15 +109,16 @@ export function loadConfig(env: NodeJS.ProcessEnv): { config: Config; errors: st
   const grpcAddr = grpcRaw ? parseHostPort(grpcRaw) : null;
   if (grpcRaw && !grpcAddr) errors.push(`QUOTA_GRPC_ADDR: "${grpcRaw}" must be host:port`);
 
-  // Authentication (API keys) is not part of this version, so the service must not be
-  // reachable from other machines.
-  for (const [name, a] of [
-    ['QUOTA_ADDR', addr],
-    ['QUOTA_GRPC_ADDR', grpcAddr],
-  ] as const) {
+  // Without API keys anyone who can connect can do anything, so only this machine may connect.
+  for (const [name, a] of keysPath
+    ? []
+    : ([
+        ['QUOTA_ADDR', addr],
+        ['QUOTA_GRPC_ADDR', grpcAddr],
+      ] as const)) {
     if (a && !isLoopback(a.host)) {
       errors.push(
-        `${name}: ${a.host} is not a loopback address; without authentication the service only listens on 127.0.0.1, ::1 or localhost`,
+        `${name}: ${a.host} is not a loopback address; without QUOTA_API_KEYS_FILE (authentication) the service only listens on 127.0.0.1, ::1 or localhost. Create a key with: npm run quota -- keys create NAME --role admin --file keys.json, then set QUOTA_API_KEYS_FILE=keys.json`,
       );
     }
   }
@@ -110,6 +140,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): { config: Config; errors: st
 
   const config: Config = {
     databaseUrl,
+    migrationDatabaseUrl,
+    apiKeys,
     addr: addr ?? { host: '127.0.0.1', port: 50051 },
     grpcAddr,
     dataDir: env.QUOTA_DATA_DIR?.trim() || '.data',

@@ -1,4 +1,6 @@
 import { pino } from 'pino';
+import { KeyStore } from './auth/api-keys.js';
+import { watchKeyFile } from './auth/key-file.js';
 import { loadConfig } from './config.js';
 import { createPool } from './ledger/db.js';
 import { startEmbedded, type EmbeddedDatabase } from './ledger/embedded.js';
@@ -36,7 +38,18 @@ async function main(): Promise<void> {
     });
     url = embedded.url;
   }
-  await migrateWithRetry(url);
+  await migrateWithRetry(config.migrationDatabaseUrl ?? url);
+  let authenticate;
+  if (config.apiKeys) {
+    const store = new KeyStore(config.apiKeys.file);
+    watchKeyFile(config.apiKeys.path, store, log);
+    authenticate = store.authenticate.bind(store);
+    log.info({ keys: store.size, file: config.apiKeys.path }, 'API keys required');
+  } else {
+    log.warn(
+      'QUOTA_API_KEYS_FILE is not set: authentication is off and only loopback clients can connect',
+    );
+  }
   const db = createPool({
     connectionString: url,
     max: config.poolSize,
@@ -49,6 +62,7 @@ async function main(): Promise<void> {
     logger: log,
     drainTimeoutMs: config.drainTimeoutMs,
     reset: config.reset,
+    authenticate,
   });
   const bound = await server.listen();
   log.info(

@@ -43,57 +43,62 @@ export async function consume(
   deps: LedgerDeps,
   cmd: ConsumeCommand,
   actor: string,
+  signal?: AbortSignal,
 ): Promise<ConsumeResult> {
-  return inTransaction(deps.db, async (tx) => {
-    const w = await SubjectWriter.open(tx, cmd.subject);
-    if (cmd.idempotencyKey) {
-      const prior = await w.findByKey('USAGE', cmd.idempotencyKey);
-      if (prior) return replay(prior, cmd);
-    }
-    const now = deps.clock.now();
-    const live = await w.liveQuotas(cmd.metric, now);
-    if (live.length === 0) throw noQuota(cmd.subject, cmd.metric);
-    const d = decideConsume(live, cmd.subject, cmd.amount, cmd.mode);
-    let sequence = 0n;
-    if (d.record) {
-      sequence = w.append(
-        newEvent({
-          type: 'USAGE',
-          subject: cmd.subject,
-          actor,
-          recordedAt: now,
-          metric: cmd.metric,
-          amount: cmd.amount,
-          idempotencyKey: cmd.idempotencyKey,
-          attributes: Object.keys(cmd.attributes).length ? cmd.attributes : null,
-          data: {
-            overLimit: !d.allowed,
-            effects: live.map((q) => ({
-              period: q.def.period,
-              periodStart: q.counter.periodStart,
-              periodEnd: q.counter.periodEnd,
-              delta: cmd.amount,
-            })),
-            quotas: d.quotas,
-          },
-        }),
-      );
-      for (const q of live) {
-        w.setCounter(q.def.metric, q.def.period, {
-          ...q.counter,
-          used: q.counter.used + cmd.amount,
-          lastSequence: sequence,
-        });
+  return inTransaction(
+    deps.db,
+    async (tx) => {
+      const w = await SubjectWriter.open(tx, cmd.subject);
+      if (cmd.idempotencyKey) {
+        const prior = await w.findByKey('USAGE', cmd.idempotencyKey);
+        if (prior) return replay(prior, cmd);
       }
-    }
-    await w.flush();
-    return {
-      allowed: d.allowed,
-      recorded: d.record,
-      replayed: false,
-      sequence,
-      quotas: d.quotas,
-      retryAt: d.retryAt,
-    };
-  });
+      const now = deps.clock.now();
+      const live = await w.liveQuotas(cmd.metric, now);
+      if (live.length === 0) throw noQuota(cmd.subject, cmd.metric);
+      const d = decideConsume(live, cmd.subject, cmd.amount, cmd.mode);
+      let sequence = 0n;
+      if (d.record) {
+        sequence = w.append(
+          newEvent({
+            type: 'USAGE',
+            subject: cmd.subject,
+            actor,
+            recordedAt: now,
+            metric: cmd.metric,
+            amount: cmd.amount,
+            idempotencyKey: cmd.idempotencyKey,
+            attributes: Object.keys(cmd.attributes).length ? cmd.attributes : null,
+            data: {
+              overLimit: !d.allowed,
+              effects: live.map((q) => ({
+                period: q.def.period,
+                periodStart: q.counter.periodStart,
+                periodEnd: q.counter.periodEnd,
+                delta: cmd.amount,
+              })),
+              quotas: d.quotas,
+            },
+          }),
+        );
+        for (const q of live) {
+          w.setCounter(q.def.metric, q.def.period, {
+            ...q.counter,
+            used: q.counter.used + cmd.amount,
+            lastSequence: sequence,
+          });
+        }
+      }
+      await w.flush();
+      return {
+        allowed: d.allowed,
+        recorded: d.record,
+        replayed: false,
+        sequence,
+        quotas: d.quotas,
+        retryAt: d.retryAt,
+      };
+    },
+    signal,
+  );
 }

@@ -85,8 +85,16 @@ export function mapDbError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
 
-/** Runs `fn` in one transaction: all of its writes commit together or none do. */
-export async function inTransaction<T>(db: Db, fn: (tx: Tx) => Promise<T>): Promise<T> {
+/**
+ * Runs `fn` in one transaction: all of its writes commit together or none do. If `signal`
+ * has fired by the time `fn` is done (the caller gave up or its deadline passed), the
+ * transaction is rolled back rather than committed behind the caller's back.
+ */
+export async function inTransaction<T>(
+  db: Db,
+  fn: (tx: Tx) => Promise<T>,
+  signal?: AbortSignal,
+): Promise<T> {
   let tx: Tx;
   try {
     tx = await db.connect();
@@ -97,6 +105,12 @@ export async function inTransaction<T>(db: Db, fn: (tx: Tx) => Promise<T>): Prom
   try {
     await tx.query('BEGIN');
     const result = await fn(tx);
+    if (signal?.aborted) {
+      throw new QuotaError(
+        'DEADLINE_EXCEEDED',
+        'the call was cancelled or its deadline passed before the change was committed; nothing was recorded',
+      );
+    }
     await tx.query('COMMIT');
     return result;
   } catch (err) {

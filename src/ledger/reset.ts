@@ -20,40 +20,45 @@ export async function resetSubject(
   subject: string,
   cmd: ResetCommand,
   actor: string,
+  signal?: AbortSignal,
 ): Promise<ResetResult> {
-  return inTransaction(deps.db, async (tx) => {
-    const w = await SubjectWriter.open(tx, subject);
-    const now = deps.clock.now();
-    const live = await w.liveQuotas(cmd.metric, now, cmd.period);
-    if (live.length === 0) {
-      throw new QuotaError(
-        'NOT_FOUND',
-        `subject "${subject}" has no quota${cmd.period ? ` of period ${cmd.period}` : ''}${cmd.metric ? ` on metric "${cmd.metric}"` : ''}`,
-      );
-    }
-    for (const q of live) {
-      // A counter that was never charged is zero already; there is nothing to reset.
-      if (!q.stored) continue;
-      const seq = w.append(
-        newEvent({
-          type: 'RESET_MANUAL',
-          subject,
-          actor,
-          recordedAt: now,
-          metric: q.def.metric,
-          period: q.def.period,
-          periodStart: q.counter.periodStart,
-          periodEnd: q.counter.periodEnd,
-          reason: cmd.reason,
-          data: { usedBefore: q.counter.used },
-        }),
-      );
-      q.counter = { ...q.counter, used: 0n, lastResetAt: now, lastSequence: seq };
-      w.setCounter(q.def.metric, q.def.period, q.counter);
-    }
-    const stored = await w.flush();
-    return { quotas: live.map((q) => viewOf(q, subject)), eventsAppended: stored.length };
-  });
+  return inTransaction(
+    deps.db,
+    async (tx) => {
+      const w = await SubjectWriter.open(tx, subject);
+      const now = deps.clock.now();
+      const live = await w.liveQuotas(cmd.metric, now, cmd.period);
+      if (live.length === 0) {
+        throw new QuotaError(
+          'NOT_FOUND',
+          `subject "${subject}" has no quota${cmd.period ? ` of period ${cmd.period}` : ''}${cmd.metric ? ` on metric "${cmd.metric}"` : ''}`,
+        );
+      }
+      for (const q of live) {
+        // A counter that was never charged is zero already; there is nothing to reset.
+        if (!q.stored) continue;
+        const seq = w.append(
+          newEvent({
+            type: 'RESET_MANUAL',
+            subject,
+            actor,
+            recordedAt: now,
+            metric: q.def.metric,
+            period: q.def.period,
+            periodStart: q.counter.periodStart,
+            periodEnd: q.counter.periodEnd,
+            reason: cmd.reason,
+            data: { usedBefore: q.counter.used },
+          }),
+        );
+        q.counter = { ...q.counter, used: 0n, lastResetAt: now, lastSequence: seq };
+        w.setCounter(q.def.metric, q.def.period, q.counter);
+      }
+      const stored = await w.flush();
+      return { quotas: live.map((q) => viewOf(q, subject)), eventsAppended: stored.length };
+    },
+    signal,
+  );
 }
 
 /**

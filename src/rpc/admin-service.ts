@@ -83,7 +83,7 @@ export function adminServiceHandlers(
         anchorDay: checkAnchorDay(req.anchorDay, period),
         reason: checkReason(req.reason),
       };
-      const r = await setQuota(deps, cmd, ctx.actor);
+      const r = await setQuota(deps, cmd, ctx.actor, ctx.signal);
       return create(SetQuotaResponseSchema, { quota: quotaToProto(r.quota), sequence: r.sequence });
     },
 
@@ -95,7 +95,7 @@ export function adminServiceHandlers(
         reason: checkReason(req.reason),
       };
       return create(DeleteQuotaResponseSchema, {
-        sequence: await deleteQuota(deps, cmd, ctx.actor),
+        sequence: await deleteQuota(deps, cmd, ctx.actor, ctx.signal),
       });
     },
 
@@ -112,7 +112,7 @@ export function adminServiceHandlers(
         r = await resetAllSubjects(deps, cmd, ctx.actor);
       } else {
         const subject = checkSubject(req.subject);
-        r = await resetSubject(deps, subject, { ...cmd, subject }, ctx.actor);
+        r = await resetSubject(deps, subject, { ...cmd, subject }, ctx.actor, ctx.signal);
       }
       return create(ResetQuotaResponseSchema, {
         quotas: r.quotas.map(statusToProto),

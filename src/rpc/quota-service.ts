@@ -45,7 +45,7 @@ export function quotaServiceHandlers(deps: LedgerDeps): QuotaServiceHandlers {
         mode: modeFromProto(req.mode),
         attributes: checkAttributes(req.attributes),
       };
-      const r = await consume(deps, cmd, ctx.actor);
+      const r = await consume(deps, cmd, ctx.actor, ctx.signal);
       const now = deps.clock.now();
       return create(ConsumeResponseSchema, {
         allowed: r.allowed,
@@ -69,7 +69,7 @@ export function quotaServiceHandlers(deps: LedgerDeps): QuotaServiceHandlers {
         usageIdempotencyKey: checkIdempotencyKey(req.usageIdempotencyKey, 'usage_idempotency_key'),
         reason: checkReason(req.reason),
       };
-      const r = await refund(deps, cmd, ctx.actor);
+      const r = await refund(deps, cmd, ctx.actor, ctx.signal);
       return create(RefundResponseSchema, {
         quotas: r.quotas.map(statusToProto),
         sequence: r.sequence,

@@ -1,0 +1,12 @@
+-- The role the service runs as in production: it may read and append to the ledger, never
+-- change or delete it. Run this as the schema owner after the migrations, with your own
+-- password, then give the service DATABASE_URL as quota_app and
+-- QUOTA_MIGRATION_DATABASE_URL as the owner.
+CREATE ROLE quota_app LOGIN PASSWORD 'change-me';
+GRANT USAGE ON SCHEMA public TO quota_app;
+GRANT SELECT, INSERT ON ledger_events TO quota_app;
+GRANT SELECT, INSERT, UPDATE ON counters, subjects TO quota_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON quotas TO quota_app;
+GRANT SELECT, INSERT, UPDATE ON reset_runs TO quota_app;
+GRANT SELECT ON pgmigrations TO quota_app;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO quota_app;

@@ -1,0 +1,136 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { QuotaError } from '../domain/errors.js';
+import type { HeaderReader } from '../rpc/transport.js';
+
+export type Role = 'consumer' | 'reader' | 'admin';
+export const ROLES: readonly Role[] = ['consumer', 'reader', 'admin'];
+
+/** One entry of the keys file. The key itself is never stored, only its SHA-256. */
+export interface KeyEntry {
+  name: string;
+  role: Role;
+  sha256: string;
+  created_at?: string;
+}
+
+export interface KeyFile {
+  keys: KeyEntry[];
+}
+
+/** Which roles may call each method; anything not listed needs admin. */
+const ACCESS: Record<string, readonly Role[]> = {
+  'quota.v1.QuotaService/Consume': ['consumer', 'admin'],
+  'quota.v1.QuotaService/Refund': ['consumer', 'admin'],
+  'quota.v1.QuotaService/GetQuota': ['consumer', 'reader', 'admin'],
+  'quota.v1.QuotaAdminService/ListEvents': ['reader', 'admin'],
+  'quota.v1.QuotaAdminService/ListQuotas': ['reader', 'admin'],
+  'quota.v1.QuotaAdminService/ListResetRuns': ['reader', 'admin'],
+};
+
+export const rolesFor = (method: string): readonly Role[] => ACCESS[method] ?? ['admin'];
+
+const KEY_NAME = /^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/;
+
+/**
+ * Keys are 32 random bytes: guessing one is hopeless, so a fast hash is enough to keep the
+ * file useless to a reader while costing nothing per call.
+ */
+export const generateKey = (): string => `qlk_${randomBytes(32).toString('base64url')}`;
+export const hashKey = (key: string): string =>
+  createHash('sha256').update(key, 'utf8').digest('hex');
+
+/** Parses and checks a keys file; throws one message listing every problem. */
+export function parseKeyFile(text: string, source: string): KeyFile {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new Error(
+      `${source}: not valid JSON (${err instanceof Error ? err.message : String(err)})`,
+    );
+  }
+  const problems: string[] = [];
+  const keys = (raw as { keys?: unknown })?.keys;
+  if (!Array.isArray(keys)) throw new Error(`${source}: expected {"keys": [...]}`);
+  const names = new Set<string>();
+  keys.forEach((k: Partial<KeyEntry>, i) => {
+    const where = `${source}: keys[${i}]`;
+    if (typeof k?.name !== 'string' || !KEY_NAME.test(k.name))
+      problems.push(`${where}.name must match ${KEY_NAME}`);
+    else if (names.has(k.name)) problems.push(`${where}.name "${k.name}" appears twice`);
+    else names.add(k.name);
+    if (!ROLES.includes(k?.role as Role))
+      problems.push(`${where}.role must be one of ${ROLES.join(', ')}`);
+    if (typeof k?.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(k.sha256)) {
+      problems.push(
+        `${where}.sha256 must be 64 lowercase hex digits (the SHA-256 of the key, never the key)`,
+      );
+    }
+  });
+  if (problems.length) throw new Error(problems.join('\n'));
+  return { keys: keys as KeyEntry[] };
+}
+
+export function readKeyFile(path: string): KeyFile {
+  return parseKeyFile(readFileSync(path, 'utf8'), path);
+}
+
+function presentedKey(header: HeaderReader): string | null {
+  const auth = header('authorization');
+  if (auth) {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
+    return m ? m[1]! : null;
+  }
+  return header('x-api-key')?.trim() || null;
+}
+
+const UNAUTHENTICATED = new QuotaError(
+  'UNAUTHENTICATED',
+  'a valid API key is required: send "authorization: Bearer <key>" or "x-api-key: <key>"',
+);
+
+/**
+ * The keys in force and the check every call goes through. The presented key's hash is
+ * compared with every stored hash in constant time, without stopping at a match, so timing
+ * says nothing about which keys exist.
+ */
+export class KeyStore {
+  private entries: { name: string; role: Role; hash: Buffer }[] = [];
+
+  constructor(file: KeyFile) {
+    this.replace(file);
+  }
+
+  replace(file: KeyFile): void {
+    this.entries = file.keys.map((k) => ({
+      name: k.name,
+      role: k.role,
+      hash: Buffer.from(k.sha256, 'hex'),
+    }));
+  }
+
+  get size(): number {
+    return this.entries.length;
+  }
+
+  /** Returns the key's name (the actor) or throws UNAUTHENTICATED / PERMISSION_DENIED. */
+  authenticate(header: HeaderReader, method: string): string {
+    const key = presentedKey(header);
+    if (!key || key.length > 256) throw UNAUTHENTICATED;
+    const hash = createHash('sha256').update(key, 'utf8').digest();
+    let found: { name: string; role: Role } | null = null;
+    for (const e of this.entries) {
+      if (timingSafeEqual(e.hash, hash) && !found) found = e;
+    }
+    if (!found) throw UNAUTHENTICATED;
+    const allowed = rolesFor(method);
+    if (!allowed.includes(found.role)) {
+      throw new QuotaError(
+        'PERMISSION_DENIED',
+        `${method} needs role ${allowed.join(' or ')}; this key has role ${found.role}`,
+      );
+    }
+    return found.name;
+  }
+}

@@ -1,0 +1,79 @@
+import { existsSync, unwatchFile, watchFile } from 'node:fs';
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import {
+  generateKey,
+  hashKey,
+  parseKeyFile,
+  readKeyFile,
+  ROLES,
+  type KeyFile,
+  type KeyStore,
+  type Role,
+} from './api-keys.js';
+
+/**
+ * Keeps a KeyStore in step with its file: reloaded when the file changes and on SIGHUP. A
+ * file that no longer parses is reported and ignored, so a typo never locks everyone out.
+ */
+export function watchKeyFile(path: string, store: KeyStore, log: Logger): () => void {
+  const reload = (why: string) => {
+    try {
+      store.replace(readKeyFile(path));
+      log.info({ keys: store.size, why }, 'API keys reloaded');
+    } catch (err) {
+      log.error(
+        { err: err instanceof Error ? err.message : String(err), keys: store.size },
+        'API keys file rejected; keeping the keys in force',
+      );
+    }
+  };
+  const onChange = () => reload('file changed');
+  const onHup = () => reload('SIGHUP');
+  watchFile(path, { interval: 1000 }, onChange);
+  process.on('SIGHUP', onHup);
+  return () => {
+    unwatchFile(path, onChange);
+    process.off('SIGHUP', onHup);
+  };
+}
+
+async function load(path: string): Promise<KeyFile> {
+  return existsSync(path) ? parseKeyFile(await readFile(path, 'utf8'), path) : { keys: [] };
+}
+
+/** Writes the whole file at once (temporary file, then rename), readable by its owner only. */
+async function save(path: string, file: KeyFile): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`;
+  await writeFile(tmp, JSON.stringify(file, null, 2) + '\n', { mode: 0o600 });
+  await rename(tmp, path);
+}
+
+/** Adds a key; returns the key itself, which exists nowhere else afterwards. */
+export async function createKey(path: string, name: string, role: string): Promise<string> {
+  if (!ROLES.includes(role as Role)) throw new Error(`--role must be one of ${ROLES.join(', ')}`);
+  const file = await load(path);
+  if (file.keys.some((k) => k.name === name))
+    throw new Error(`a key named "${name}" exists already; revoke it first`);
+  const key = generateKey();
+  const next: KeyFile = {
+    keys: [
+      ...file.keys,
+      { name, role: role as Role, sha256: hashKey(key), created_at: new Date().toISOString() },
+    ],
+  };
+  parseKeyFile(JSON.stringify(next), path); // the same checks the server applies
+  await save(path, next);
+  return key;
+}
+
+export async function revokeKey(path: string, name: string): Promise<void> {
+  const file = await load(path);
+  const keys = file.keys.filter((k) => k.name !== name);
+  if (keys.length === file.keys.length) throw new Error(`no key named "${name}" in ${path}`);
+  await save(path, { keys });
+}
+
+export async function listKeys(path: string): Promise<KeyFile['keys']> {
+  return (await load(path)).keys;
+}
