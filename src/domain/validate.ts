@@ -41,6 +41,7 @@ export function checkSubject(value: string, field = 'subject', allowDefault = fa
 
 export function checkMetric(value: string, field = 'metric'): string {
   if (value.length === 0) throw invalid(field, 'is required');
+  if (!value.isWellFormed()) throw invalid(field, 'is not valid UTF-8');
   if (!METRIC.test(value)) {
     throw invalid(field, `"${value.slice(0, 80)}" does not match [a-z][a-z0-9_.-]{0,63}`);
   }
@@ -64,6 +65,13 @@ export function checkLimit(value: bigint, field = 'limit'): bigint {
 export function checkIdempotencyKey(value: string, field = 'idempotency_key'): string | null {
   if (value === '') return null;
   checkText(field, value, LIMITS.idempotencyKeyBytes);
+  return value;
+}
+
+/** An optional free-text filter, e.g. an actor name. */
+export function checkOptionalText(value: string, field: string, maxBytes = 256): string | null {
+  if (value === '') return null;
+  checkText(field, value, maxBytes);
   return value;
 }
 
@@ -91,6 +99,7 @@ export function checkAttributes(
 
 export function checkTimeZone(value: string, field = 'time_zone'): string {
   if (value === '') return 'UTC';
+  if (!value.isWellFormed()) throw invalid(field, 'is not valid UTF-8');
   if (value.length > 64 || !isValidTimeZone(value)) {
     throw invalid(field, `"${value.slice(0, 80)}" is not an IANA time zone (e.g. "Europe/Paris")`);
   }

@@ -6,6 +6,7 @@ import {
   checkLimit,
   checkMetric,
   checkOptionalMetric,
+  checkOptionalText,
   checkPageSize,
   checkReason,
   checkSubject,
@@ -141,7 +142,7 @@ export function adminServiceHandlers(
         types: [...new Set(req.types.map((t) => eventTypeFromProto(t)))].sort(
           (a, b) => EVENT_TYPES.indexOf(a) - EVENT_TYPES.indexOf(b),
         ),
-        actor: req.actor === '' ? null : req.actor,
+        actor: checkOptionalText(req.actor, 'actor'),
         start: dateFromProto(req.startTime, 'start_time'),
         end: dateFromProto(req.endTime, 'end_time'),
       };

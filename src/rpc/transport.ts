@@ -1,14 +1,13 @@
 import {
   fromBinary,
   toBinary,
-  type DescMessage,
   type DescMethod,
   type DescService,
 } from '@bufbuild/protobuf';
 import type { ConnectRouter, HandlerContext } from '@connectrpc/connect';
 import * as grpc from '@grpc/grpc-js';
-import { QuotaError } from '../domain/errors.js';
 import type { CallContext, Handler } from './context.js';
+import { decodeRequest } from './decode.js';
 import { toConnectError, toFailure, type RpcFailure } from './errors.js';
 
 /** Reads one request header, case-insensitively, from whichever transport carried the call. */
@@ -97,7 +96,7 @@ export function addGrpcService(
         return typeof v === 'string' ? v : undefined;
       };
       run(m, handler, hooks, 'grpc', header, ac.signal, () =>
-        decodeBinary(m.input, call.request),
+        decodeRequest(m.input, call.request),
       ).then(
         (res) => callback(null, res),
         (f: RpcFailure) =>
@@ -106,17 +105,6 @@ export function addGrpcService(
     };
   }
   server.addService(definition, implementation);
-}
-
-function decodeBinary(schema: DescMessage, bytes: Buffer): unknown {
-  try {
-    return fromBinary(schema, bytes);
-  } catch (err) {
-    throw new QuotaError(
-      'INVALID_ARGUMENT',
-      `request: not a valid ${schema.typeName}: ${err instanceof Error ? err.message : String(err)}`,
-    );
-  }
 }
 
 /** The Connect / gRPC-Web face, over the same handlers. */

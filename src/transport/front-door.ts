@@ -94,6 +94,8 @@ export function routeConnection(
     clearTimeout(timer);
     socket.destroy();
   };
+  // A peer that hangs up before saying enough to tell the protocol apart gets nothing.
+  const onEnd = () => onError();
   const onData = (chunk: Buffer) => {
     head = Buffer.concat([head, chunk]);
     const n = Math.min(head.length, SNIFF_BYTES);
@@ -102,6 +104,7 @@ export function routeConnection(
     clearTimeout(timer);
     socket.off('data', onData);
     socket.off('error', onError);
+    socket.off('end', onEnd);
     socket.pause();
     if (isHttp2) {
       targets.http2(new ReplaySocket(socket, head));
@@ -113,4 +116,5 @@ export function routeConnection(
   };
   socket.on('data', onData);
   socket.on('error', onError);
+  socket.on('end', onEnd);
 }

@@ -163,6 +163,33 @@ describe('consume', () => {
     expect((await events(s)).length).toBe(before);
   });
 
+  it('rolls back a consume whose caller gave up before the commit', async () => {
+    const s = fresh('deadline');
+    await quota(s, 'DAY', 10);
+    const before = await events(s);
+    const gone = AbortSignal.abort();
+    await expect(
+      consume(
+        deps,
+        {
+          subject: s,
+          metric: 'messages',
+          amount: 1n,
+          idempotencyKey: 'k',
+          mode: 'ENFORCE',
+          attributes: {},
+        },
+        'tester',
+        gone,
+      ),
+    ).rejects.toMatchObject({
+      code: 'DEADLINE_EXCEEDED',
+      message: expect.stringMatching(/nothing was recorded/),
+    });
+    expect(await events(s)).toEqual(before);
+    expect((await getQuota(deps, s, 'messages'))[0]!.used).toBe(0n);
+  });
+
   it('replays an idempotent retry and refuses the key for a different usage', async () => {
     const s = fresh('idem');
     await quota(s, 'DAY', 10);
