@@ -1,20 +1,11 @@
 import { foldCounters, foldQuotaDefs } from '../domain/fold.js';
-import { counterKey, liveQuotasOf, viewOf, type QuotaView } from '../domain/quota.js';
+import { liveQuotasOf, viewOf, type QuotaView } from '../domain/quota.js';
 import { DEFAULT_SUBJECT } from '../domain/validate.js';
-import {
-  COUNTER_COLUMNS,
-  counterFromRow,
-  EVENT_COLUMNS,
-  eventFromRow,
-  QUOTA_COLUMNS,
-  quotaFromRow,
-  type CounterRow,
-  type EventRow,
-  type QuotaRow,
-} from './codec.js';
+import { EVENT_COLUMNS, eventFromRow, type EventRow } from './codec.js';
 import type { LedgerDeps } from './commands.js';
 import { noQuota } from './consume.js';
-import { inTransaction, query } from './db.js';
+import { inTransaction, mapDbError, query } from './db.js';
+import { loadCounters, loadDefinitions } from './state.js';
 import { SubjectWriter } from './subject-writer.js';
 
 /**
@@ -26,23 +17,15 @@ export async function getQuota(
   subject: string,
   metric: string | null,
 ): Promise<QuotaView[]> {
-  const [defRows, counterRows] = await Promise.all([
-    query<QuotaRow>(
-      deps.db,
-      `SELECT ${QUOTA_COLUMNS} FROM quotas WHERE subject = ANY($1) AND ($2::text IS NULL OR metric = $2)`,
-      [[subject, DEFAULT_SUBJECT], metric],
-    ),
-    query<CounterRow>(
-      deps.db,
-      `SELECT ${COUNTER_COLUMNS} FROM counters WHERE subject = $1 AND ($2::text IS NULL OR metric = $2)`,
-      [subject, metric],
-    ),
-  ]);
-  const counters = new Map(
-    counterRows.map((r) => [counterKey(r.metric, r.period), counterFromRow(r)]),
-  );
+  // Plain reads, outside any transaction: the common case needs no lock at all.
+  const [defs, counters] = await Promise.all([
+    loadDefinitions(deps.db, subject, metric),
+    loadCounters(deps.db, subject, metric),
+  ]).catch((err: unknown) => {
+    throw mapDbError(err);
+  });
   const now = deps.clock.now();
-  let live = liveQuotasOf(defRows.map(quotaFromRow), counters, subject, now);
+  let live = liveQuotasOf(defs, counters, subject, now);
   if (live.some((q) => q.roll)) {
     live = await inTransaction(deps.db, async (tx) => {
       const w = await SubjectWriter.open(tx, subject);

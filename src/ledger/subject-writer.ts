@@ -1,26 +1,15 @@
 import { newEvent, type NewEvent, type StoredEvent } from '../domain/events.js';
 import type { PeriodKind } from '../domain/period.js';
-import {
-  counterKey,
-  liveQuotasOf,
-  type CounterState,
-  type LiveQuota,
-  type QuotaDef,
-} from '../domain/quota.js';
-import { DEFAULT_SUBJECT } from '../domain/validate.js';
+import { counterKey, liveQuotasOf, type CounterState, type LiveQuota } from '../domain/quota.js';
 import {
   COUNTER_COLUMNS,
-  counterFromRow,
   encodeJson,
   EVENT_COLUMNS,
   eventFromRow,
-  QUOTA_COLUMNS,
-  quotaFromRow,
-  type CounterRow,
   type EventRow,
-  type QuotaRow,
 } from './codec.js';
 import type { Tx } from './db.js';
+import { loadCounters, loadDefinitions } from './state.js';
 
 export const SCHEDULER_ACTOR = 'scheduler';
 
@@ -55,30 +44,16 @@ export class SubjectWriter {
     return new SubjectWriter(tx, subject, rows[0]!.last_sequence);
   }
 
-  /** Quota definitions for this subject and the defaults, optionally for one metric. */
-  async definitions(metric: string | null): Promise<QuotaDef[]> {
-    const rows = await this.tx.query<QuotaRow>(
-      `SELECT ${QUOTA_COLUMNS} FROM quotas WHERE subject = ANY($1) AND ($2::text IS NULL OR metric = $2)`,
-      [[this.subject, DEFAULT_SUBJECT], metric],
-    );
-    return rows.rows.map(quotaFromRow);
-  }
-
-  async counters(metric: string | null): Promise<Map<string, CounterState>> {
-    const rows = await this.tx.query<CounterRow>(
-      `SELECT ${COUNTER_COLUMNS} FROM counters WHERE subject = $1 AND ($2::text IS NULL OR metric = $2)`,
-      [this.subject, metric],
-    );
-    return new Map(rows.rows.map((r) => [counterKey(r.metric, r.period), counterFromRow(r)]));
-  }
-
   /** The quotas that apply, each brought to the period containing `now` (rolls appended). */
   async liveQuotas(
     metric: string | null,
     now: Date,
     period: PeriodKind | null = null,
   ): Promise<LiveQuota[]> {
-    const [defs, counters] = await Promise.all([this.definitions(metric), this.counters(metric)]);
+    const [defs, counters] = await Promise.all([
+      loadDefinitions(this.tx, this.subject, metric),
+      loadCounters(this.tx, this.subject, metric),
+    ]);
     const live = liveQuotasOf(defs, counters, this.subject, now, period);
     for (const q of live) this.appendRoll(q, now);
     return live;
