@@ -1,9 +1,4 @@
-import {
-  fromBinary,
-  toBinary,
-  type DescMethod,
-  type DescService,
-} from '@bufbuild/protobuf';
+import { fromBinary, toBinary, type DescMethod, type DescService } from '@bufbuild/protobuf';
 import type { ConnectRouter, HandlerContext } from '@connectrpc/connect';
 import * as grpc from '@grpc/grpc-js';
 import type { CallContext, Handler } from './context.js';
