@@ -1,4 +1,18 @@
+import { status as GrpcStatus } from '@grpc/grpc-js';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Db, DbObserver } from './ledger/db.js';
+
+const CODE_NAMES = new Map(
+  Object.entries(GrpcStatus)
+    .filter(([, v]) => typeof v === 'number')
+    .map(([k, v]) => [v as number, k]),
+);
+/** The gRPC status name of a code ("OK", "INVALID_ARGUMENT", ...), used for both transports. */
+export const codeName = (code: number): string => CODE_NAMES.get(code) ?? String(code);
+
+const LATENCY_BUCKETS = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+];
 
 /**
  * The service's Prometheus metrics, on a registry of its own (so several servers in one
@@ -34,6 +48,57 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly rpcRequests = new Counter({
+    name: 'quota_rpc_requests_total',
+    help: 'Finished RPCs, by method, transport (grpc or connect) and gRPC status code.',
+    labelNames: ['method', 'transport', 'code'] as const,
+    registers: [this.registry],
+  });
+
+  readonly rpcDuration = new Histogram({
+    name: 'quota_rpc_duration_seconds',
+    help: 'RPC handling time, from decoded request to answer.',
+    labelNames: ['method', 'transport'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+
+  readonly consumes = new Counter({
+    name: 'quota_consume_total',
+    help: 'Answered Consume calls by metric, mode and outcome (allowed, denied, replayed).',
+    labelNames: ['metric', 'mode', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly eventsAppended = new Counter({
+    name: 'quota_ledger_events_appended_total',
+    help: 'Ledger events committed, by type.',
+    labelNames: ['type'] as const,
+    registers: [this.registry],
+  });
+
+  readonly dbTransactions = new Histogram({
+    name: 'quota_db_transaction_duration_seconds',
+    help: 'Ledger transactions, by outcome: commit, rollback (a refusal) or error (the database failed).',
+    labelNames: ['outcome'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+
+  readonly dbReads = new Histogram({
+    name: 'quota_db_read_duration_seconds',
+    help: 'Plain reads outside transactions, by outcome (ok or error).',
+    labelNames: ['outcome'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+
+  readonly dbUp = new Gauge({
+    name: 'quota_db_up',
+    help: '1 while the last readiness check reached PostgreSQL, else 0.',
+    registers: [this.registry],
+  });
+
   readonly resetLag: Gauge;
 
   constructor(opts: { resetLagSeconds?: () => Promise<number>; defaultMetrics?: boolean } = {}) {
@@ -52,5 +117,28 @@ export class Metrics {
       },
     });
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** The pool's connections, sampled at scrape time. */
+  watchPool(db: Db): void {
+    new Gauge({
+      name: 'quota_db_pool_connections',
+      help: 'PostgreSQL pool connections by state: total, idle, and callers waiting for one.',
+      labelNames: ['state'] as const,
+      registers: [this.registry],
+      collect() {
+        this.set({ state: 'total' }, db.totalCount);
+        this.set({ state: 'idle' }, db.idleCount);
+        this.set({ state: 'waiting' }, db.waitingCount);
+      },
+    });
+  }
+
+  get dbObserver(): DbObserver {
+    return {
+      transaction: (seconds, outcome) => this.dbTransactions.observe({ outcome }, seconds),
+      read: (seconds, ok) => this.dbReads.observe({ outcome: ok ? 'ok' : 'error' }, seconds),
+      eventsAppended: (type, n) => this.eventsAppended.inc({ type }, n),
+    };
   }
 }

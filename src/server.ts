@@ -11,9 +11,9 @@ import { systemClock, type Clock } from './domain/clock.js';
 import { QuotaAdminService } from './gen/quota/v1/quota_admin_service_pb.js';
 import { QuotaService } from './gen/quota/v1/quota_service_pb.js';
 import type { LedgerDeps } from './ledger/commands.js';
-import type { Db } from './ledger/db.js';
+import { observeDb, type Db } from './ledger/db.js';
 import { resetLagSeconds } from './ledger/reset-sweep.js';
-import { Metrics } from './metrics.js';
+import { codeName, Metrics } from './metrics.js';
 import { ResetScheduler } from './scheduler/reset-scheduler.js';
 import { adminServiceHandlers } from './rpc/admin-service.js';
 import { ANONYMOUS } from './rpc/context.js';
@@ -95,6 +95,8 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
   const deps: LedgerDeps = { db: o.db, clock: o.clock ?? systemClock };
   const reset: ResetSettings = { ...DEFAULT_RESET, ...o.reset };
   const metrics = new Metrics({ resetLagSeconds: () => resetLagSeconds(o.db, deps.clock.now()) });
+  metrics.watchPool(o.db);
+  observeDb(o.db, metrics.dbObserver);
   const scheduler = new ResetScheduler({
     ...reset,
     db: o.db,
@@ -103,12 +105,14 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
     metrics,
   });
   const services: MountedService[] = [
-    { desc: QuotaService, handlers: quotaServiceHandlers(deps) as never },
+    { desc: QuotaService, handlers: quotaServiceHandlers(deps, metrics) as never },
     { desc: QuotaAdminService, handlers: adminServiceHandlers(deps, scheduler) as never },
   ];
   const hooks: TransportHooks = {
     authenticate: o.authenticate ?? (() => ANONYMOUS),
     onCallEnd(method, transport, code, seconds, failure) {
+      metrics.rpcRequests.inc({ method, transport, code: codeName(code) });
+      metrics.rpcDuration.observe({ method, transport }, seconds);
       if (failure?.internal) log.error({ err: failure.internal, method, transport }, 'call failed');
       log.debug({ method, transport, code, ms: Math.round(seconds * 1e4) / 10 }, 'call');
     },
@@ -116,6 +120,7 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
   const readiness = new Readiness(
     o.db,
     services.map((s) => s.desc.typeName),
+    (up) => metrics.dbUp.set(up ? 1 : 0),
   );
 
   const grpcServer = new grpc.Server({

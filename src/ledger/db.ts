@@ -85,6 +85,41 @@ export function mapDbError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
 
+/** What the database layer reports, for metrics. */
+export interface DbObserver {
+  /** A transaction finished: committed, or rolled back by a refusal or a failure. */
+  transaction(seconds: number, outcome: 'commit' | 'rollback' | 'error'): void;
+  /** A plain read finished. */
+  read(seconds: number, ok: boolean): void;
+  /** Events of one type were appended to the ledger and committed. */
+  eventsAppended(type: string, n: number): void;
+}
+
+const observers = new WeakMap<Db, DbObserver>();
+const commitHooks = new WeakMap<Tx, (() => void)[]>();
+const txObservers = new WeakMap<Tx, DbObserver>();
+
+/** Reports this pool's transactions and reads to `observer`. */
+export function observeDb(db: Db, observer: DbObserver): void {
+  observers.set(db, observer);
+}
+
+/** Runs `cb` once the transaction `tx` belongs to has committed (never if it rolls back). */
+export function afterCommit(tx: Tx, cb: () => void): void {
+  commitHooks.get(tx)?.push(cb);
+}
+
+/** Counts appended events by type, once (and only if) their transaction commits. */
+export function countAppended(tx: Tx, counts: Record<string, number>): void {
+  const observer = txObservers.get(tx);
+  if (!observer) return;
+  afterCommit(tx, () => {
+    for (const [type, n] of Object.entries(counts)) observer.eventsAppended(type, n);
+  });
+}
+
+const elapsed = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e9;
+
 /**
  * Runs `fn` in one transaction: all of its writes commit together or none do. If `signal`
  * has fired by the time `fn` is done (the caller gave up or its deadline passed), the
@@ -95,13 +130,19 @@ export async function inTransaction<T>(
   fn: (tx: Tx) => Promise<T>,
   signal?: AbortSignal,
 ): Promise<T> {
+  const t0 = process.hrtime.bigint();
+  const observer = observers.get(db);
   let tx: Tx;
   try {
     tx = await db.connect();
   } catch (err) {
+    observer?.transaction(elapsed(t0), 'error');
     throw mapDbError(err);
   }
   let broken: Error | undefined;
+  const hooks: (() => void)[] = [];
+  commitHooks.set(tx, hooks);
+  if (observer) txObservers.set(tx, observer);
   try {
     await tx.query('BEGIN');
     const result = await fn(tx);
@@ -112,6 +153,8 @@ export async function inTransaction<T>(
       );
     }
     await tx.query('COMMIT');
+    observer?.transaction(elapsed(t0), 'commit');
+    for (const cb of hooks) cb();
     return result;
   } catch (err) {
     try {
@@ -119,10 +162,26 @@ export async function inTransaction<T>(
     } catch (rollbackErr) {
       broken = rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
     }
+    observer?.transaction(elapsed(t0), err instanceof QuotaError ? 'rollback' : 'error');
     throw mapDbError(err);
   } finally {
+    commitHooks.delete(tx);
+    txObservers.delete(tx);
     // A client whose connection broke is destroyed rather than handed to the next caller.
     tx.release(broken);
+  }
+}
+
+/** Runs plain reads outside any transaction, reporting their time and mapping failures. */
+export async function reading<T>(db: Db, fn: () => Promise<T>): Promise<T> {
+  const t0 = process.hrtime.bigint();
+  try {
+    const result = await fn();
+    observers.get(db)?.read(elapsed(t0), true);
+    return result;
+  } catch (err) {
+    observers.get(db)?.read(elapsed(t0), false);
+    throw mapDbError(err);
   }
 }
 
@@ -132,9 +191,5 @@ export async function query<R extends pg.QueryResultRow>(
   text: string,
   values: unknown[] = [],
 ): Promise<R[]> {
-  try {
-    return (await db.query<R>(text, values)).rows;
-  } catch (err) {
-    throw mapDbError(err);
-  }
+  return reading(db, async () => (await db.query<R>(text, values)).rows);
 }

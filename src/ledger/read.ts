@@ -4,7 +4,7 @@ import { DEFAULT_SUBJECT } from '../domain/validate.js';
 import { EVENT_COLUMNS, eventFromRow, type EventRow } from './codec.js';
 import type { LedgerDeps } from './commands.js';
 import { noQuota } from './consume.js';
-import { inTransaction, mapDbError, query } from './db.js';
+import { inTransaction, query, reading } from './db.js';
 import { loadCounters, loadDefinitions } from './state.js';
 import { SubjectWriter } from './subject-writer.js';
 
@@ -18,12 +18,12 @@ export async function getQuota(
   metric: string | null,
 ): Promise<QuotaView[]> {
   // Plain reads, outside any transaction: the common case needs no lock at all.
-  const [defs, counters] = await Promise.all([
-    loadDefinitions(deps.db, subject, metric),
-    loadCounters(deps.db, subject, metric),
-  ]).catch((err: unknown) => {
-    throw mapDbError(err);
-  });
+  const [defs, counters] = await reading(deps.db, () =>
+    Promise.all([
+      loadDefinitions(deps.db, subject, metric),
+      loadCounters(deps.db, subject, metric),
+    ]),
+  );
   const now = deps.clock.now();
   let live = liveQuotasOf(defs, counters, subject, now);
   if (live.some((q) => q.roll)) {

@@ -1,5 +1,5 @@
 import { nextWindow, type PeriodKind, type Window } from '../domain/period.js';
-import { inTransaction, query, type Db, type Tx } from './db.js';
+import { countAppended, inTransaction, query, type Db, type Tx } from './db.js';
 import { SCHEDULER_ACTOR } from './subject-writer.js';
 
 /** A counter is due when its period has ended and a quota (own or default) still applies to it. */
@@ -168,6 +168,7 @@ async function sweepBatch(
       o.now,
     ],
   );
+  countAppended(tx, { RESET_SCHEDULED: due.rows.length });
   const l = due.rows.at(-1)!;
   return { rolled: due.rows.length, last: [l.subject, l.metric, l.period] };
 }

@@ -8,7 +8,7 @@ import {
   eventFromRow,
   type EventRow,
 } from './codec.js';
-import type { Tx } from './db.js';
+import { countAppended, type Tx } from './db.js';
 import { loadCounters, loadDefinitions } from './state.js';
 
 export const SCHEDULER_ACTOR = 'scheduler';
@@ -139,6 +139,9 @@ export class SubjectWriter {
       values,
     );
     this.lastSequence += BigInt(this.pending.length);
+    const counts: Record<string, number> = {};
+    for (const e of this.pending) counts[e.type] = (counts[e.type] ?? 0) + 1;
+    countAppended(this.tx, counts);
     this.pending.length = 0;
     await this.tx.query('UPDATE subjects SET last_sequence = $2 WHERE subject = $1', [
       this.subject,

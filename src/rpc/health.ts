@@ -15,6 +15,7 @@ export class Readiness {
   constructor(
     private readonly db: Db,
     private readonly serviceNames: string[],
+    private readonly onCheck: (dbUp: boolean) => void = () => {},
   ) {
     this.health = new HealthImplementation({ '': 'NOT_SERVING' });
     this.publish();
@@ -36,6 +37,7 @@ export class Readiness {
     } catch {
       this.dbUp = false;
     }
+    this.onCheck(this.dbUp);
     this.publish();
     return this.ready;
   }

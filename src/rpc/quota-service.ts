@@ -25,6 +25,7 @@ import type { LedgerDeps } from '../ledger/commands.js';
 import { consume } from '../ledger/consume.js';
 import { getQuota, getQuotaAsOf } from '../ledger/read.js';
 import { refund } from '../ledger/refund.js';
+import type { Metrics } from '../metrics.js';
 import type { Handler } from './context.js';
 import { dateFromProto, modeFromProto, periodAmountToProto, statusToProto, ts } from './convert.js';
 
@@ -34,7 +35,7 @@ export interface QuotaServiceHandlers {
   getQuota: Handler<GetQuotaRequest, GetQuotaResponse>;
 }
 
-export function quotaServiceHandlers(deps: LedgerDeps): QuotaServiceHandlers {
+export function quotaServiceHandlers(deps: LedgerDeps, metrics?: Metrics): QuotaServiceHandlers {
   return {
     async consume(req, ctx) {
       const cmd = {
@@ -46,6 +47,8 @@ export function quotaServiceHandlers(deps: LedgerDeps): QuotaServiceHandlers {
         attributes: checkAttributes(req.attributes),
       };
       const r = await consume(deps, cmd, ctx.actor, ctx.signal);
+      const outcome = r.replayed ? 'replayed' : r.allowed ? 'allowed' : 'denied';
+      metrics?.consumes.inc({ metric: cmd.metric, mode: cmd.mode, outcome });
       const now = deps.clock.now();
       return create(ConsumeResponseSchema, {
         allowed: r.allowed,
