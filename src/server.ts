@@ -13,6 +13,7 @@ import { QuotaService } from './gen/quota/v1/quota_service_pb.js';
 import type { LedgerDeps } from './ledger/commands.js';
 import { observeDb, type Db } from './ledger/db.js';
 import { resetLagSeconds } from './ledger/reset-sweep.js';
+import { safeError } from './logger.js';
 import { codeName, Metrics } from './metrics.js';
 import { ResetScheduler } from './scheduler/reset-scheduler.js';
 import { adminServiceHandlers } from './rpc/admin-service.js';
@@ -113,8 +114,13 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
     onCallEnd(method, transport, code, seconds, failure) {
       metrics.rpcRequests.inc({ method, transport, code: codeName(code) });
       metrics.rpcDuration.observe({ method, transport }, seconds);
-      if (failure?.internal) log.error({ err: failure.internal, method, transport }, 'call failed');
-      log.debug({ method, transport, code, ms: Math.round(seconds * 1e4) / 10 }, 'call');
+      if (failure?.internal)
+        log.error({ err: safeError(failure.internal), method, transport }, 'call failed');
+      // Method and outcome only: subjects and keys stay out of the logs.
+      log.debug(
+        { method, transport, code: codeName(code), ms: Math.round(seconds * 1e4) / 10 },
+        'call',
+      );
     },
   };
   const readiness = new Readiness(

@@ -1,6 +1,14 @@
 import { fromBinary, toBinary, type DescMethod, type DescService } from '@bufbuild/protobuf';
 import type { ConnectRouter, HandlerContext } from '@connectrpc/connect';
 import * as grpc from '@grpc/grpc-js';
+import {
+  context,
+  propagation,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type TextMapGetter,
+} from '@opentelemetry/api';
 import type { CallContext, Handler } from './context.js';
 import { decodeRequest } from './decode.js';
 import { toConnectError, toFailure, type RpcFailure } from './errors.js';
@@ -34,6 +42,17 @@ export interface TransportHooks {
 
 const methodName = (m: DescMethod): string => `${m.parent.typeName}/${m.name}`;
 
+const tracer = trace.getTracer('quota-ledger');
+const headerGetter: TextMapGetter<HeaderReader> = {
+  keys: () => [],
+  get: (carrier, key) => carrier(key),
+};
+
+/**
+ * One call, whichever transport carried it: a server span named after the method (RPC
+ * semantic conventions, continuing the caller's trace if it sent one), authentication,
+ * decoding, the handler, and the end-of-call hook, in that order.
+ */
 async function run(
   m: DescMethod,
   handler: Handler<never, unknown>,
@@ -46,16 +65,34 @@ async function run(
   const started = process.hrtime.bigint();
   const name = methodName(m);
   const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
-  try {
-    const ctx: CallContext = { actor: hooks.authenticate(header, name), signal };
-    const res = await handler(decode() as never, ctx);
-    hooks.onCallEnd?.(name, transport, 0, seconds());
-    return res;
-  } catch (err) {
-    const f = toFailure(err);
-    hooks.onCallEnd?.(name, transport, f.code, seconds(), f);
-    throw f;
-  }
+  const parent = propagation.extract(context.active(), header, headerGetter);
+  const attributes = {
+    'rpc.system': transport === 'grpc' ? 'grpc' : 'connect_rpc',
+    'rpc.service': m.parent.typeName,
+    'rpc.method': m.name,
+  };
+  return tracer.startActiveSpan(
+    name,
+    { kind: SpanKind.SERVER, attributes },
+    parent,
+    async (span) => {
+      try {
+        const ctx: CallContext = { actor: hooks.authenticate(header, name), signal };
+        const res = await handler(decode() as never, ctx);
+        span.setAttribute('rpc.grpc.status_code', 0);
+        hooks.onCallEnd?.(name, transport, 0, seconds());
+        return res;
+      } catch (err) {
+        const f = toFailure(err);
+        span.setAttribute('rpc.grpc.status_code', f.code);
+        if (f.internal) span.setStatus({ code: SpanStatusCode.ERROR, message: f.message });
+        hooks.onCallEnd?.(name, transport, f.code, seconds(), f);
+        throw f;
+      } finally {
+        span.end();
+      }
+    },
+  );
 }
 
 /** The gRPC face: grpc-js service definitions built from the protobuf-es descriptors. */

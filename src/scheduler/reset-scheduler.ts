@@ -6,6 +6,7 @@ import type { Clock } from '../domain/clock.js';
 import type { Db } from '../ledger/db.js';
 import { saveAttempt, type ResetAttempt, type ResetTrigger } from '../ledger/reset-runs.js';
 import { nextBoundary, oldestDue, sweep } from '../ledger/reset-sweep.js';
+import { safeError } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 
 export interface ResetSchedulerOptions {
@@ -64,7 +65,7 @@ export class ResetScheduler {
   private async trigger(trigger: ResetTrigger): Promise<void> {
     if (this.stopping || this.running) return;
     await this.run(trigger).catch((err: unknown) =>
-      this.o.logger.error({ err }, 'reset run crashed'),
+      this.o.logger.error({ err: safeError(err) }, 'reset run crashed'),
     );
   }
 

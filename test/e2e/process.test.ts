@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer as createHttpServer } from 'node:http';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -92,6 +93,87 @@ describe('the service process', () => {
     second.child.kill('SIGINT');
     expect(await second.exited).toBe(0);
   }, 120_000);
+
+  it('sends a trace of each call to the OTLP collector named by OTEL_EXPORTER_OTLP_ENDPOINT', async () => {
+    const received: Buffer[] = [];
+    const collector = createHttpServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        if (req.url === '/v1/traces') received.push(Buffer.concat(chunks));
+        res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+      });
+    });
+    await new Promise<void>((ok) => collector.listen(0, '127.0.0.1', ok));
+    const collectorPort = (collector.address() as { port: number }).port;
+    const dataDir = await mkdtemp(join(tmpdir(), 'quota-otel-'));
+    await chmod(dataDir, 0o755);
+    dirs.push(dataDir);
+    const port = await freePort();
+    const p = await start({
+      QUOTA_DATA_DIR: dataDir,
+      QUOTA_ADDR: `127.0.0.1:${port}`,
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collectorPort}`,
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+      OTEL_BSP_SCHEDULE_DELAY: '100',
+    });
+    try {
+      await call(port, 'quota.v1.QuotaAdminService/SetQuota', {
+        subject: 'acme',
+        metric: 'api_calls',
+        period: 'PERIOD_DAY',
+        limit: '3',
+      });
+      await call(port, 'quota.v1.QuotaService/Consume', {
+        subject: 'acme',
+        metric: 'api_calls',
+        amount: '1',
+      });
+      const deadline = Date.now() + 10_000;
+      const has = (text: string) => received.some((b) => b.includes(text));
+      while (!(has('quota.v1.QuotaService/Consume') && has('pg.query')) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(has('quota.v1.QuotaService/Consume')).toBe(true);
+      expect(has('pg.query')).toBe(true);
+      expect(has('quota-ledger')).toBe(true); // service.name
+    } finally {
+      p.child.kill('SIGTERM');
+      await p.exited;
+      collector.close();
+    }
+  }, 60_000);
+
+  it('keeps serving when the OTLP collector is away', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'quota-otel-away-'));
+    await chmod(dataDir, 0o755);
+    dirs.push(dataDir);
+    const port = await freePort();
+    const nowhere = await freePort();
+    const p = await start({
+      QUOTA_DATA_DIR: dataDir,
+      QUOTA_ADDR: `127.0.0.1:${port}`,
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${nowhere}`,
+      OTEL_BSP_SCHEDULE_DELAY: '50',
+    });
+    await call(port, 'quota.v1.QuotaAdminService/SetQuota', {
+      subject: 'a',
+      metric: 'm',
+      period: 'PERIOD_DAY',
+      limit: '3',
+    });
+    for (let i = 0; i < 3; i++) {
+      const r = await call(port, 'quota.v1.QuotaService/Consume', {
+        subject: 'a',
+        metric: 'm',
+        amount: '1',
+      });
+      expect(r.allowed).toBe(true);
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    p.child.kill('SIGTERM');
+    expect(await p.exited).toBe(0);
+  }, 60_000);
 
   it('reports every configuration mistake, one line each, and exits non-zero', async () => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
