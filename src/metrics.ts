@@ -116,7 +116,18 @@ export class Metrics {
         }
       },
     });
-    if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+    if (opts.defaultMetrics ?? true) {
+      collectDefaultMetrics({ register: this.registry });
+      // prom-client names three gauges with "_total", which is for counters (promtool says so);
+      // nodejs_active_resources and nodejs_active_handles (by type) say the same, well named.
+      for (const name of [
+        'nodejs_active_handles_total',
+        'nodejs_active_requests_total',
+        'nodejs_active_resources_total',
+      ]) {
+        this.registry.removeSingleMetric(name);
+      }
+    }
   }
 
   /** The pool's connections, sampled at scrape time. */
