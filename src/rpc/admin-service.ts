@@ -150,8 +150,15 @@ export function adminServiceHandlers(
         throw invalid('end_time', 'is before start_time');
       }
       const pageSize = checkPageSize(req.pageSize);
+      if (req.afterPosition < 0n) throw invalid('after_position', 'must be zero or more');
       const after = decodePageToken(req.pageToken, filter, isDecimal);
-      const page = await listEvents(deps, filter, pageSize, after ? BigInt(after) : 0n);
+      const from = after ? BigInt(after) : 0n;
+      const page = await listEvents(
+        deps,
+        filter,
+        pageSize,
+        from > req.afterPosition ? from : req.afterPosition,
+      );
       const last = page.events.at(-1);
       return create(ListEventsResponseSchema, {
         events: page.events.map(eventToProto),

@@ -9,6 +9,7 @@ import { status } from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashKey, KeyStore, readKeyFile } from '../../src/auth/api-keys.js';
+import { createQuotaClient } from '../../src/client/index.js';
 import { createKey, revokeKey, watchKeyFile } from '../../src/auth/key-file.js';
 import { QuotaAdminService } from '../../src/gen/quota/v1/quota_admin_service_pb.js';
 import { QuotaService } from '../../src/gen/quota/v1/quota_service_pb.js';
@@ -126,6 +127,15 @@ describe('API keys on both transports', () => {
     expect(byBilling.events).toHaveLength(1);
   });
 
+  it('works through the typed client with an API key, on both transports', async () => {
+    for (const transport of ['grpc', 'connect'] as const) {
+      const ok = createQuotaClient(s.baseUrl, { transport, apiKey: keys.dash });
+      expect((await ok.quota.getQuota({ subject: 'acme' })).quotas).toHaveLength(1);
+      const none = createQuotaClient(s.baseUrl, { transport });
+      expect(await codeOf(none.quota.getQuota({ subject: 'acme' }))).toBe(Code.Unauthenticated);
+    }
+  });
+
   it('keeps health, reflection and the HTTP endpoints open', async () => {
     for (const path of ['/healthz', '/readyz', '/metrics'])
       expect((await fetch(`${s.baseUrl}${path}`)).status).toBe(200);
@@ -152,7 +162,7 @@ describe('npm run quota -- keys', () => {
     const { stdout, stderr } = await run(process.execPath, [
       '--import',
       'tsx',
-      'src/cli.ts',
+      'src/cli/main.ts',
       'keys',
       'create',
       'deployer',
@@ -172,7 +182,7 @@ describe('npm run quota -- keys', () => {
     const list = await run(process.execPath, [
       '--import',
       'tsx',
-      'src/cli.ts',
+      'src/cli/main.ts',
       'keys',
       'list',
       '--file',
@@ -183,7 +193,7 @@ describe('npm run quota -- keys', () => {
       run(process.execPath, [
         '--import',
         'tsx',
-        'src/cli.ts',
+        'src/cli/main.ts',
         'keys',
         'create',
         'x',

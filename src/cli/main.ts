@@ -1,0 +1,120 @@
+#!/usr/bin/env node
+// The operator CLI: npm run quota -- <command>. Key management works on the keys file
+// directly; the other commands call the service (QUOTA_URL, QUOTA_API_KEY).
+import { parseArgs } from 'node:util';
+import { createKey, listKeys, revokeKey } from '../auth/key-file.js';
+import { cliClient, events, reset, runs, status } from './ops.js';
+import { table } from './table.js';
+
+const USAGE = `usage: npm run quota -- <command>
+
+  status SUBJECT [--metric M]                 every quota of a subject: used, limit, when it resets
+  reset SUBJECT --reason TEXT [--metric M] [--period DAY|WEEK|MONTH|NEVER]
+  reset --all --reason TEXT [--metric M] [--period P]   every subject's matching quotas
+  events [--subject S] [--metric M] [--type USAGE ...] [--limit N] [--follow]
+                                              the newest ledger events; --follow keeps printing new ones
+  runs [--limit N]                            the reset scheduler's run history, newest first
+
+  keys create NAME --role consumer|reader|admin [--file PATH]
+        make a new API key, print it once, store only its SHA-256 in the keys file
+  keys list [--file PATH]
+  keys revoke NAME [--file PATH]
+
+Service commands talk to $QUOTA_URL (default http://127.0.0.1:50051) with $QUOTA_API_KEY.
+The keys file is --file, else $QUOTA_API_KEYS_FILE, else ./quota-keys.json; the server
+reloads it when it changes (or on SIGHUP).`;
+
+async function keys(
+  command: string | undefined,
+  name: string | undefined,
+  role: string | undefined,
+  file: string,
+): Promise<number> {
+  switch (command) {
+    case 'create': {
+      if (!name || !role) throw new Error('keys create needs a NAME and --role');
+      const key = await createKey(file, name, role);
+      process.stderr.write(
+        `created key "${name}" (${role}) in ${file}; it is shown once, store it now:\n`,
+      );
+      process.stdout.write(key + '\n');
+      return 0;
+    }
+    case 'list': {
+      const rows = (await listKeys(file)).map((k) => [k.name, k.role, k.created_at ?? '']);
+      process.stdout.write(table(['NAME', 'ROLE', 'CREATED'], rows) + '\n');
+      return 0;
+    }
+    case 'revoke':
+      if (!name) throw new Error('keys revoke needs a NAME');
+      await revokeKey(file, name);
+      process.stderr.write(`revoked "${name}"\n`);
+      return 0;
+    default:
+      process.stdout.write(USAGE + '\n');
+      return 2;
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { positionals, values } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      role: { type: 'string' },
+      file: { type: 'string' },
+      metric: { type: 'string' },
+      period: { type: 'string' },
+      reason: { type: 'string' },
+      subject: { type: 'string' },
+      type: { type: 'string', multiple: true },
+      limit: { type: 'string' },
+      all: { type: 'boolean' },
+      follow: { type: 'boolean', short: 'f' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const [command, arg1, arg2] = positionals;
+  if (values.help || !command) {
+    process.stdout.write(USAGE + '\n');
+    return values.help ? 0 : 2;
+  }
+  const out = (text: string) => process.stdout.write(text.endsWith('\n') ? text : text + '\n');
+  switch (command) {
+    case 'keys':
+      return keys(
+        arg1,
+        arg2,
+        values.role,
+        values.file ?? process.env.QUOTA_API_KEYS_FILE ?? 'quota-keys.json',
+      );
+    case 'status':
+      if (!arg1) throw new Error('status needs a SUBJECT');
+      out(await status(cliClient(), arg1, values));
+      return 0;
+    case 'reset':
+      out(await reset(cliClient(), arg1, values));
+      return 0;
+    case 'events': {
+      const stop = new AbortController();
+      process.once('SIGINT', () => stop.abort());
+      await events(cliClient(), values, (t) => process.stdout.write(t), stop.signal);
+      return 0;
+    }
+    case 'runs':
+      out(await runs(cliClient(), values));
+      return 0;
+    default:
+      process.stdout.write(USAGE + '\n');
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    const msg = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`error: ${msg}\n`);
+    process.exit(1);
+  },
+);

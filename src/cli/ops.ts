@@ -1,0 +1,178 @@
+import { timestampDate, type Timestamp } from '@bufbuild/protobuf/wkt';
+import {
+  createQuotaClient,
+  EventType,
+  Period,
+  type LedgerEvent,
+  type QuotaClient,
+} from '../client/index.js';
+import { table } from './table.js';
+
+const when = (t: Timestamp | undefined): string =>
+  t ? timestampDate(t).toISOString().replace('.000Z', 'Z') : '';
+const periodName = (p: Period): string => Period[p] ?? String(p);
+const typeName = (t: EventType): string => EventType[t] ?? String(t);
+
+export interface OpsFlags {
+  metric?: string;
+  period?: string;
+  reason?: string;
+  all?: boolean;
+  follow?: boolean;
+  type?: string[];
+  subject?: string;
+  limit?: string;
+}
+
+/** The client the CLI uses: QUOTA_URL (default the local service) and QUOTA_API_KEY. */
+export function cliClient(env: NodeJS.ProcessEnv = process.env): QuotaClient {
+  return createQuotaClient(env.QUOTA_URL ?? 'http://127.0.0.1:50051', {
+    transport: 'connect',
+    apiKey: env.QUOTA_API_KEY,
+  });
+}
+
+function parsePeriod(p: string | undefined): Period {
+  if (!p) return Period.UNSPECIFIED;
+  const v = Period[p.toUpperCase() as keyof typeof Period];
+  if (v === undefined) throw new Error(`--period must be DAY, WEEK, MONTH or NEVER (got ${p})`);
+  return v;
+}
+
+export async function status(c: QuotaClient, subject: string, f: OpsFlags): Promise<string> {
+  const r = await c.quota.getQuota({ subject, metric: f.metric ?? '' });
+  return table(
+    ['METRIC', 'PERIOD', 'USED', 'LIMIT', 'REMAINING', 'RESETS AT', 'ZONE', 'DEFAULT'],
+    r.quotas.map((q) => [
+      q.metric,
+      periodName(q.period),
+      String(q.used),
+      String(q.limit),
+      String(q.remaining),
+      when(q.periodEnd) || 'never',
+      q.timeZone,
+      q.isDefault ? 'yes' : '',
+    ]),
+  );
+}
+
+export async function reset(
+  c: QuotaClient,
+  subject: string | undefined,
+  f: OpsFlags,
+): Promise<string> {
+  if (!f.reason) throw new Error('reset needs --reason (it is recorded in the ledger)');
+  if (!subject && !f.all) throw new Error('reset needs a SUBJECT, or --all for every subject');
+  const r = await c.admin.resetQuota({
+    subject: subject ?? '',
+    allSubjects: Boolean(f.all),
+    metric: f.metric ?? '',
+    period: parsePeriod(f.period),
+    reason: f.reason,
+  });
+  return (
+    `${r.eventsAppended} event(s) appended\n` +
+    table(
+      ['SUBJECT', 'METRIC', 'PERIOD', 'USED', 'LIMIT'],
+      r.quotas.map((q) => [
+        q.subject,
+        q.metric,
+        periodName(q.period),
+        String(q.used),
+        String(q.limit),
+      ]),
+    )
+  );
+}
+
+const eventRow = (e: LedgerEvent): string[] => [
+  String(e.position),
+  when(e.recordedAt),
+  e.subject,
+  typeName(e.type),
+  e.metric,
+  e.amount ? String(e.amount) : '',
+  e.period ? periodName(e.period) : '',
+  e.actor,
+  e.reason,
+];
+const EVENT_HEADER = [
+  'POSITION',
+  'RECORDED',
+  'SUBJECT',
+  'TYPE',
+  'METRIC',
+  'AMOUNT',
+  'PERIOD',
+  'ACTOR',
+  'REASON',
+];
+
+function eventFilter(f: OpsFlags) {
+  const types = (f.type ?? []).map((t) => {
+    const v = EventType[t.toUpperCase() as keyof typeof EventType];
+    if (v === undefined) throw new Error(`--type ${t} is not an event type`);
+    return v;
+  });
+  return { subject: f.subject ?? '', metric: f.metric ?? '', types };
+}
+
+/** The newest events (oldest first), or with follow, every new one as it is written. */
+export async function events(
+  c: QuotaClient,
+  f: OpsFlags,
+  write: (text: string) => void,
+  signal?: AbortSignal,
+): Promise<void> {
+  const filter = eventFilter(f);
+  const limit = Number(f.limit ?? 20);
+  // Walk to the end, keeping the last `limit` events.
+  let last: LedgerEvent[] = [];
+  let pageToken = '';
+  do {
+    const page = await c.admin.listEvents({ ...filter, pageSize: 1000, pageToken });
+    last = [...last, ...page.events].slice(-limit);
+    pageToken = page.nextPageToken;
+  } while (pageToken);
+  write(table(EVENT_HEADER, last.map(eventRow)) + '\n');
+  if (!f.follow) return;
+  // Positions are taken when an event is written, so one can become visible just after a
+  // higher one. Following therefore re-reads a short window behind the newest position and
+  // prints what it had not seen.
+  const seen = new Map<bigint, number>(last.map((e) => [e.position, Date.now()]));
+  let floor = last.at(-1)?.position ?? 0n;
+  while (!signal?.aborted) {
+    await new Promise((r) => setTimeout(r, 500));
+    const page = await c.admin.listEvents({ ...filter, pageSize: 1000, afterPosition: floor });
+    for (const e of page.events) {
+      if (seen.has(e.position)) continue;
+      seen.set(e.position, Date.now());
+      write(eventRow(e).join('  ') + '\n');
+    }
+    const settled = Date.now() - 5_000;
+    for (const [pos, at] of seen) {
+      if (at < settled) {
+        if (pos > floor) floor = pos;
+        seen.delete(pos);
+      }
+    }
+  }
+}
+
+export async function runs(c: QuotaClient, f: OpsFlags): Promise<string> {
+  const r = await c.admin.listResetRuns({ pageSize: Number(f.limit ?? 20) });
+  return table(
+    ['ID', 'STARTED', 'FINISHED', 'TRIGGER', 'REPLICA', 'ATTEMPT', 'OUTCOME', 'ROLLED', 'ERROR'],
+    r.runs.map((x) => [
+      String(x.id),
+      when(x.startedAt),
+      when(x.finishedAt),
+      x.trigger,
+      x.replicaId,
+      String(x.attempt),
+      x.outcome,
+      String(x.countersRolled),
+      x.error,
+    ]),
+  );
+}

@@ -1,0 +1,105 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Code, ConnectError, createQuotaClient, Period } from '../../src/client/index.js';
+import { createPool, type Db } from '../../src/ledger/db.js';
+import { createQuotaServer, type QuotaServer } from '../../src/server.js';
+import { createTestDatabase, TestClock, type TestDatabase } from '../support/db.js';
+import { TcpProxy, targetOf } from '../support/tcp-proxy.js';
+
+let database: TestDatabase;
+let proxy: TcpProxy;
+let db: Db;
+let server: QuotaServer;
+let url: string;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  const t = targetOf(database.url);
+  proxy = new TcpProxy(t.host, t.port);
+  db = createPool({ connectionString: await proxy.start(database.url), max: 4 });
+  server = createQuotaServer({
+    db,
+    clock: new TestClock(new Date('2026-06-01T10:00:00Z')),
+    addr: { host: '127.0.0.1', port: 0 },
+  });
+  url = `http://127.0.0.1:${(await server.listen()).addr.port}`;
+  await createQuotaClient(url).admin.setQuota({
+    subject: 'acme',
+    metric: 'api_calls',
+    period: Period.DAY,
+    limit: 100n,
+  });
+});
+afterAll(async () => {
+  await server.close();
+  await db.end();
+  await proxy.close();
+  await database.drop();
+});
+
+const usageEvents = async () =>
+  (
+    await database.db.query(
+      `SELECT idempotency_key FROM ledger_events WHERE type = 'USAGE' ORDER BY sequence`,
+    )
+  ).rows as {
+    idempotency_key: string | null;
+  }[];
+
+describe('createQuotaClient', () => {
+  for (const transport of ['grpc', 'connect'] as const) {
+    it(`calls the service over ${transport}`, async () => {
+      const c = createQuotaClient(url, { transport });
+      const r = await c.quota.consume({ subject: 'acme', metric: 'api_calls', amount: 1n });
+      expect(r.allowed).toBe(true);
+      const q = await c.quota.getQuota({ subject: 'acme', metric: 'api_calls' });
+      expect(q.quotas[0]!.limit).toBe(100n);
+    });
+  }
+
+  it('gives every Consume an idempotency key, so a retry after a lost answer is not counted twice', async () => {
+    const before = (await usageEvents()).length;
+    const c = createQuotaClient(url, { retries: 6, retryDelayMs: 100 });
+    proxy.cut();
+    setTimeout(() => proxy.restore(), 350);
+    const r = await c.quota.consume({ subject: 'acme', metric: 'api_calls', amount: 3n });
+    expect(r.allowed).toBe(true);
+    const after = await usageEvents();
+    expect(after).toHaveLength(before + 1);
+    expect(after.at(-1)!.idempotency_key).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it("gives up after its retries with the service's UNAVAILABLE", async () => {
+    const c = createQuotaClient(url, { retries: 1, retryDelayMs: 10 });
+    proxy.cut();
+    try {
+      const err = await c.quota
+        .consume({ subject: 'acme', metric: 'api_calls', amount: 1n })
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ConnectError);
+      expect((err as ConnectError).code).toBe(Code.Unavailable);
+    } finally {
+      proxy.restore();
+    }
+  });
+
+  it('never retries a call that is not safe to repeat', async () => {
+    const c = createQuotaClient(url, { retries: 5, retryDelayMs: 200 });
+    proxy.cut();
+    const t0 = Date.now();
+    try {
+      const err = await c.admin
+        .resetQuota({ subject: 'acme', reason: 'x' })
+        .catch((e: unknown) => e);
+      expect((err as ConnectError).code).toBe(Code.Unavailable);
+      expect(Date.now() - t0).toBeLessThan(190);
+    } finally {
+      proxy.restore();
+    }
+  });
+
+  it('applies its deadline', async () => {
+    const c = createQuotaClient(url, { timeoutMs: 1, retries: 0 });
+    const err = await c.quota.getQuota({ subject: 'acme' }).catch((e: unknown) => e);
+    expect((err as ConnectError).code).toBe(Code.DeadlineExceeded);
+  });
+});
