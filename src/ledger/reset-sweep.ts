@@ -16,20 +16,17 @@ interface DueRow {
   period_end: Date;
   time_zone: string;
   anchor_day: number;
-  last_sequence: bigint;
 }
 
 /** The instant as JavaScript writes it (toISOString), so every event's JSON looks the same. */
 const ISO = (col: string): string =>
   `to_char(${col} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 
-type Cursor = [subject: string, metric: string, period: string];
-
 export interface SweepOptions {
   now: Date;
   batchSize: number;
   runId: string;
-  /** Batches in flight at once; they never touch the same subject. */
+  /** Workers in flight at once; each takes its own share of the subjects. */
   concurrency?: number;
   /** Checked between batches: a stopping service finishes the batch in hand and no more. */
   shouldStop?: () => boolean;
@@ -38,60 +35,113 @@ export interface SweepOptions {
 /**
  * Rolls every due counter to the period containing `now`, one RESET_SCHEDULED event each.
  *
- * Works in batches in key order, each batch one transaction that locks its counters and
- * their subjects with SKIP LOCKED: replicas (and this sweep's own workers) sweeping at once
- * take different rows, and a subject being charged right now is left to that call's lazy
- * roll. Locked rows are re-read at their newest version, so every decision is made on
- * current data; events, counters and sequences are then written with one set-based
- * statement each. The unique index on (subject, metric, period, period_start) makes a
- * duplicate impossible whatever happens.
+ * Works in batches of subjects in key order, each batch one transaction. It locks the
+ * subjects' rows (the same lock every writer of a subject takes) with SKIP LOCKED, so
+ * replicas sweeping at once take different subjects and nobody waits; then it reads their
+ * due counters afresh under those locks and writes events, counters and sequences with one
+ * set-based statement. Subjects that were busy (a call or another sweep held them) are
+ * taken once more at the end, this time waiting for the lock, so a sweep that reports
+ * success leaves nothing due behind. The unique index on (subject, metric, period,
+ * period_start) makes a duplicate impossible whatever happens.
  */
 export async function sweep(db: Db, o: SweepOptions): Promise<number> {
-  let rolled = 0;
-  let cursor: Cursor = ['', '', ''];
-  let done = false;
   const windows = new Map<string, Window>();
-  const worker = async (): Promise<void> => {
-    while (!done && !o.shouldStop?.()) {
-      const from = cursor;
-      const batch = await inTransaction(db, (tx) => sweepBatch(tx, o, from, windows));
+  const workers = Math.max(1, o.concurrency ?? 2);
+  const busy: string[] = [];
+  let failed = false;
+  const stopping = () => failed || (o.shouldStop?.() ?? false);
+  const worker = async (share: number): Promise<number> => {
+    let rolled = 0;
+    let after = '';
+    while (!stopping()) {
+      const from = after;
+      const batch = await inTransaction(db, (tx) =>
+        sweepBatch(tx, o, windows, { after: from, share, workers }),
+      );
       rolled += batch.rolled;
-      if (batch.last === null) done = true;
-      // Workers leapfrog: rows a sibling holds are skipped, so the cursor only moves forward.
-      else if (compareCursor(batch.last, cursor) > 0) cursor = batch.last;
+      busy.push(...batch.busy);
+      if (batch.last === null) break;
+      after = batch.last;
     }
+    return rolled;
   };
-  await Promise.all(Array.from({ length: Math.max(1, o.concurrency ?? 2) }, worker));
+  const results = await Promise.allSettled(
+    Array.from({ length: workers }, (_, share) =>
+      worker(share).catch((err: unknown) => {
+        failed = true; // the siblings finish the batch in hand and stop
+        throw err;
+      }),
+    ),
+  );
+  const error = results.find((r) => r.status === 'rejected');
+  if (error) throw (error as PromiseRejectedResult).reason;
+  let rolled = results.reduce((n, r) => n + (r as PromiseFulfilledResult<number>).value, 0);
+  busy.sort();
+  for (let i = 0; i < busy.length && !stopping(); i += o.batchSize) {
+    const subjects = busy.slice(i, i + o.batchSize);
+    rolled += (await inTransaction(db, (tx) => sweepBatch(tx, o, windows, { subjects }))).rolled;
+  }
   return rolled;
 }
 
-const compareCursor = (a: Cursor, b: Cursor): number => {
-  for (let i = 0; i < 3; i++) if (a[i] !== b[i]) return a[i]! < b[i]! ? -1 : 1;
-  return 0;
-};
+type Take =
+  /** The next subjects with a due counter after `after`, in this worker's share, skipping busy ones. */
+  | { after: string; share: number; workers: number }
+  /** These subjects, waiting for each lock. */
+  | { subjects: string[] };
 
 async function sweepBatch(
   tx: Tx,
   o: SweepOptions,
-  after: Cursor,
   windows: Map<string, Window>,
-): Promise<{ rolled: number; last: Cursor | null }> {
+  take: Take,
+): Promise<{ rolled: number; last: string | null; busy: string[] }> {
+  let candidates: string[];
+  let locked: { subject: string; last_sequence: bigint }[];
+  if ('subjects' in take) {
+    candidates = take.subjects;
+    locked = (
+      await tx.query<{ subject: string; last_sequence: bigint }>(
+        'SELECT subject, last_sequence FROM subjects WHERE subject = ANY($1) ORDER BY subject FOR UPDATE',
+        [candidates],
+      )
+    ).rows;
+  } else {
+    // Walks the counters' key in order when much is due, the period_end index when little is.
+    candidates = (
+      await tx.query<{ subject: string }>(
+        `SELECT c.subject FROM counters c
+          WHERE c.subject > $2 AND ${DUE} AND (hashtext(c.subject) & 2147483647) % $4 = $5
+          GROUP BY c.subject ORDER BY c.subject LIMIT $3`,
+        [o.now, take.after, o.batchSize, take.workers, take.share],
+      )
+    ).rows.map((r) => r.subject);
+    if (candidates.length === 0) return { rolled: 0, last: null, busy: [] };
+    locked = (
+      await tx.query<{ subject: string; last_sequence: bigint }>(
+        'SELECT subject, last_sequence FROM subjects WHERE subject = ANY($1) ORDER BY subject FOR UPDATE SKIP LOCKED',
+        [candidates],
+      )
+    ).rows;
+  }
+  const last = candidates.at(-1) ?? null;
+  const got = new Set(locked.map((r) => r.subject));
+  const busy = candidates.filter((c) => !got.has(c));
+  if (locked.length === 0) return { rolled: 0, last, busy };
+  const sequences = new Map(locked.map((r) => [r.subject, r.last_sequence]));
+  // A fresh read under the subject locks: nothing can change these counters until we commit.
   const due = await tx.query<DueRow>(
-    `SELECT c.subject, c.metric, c.period, c.used, c.period_start, c.period_end, s.last_sequence,
+    `SELECT c.subject, c.metric, c.period, c.used, c.period_start, c.period_end,
             coalesce(own.time_zone, def.time_zone) AS time_zone,
             coalesce(own.anchor_day, def.anchor_day) AS anchor_day
        FROM counters c
-       JOIN subjects s ON s.subject = c.subject
        LEFT JOIN quotas own ON own.subject = c.subject AND own.metric = c.metric AND own.period = c.period
        LEFT JOIN quotas def ON def.subject = '*' AND def.metric = c.metric AND def.period = c.period
-      WHERE (c.subject, c.metric, c.period) > ($2, $3, $4) AND ${DUE}
-      ORDER BY c.subject, c.metric, c.period
-      LIMIT $5
-      FOR UPDATE OF c, s SKIP LOCKED`,
-    [o.now, ...after, o.batchSize],
+      WHERE c.subject = ANY($2) AND ${DUE}
+      ORDER BY c.subject, c.metric, c.period`,
+    [o.now, [...got]],
   );
-  if (due.rows.length === 0) return { rolled: 0, last: null };
-  const sequences = new Map<string, bigint>();
+  if (due.rows.length === 0) return { rolled: 0, last, busy };
   const rows = {
     subject: [] as string[],
     metric: [] as string[],
@@ -102,7 +152,7 @@ async function sweepBatch(
   // Distinct new windows, sent once each: counters of one zone and period mostly end together.
   const distinct = new Map<string, { i: number; w: Window }>();
   for (const r of due.rows) {
-    const seq = (sequences.get(r.subject) ?? r.last_sequence) + 1n;
+    const seq = sequences.get(r.subject)! + 1n;
     sequences.set(r.subject, seq);
     const key = `${r.period}|${r.time_zone}|${r.anchor_day}|${r.period_end.getTime()}`;
     let d = distinct.get(key);
@@ -169,8 +219,7 @@ async function sweepBatch(
     ],
   );
   countAppended(tx, { RESET_SCHEDULED: due.rows.length });
-  const l = due.rows.at(-1)!;
-  return { rolled: due.rows.length, last: [l.subject, l.metric, l.period] };
+  return { rolled: due.rows.length, last, busy };
 }
 
 /** The earliest instant after `now` at which some counter's period ends; null if none will. */

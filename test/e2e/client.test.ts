@@ -1,27 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Code, ConnectError, createQuotaClient, Period } from '../../src/client/index.js';
-import { createPool, type Db } from '../../src/ledger/db.js';
-import { createQuotaServer, type QuotaServer } from '../../src/server.js';
-import { createTestDatabase, TestClock, type TestDatabase } from '../support/db.js';
-import { TcpProxy, targetOf } from '../support/tcp-proxy.js';
+import { startProxiedServer, type ProxiedServer } from '../support/tcp-proxy.js';
 
-let database: TestDatabase;
-let proxy: TcpProxy;
-let db: Db;
-let server: QuotaServer;
+let p: ProxiedServer;
 let url: string;
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  const t = targetOf(database.url);
-  proxy = new TcpProxy(t.host, t.port);
-  db = createPool({ connectionString: await proxy.start(database.url), max: 4 });
-  server = createQuotaServer({
-    db,
-    clock: new TestClock(new Date('2026-06-01T10:00:00Z')),
-    addr: { host: '127.0.0.1', port: 0 },
-  });
-  url = `http://127.0.0.1:${(await server.listen()).addr.port}`;
+  p = await startProxiedServer('2026-06-01T10:00:00Z');
+  url = `http://127.0.0.1:${p.port}`;
   await createQuotaClient(url).admin.setQuota({
     subject: 'acme',
     metric: 'api_calls',
@@ -29,16 +15,11 @@ beforeAll(async () => {
     limit: 100n,
   });
 });
-afterAll(async () => {
-  await server.close();
-  await db.end();
-  await proxy.close();
-  await database.drop();
-});
+afterAll(() => p.close());
 
 const usageEvents = async () =>
   (
-    await database.db.query(
+    await p.database.db.query(
       `SELECT idempotency_key FROM ledger_events WHERE type = 'USAGE' ORDER BY sequence`,
     )
   ).rows as {
@@ -59,8 +40,8 @@ describe('createQuotaClient', () => {
   it('gives every Consume an idempotency key, so a retry after a lost answer is not counted twice', async () => {
     const before = (await usageEvents()).length;
     const c = createQuotaClient(url, { retries: 6, retryDelayMs: 100 });
-    proxy.cut();
-    setTimeout(() => proxy.restore(), 350);
+    p.proxy.cut();
+    setTimeout(() => p.proxy.restore(), 350);
     const r = await c.quota.consume({ subject: 'acme', metric: 'api_calls', amount: 3n });
     expect(r.allowed).toBe(true);
     const after = await usageEvents();
@@ -70,7 +51,7 @@ describe('createQuotaClient', () => {
 
   it("gives up after its retries with the service's UNAVAILABLE", async () => {
     const c = createQuotaClient(url, { retries: 1, retryDelayMs: 10 });
-    proxy.cut();
+    p.proxy.cut();
     try {
       const err = await c.quota
         .consume({ subject: 'acme', metric: 'api_calls', amount: 1n })
@@ -78,13 +59,13 @@ describe('createQuotaClient', () => {
       expect(err).toBeInstanceOf(ConnectError);
       expect((err as ConnectError).code).toBe(Code.Unavailable);
     } finally {
-      proxy.restore();
+      p.proxy.restore();
     }
   });
 
   it('never retries a call that is not safe to repeat', async () => {
     const c = createQuotaClient(url, { retries: 5, retryDelayMs: 200 });
-    proxy.cut();
+    p.proxy.cut();
     const t0 = Date.now();
     try {
       const err = await c.admin
@@ -93,7 +74,7 @@ describe('createQuotaClient', () => {
       expect((err as ConnectError).code).toBe(Code.Unavailable);
       expect(Date.now() - t0).toBeLessThan(190);
     } finally {
-      proxy.restore();
+      p.proxy.restore();
     }
   });
 

@@ -1,19 +1,16 @@
 import * as grpc from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPool, type Db } from '../../src/ledger/db.js';
 import { Period } from '../../src/gen/quota/v1/types_pb.js';
 import { QuotaService } from '../../src/gen/quota/v1/quota_service_pb.js';
-import { createQuotaServer, type QuotaServer } from '../../src/server.js';
-import { createTestDatabase, TestClock, type TestDatabase } from '../support/db.js';
+import type { QuotaServer } from '../../src/server.js';
 import { GrpcCaller } from '../support/server.js';
-import { TcpProxy, targetOf } from '../support/tcp-proxy.js';
+import { startProxiedServer, type ProxiedServer, type TcpProxy } from '../support/tcp-proxy.js';
 
 // Health that means something: the database behind a proxy the test can cut.
 
-let database: TestDatabase;
+let p: ProxiedServer;
 let proxy: TcpProxy;
-let db: Db;
 let server: QuotaServer;
 let port: number;
 let caller: GrpcCaller;
@@ -38,16 +35,8 @@ const metric = async (name: string) => {
 };
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  const t = targetOf(database.url);
-  proxy = new TcpProxy(t.host, t.port);
-  db = createPool({ connectionString: await proxy.start(database.url), max: 4 });
-  server = createQuotaServer({
-    db,
-    clock: new TestClock(new Date('2026-04-01T00:00:00Z')),
-    addr: { host: '127.0.0.1', port: 0 },
-  });
-  port = (await server.listen()).addr.port;
+  p = await startProxiedServer('2026-04-01T00:00:00Z');
+  ({ proxy, server, port } = p);
   caller = new GrpcCaller(`127.0.0.1:${port}`);
   const Health = grpc.makeGenericClientConstructor(healthService, 'Health');
   health = new Health(
@@ -59,10 +48,7 @@ beforeAll(async () => {
 afterAll(async () => {
   health.close();
   caller.close();
-  await server.close();
-  await db.end();
-  await proxy.close();
-  await database.drop();
+  await p.close();
 });
 
 describe('health', () => {

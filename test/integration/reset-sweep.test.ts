@@ -244,6 +244,58 @@ describe('catch-up and concurrency', () => {
   });
 });
 
+describe('busy subjects', () => {
+  it('a sweep comes back for subjects that were busy, so it leaves nothing due behind', async () => {
+    clock.set('2026-12-01T10:00:00Z');
+    for (const subj of ['busy-a', 'busy-b', 'busy-c']) {
+      await quota(subj, 'DAY', 'UTC');
+      await setQuota(
+        deps,
+        {
+          subject: subj,
+          metric: 'other',
+          period: 'DAY',
+          limit: 5n,
+          timeZone: 'UTC',
+          anchorDay: 0,
+          reason: null,
+        },
+        't',
+      );
+      await use(subj);
+      await consume(
+        deps,
+        {
+          subject: subj,
+          metric: 'other',
+          amount: 1n,
+          idempotencyKey: null,
+          mode: 'ENFORCE',
+          attributes: {},
+        },
+        't',
+      );
+    }
+    clock.set('2026-12-02T10:00:00Z');
+    // A long call holds busy-b while the sweep runs.
+    const holder = await t.db.connect();
+    await holder.query('BEGIN');
+    await holder.query("SELECT 1 FROM subjects WHERE subject = 'busy-b' FOR UPDATE");
+    const sweeping = sweepNow();
+    await new Promise((r) => setTimeout(r, 200));
+    await holder.query('COMMIT');
+    holder.release();
+    await sweeping;
+    for (const subj of ['busy-a', 'busy-b', 'busy-c']) {
+      expect(await resetStarts(subj)).toEqual([
+        '2026-12-02T00:00:00.000Z',
+        '2026-12-02T00:00:00.000Z',
+      ]);
+    }
+    expect(await resetLagSeconds(t.db, clock.now())).toBe(0);
+  });
+});
+
 describe('the scheduler', () => {
   const scheduler = (
     db = t.db,

@@ -1,4 +1,7 @@
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { createPool, type Db } from '../../src/ledger/db.js';
+import { createQuotaServer, type QuotaServer } from '../../src/server.js';
+import { createTestDatabase, TestClock, type TestDatabase } from './db.js';
 
 /**
  * A loopback TCP proxy in front of PostgreSQL that a test can cut and restore, to play a
@@ -58,4 +61,41 @@ export class TcpProxy {
 export function targetOf(url: string): { host: string; port: number } {
   const u = new URL(url);
   return { host: u.hostname, port: Number(u.port || 5432) };
+}
+
+export interface ProxiedServer {
+  database: TestDatabase;
+  /** Cut it to play a database that goes away; restore it to bring it back. */
+  proxy: TcpProxy;
+  db: Db;
+  server: QuotaServer;
+  port: number;
+  close(): Promise<void>;
+}
+
+/** A real server whose database sits behind a TcpProxy the test controls. */
+export async function startProxiedServer(now: string): Promise<ProxiedServer> {
+  const database = await createTestDatabase();
+  const t = targetOf(database.url);
+  const proxy = new TcpProxy(t.host, t.port);
+  const db = createPool({ connectionString: await proxy.start(database.url), max: 4 });
+  const server = createQuotaServer({
+    db,
+    clock: new TestClock(new Date(now)),
+    addr: { host: '127.0.0.1', port: 0 },
+  });
+  const port = (await server.listen()).addr.port;
+  return {
+    database,
+    proxy,
+    db,
+    server,
+    port,
+    async close() {
+      await server.close();
+      await db.end();
+      await proxy.close();
+      await database.drop();
+    },
+  };
 }
