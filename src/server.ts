@@ -29,6 +29,7 @@ import {
   type TransportHooks,
 } from './rpc/transport.js';
 import { routeConnection } from './transport/front-door.js';
+import { Http1Drain } from './transport/http1-drain.js';
 
 export interface HostPort {
   host: string;
@@ -164,13 +165,20 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
       sendText(res, 404, 'not found');
     },
   });
-  const http1 = createHttpServer({ keepAliveTimeout: 65_000 }, connect);
+  const drain = new Http1Drain();
+  const http1 = createHttpServer({ keepAliveTimeout: 5_000 }, drain.wrap(connect));
+  // Idle or stalled HTTP/1.1 connections (a client that sends a few bytes and waits) are
+  // closed after 30 s; calls themselves are bounded by the statement timeout.
+  http1.timeout = 30_000;
 
   const front: NetServer = createNetServer((socket) => {
     socket.on('error', () => socket.destroy());
     routeConnection(socket, {
       http2: (c) => injector.injectConnection(c),
-      http1: (s) => http1.emit('connection', s),
+      http1: (s) => {
+        drain.adopt(s);
+        http1.emit('connection', s);
+      },
     });
   });
 
@@ -210,13 +218,12 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
       front.close();
       const timeout = o.drainTimeoutMs ?? 10_000;
       const grpcDone = new Promise<void>((ok) => grpcServer.tryShutdown(() => ok()));
-      const httpDone = new Promise<void>((ok) => http1.close(() => ok()));
-      http1.closeIdleConnections();
+      const httpDone = drain.drain();
       let timer: NodeJS.Timeout | undefined;
       const forced = new Promise<void>((ok) => {
         timer = setTimeout(() => {
           grpcServer.forceShutdown();
-          http1.closeAllConnections();
+          drain.destroyAll();
           ok();
         }, timeout);
       });

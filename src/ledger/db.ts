@@ -48,7 +48,7 @@ export function isUnavailable(err: unknown): boolean {
   if (UNAVAILABLE_CODES.has(code)) return true;
   // 08xxx connection exceptions, 57P01-57P03 shutdown / cannot connect now.
   if (/^08|^57P0[123]$/.test(code)) return true;
-  return /Connection terminated|connection timeout|Client has encountered a connection error|not queryable/i.test(
+  return /Connection terminated|connection timeout|Client has encountered a connection error|not queryable|Cannot use a pool after calling end/i.test(
     err.message,
   );
 }

@@ -9,7 +9,7 @@ import {
   type CounterRow,
   type EventRow,
 } from './codec.js';
-import { query, type Db } from './db.js';
+import { inTransaction, query, type Db } from './db.js';
 
 export interface CounterDifference {
   subject: string;

@@ -11,6 +11,7 @@ import {
   checkReason,
   checkSubject,
   checkTimeZone,
+  INT64_MAX,
 } from '../domain/validate.js';
 import {
   DeleteQuotaResponseSchema,
@@ -64,9 +65,12 @@ export interface AdminServiceHandlers {
   triggerResetSweep: Handler<TriggerResetSweepRequest, TriggerResetSweepResponse>;
 }
 
-const isDecimal = (a: unknown): a is string => typeof a === 'string' && /^\d{1,19}$/.test(a);
+const isDecimal = (a: unknown): a is string =>
+  typeof a === 'string' && /^\d{1,19}$/.test(a) && BigInt(a) <= INT64_MAX;
 const isQuotaKey = (a: unknown): a is [string, string, string] =>
-  Array.isArray(a) && a.length === 3 && a.every((x) => typeof x === 'string');
+  Array.isArray(a) &&
+  a.length === 3 &&
+  a.every((x) => typeof x === 'string' && x.length <= 256 && x.isWellFormed() && !x.includes('\0'));
 
 export function adminServiceHandlers(
   deps: LedgerDeps,

@@ -92,6 +92,10 @@ const optTs = (d: Date | null | undefined): Timestamp | undefined =>
 export function dateFromProto(t: Timestamp | undefined, field: string): Date | null {
   if (!t) return null;
   if (t.nanos < 0 || t.nanos > 999_999_999) throw invalid(field, 'nanos must be 0-999999999');
+  // The range google.protobuf.Timestamp defines: 0001-01-01 to 9999-12-31.
+  if (t.seconds < -62_135_596_800n || t.seconds > 253_402_300_799n) {
+    throw invalid(field, 'must be between 0001-01-01 and 9999-12-31');
+  }
   const d = timestampDate(t);
   if (Number.isNaN(d.getTime())) throw invalid(field, 'is not a valid instant');
   return d;

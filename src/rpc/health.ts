@@ -29,8 +29,24 @@ export class Readiness {
     return this.dbUp && !this.draining;
   }
 
-  /** Pings the database now and publishes the result. */
-  async check(): Promise<boolean> {
+  private inFlight: Promise<boolean> | null = null;
+  private checkedAt = 0;
+
+  /**
+   * Pings the database and publishes the result. Calls within half a second share one ping,
+   * so an open /readyz cannot be used to load the database.
+   */
+  check(): Promise<boolean> {
+    if (this.inFlight) return this.inFlight;
+    if (Date.now() - this.checkedAt < 500) return Promise.resolve(this.ready);
+    this.inFlight = this.ping().finally(() => {
+      this.inFlight = null;
+      this.checkedAt = Date.now();
+    });
+    return this.inFlight;
+  }
+
+  private async ping(): Promise<boolean> {
     try {
       await this.db.query('SELECT 1');
       this.dbUp = true;

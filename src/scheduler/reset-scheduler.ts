@@ -43,7 +43,7 @@ export function isValidCron(expr: string): boolean {
  */
 export class ResetScheduler {
   private cronJob: Job | null = null;
-  private timerJob: Job | null = null;
+  private timer: NodeJS.Timeout | undefined;
   private running: Promise<ResetAttempt> | null = null;
   private stopping = false;
   private readonly abort = new AbortController();
@@ -183,16 +183,18 @@ export class ResetScheduler {
     } catch {
       // Database away: look again later; the cron sweep and the lazy roll cover the gap.
     }
-    this.timerJob?.cancel();
+    if (this.stopping) return; // stop() may have come while we looked
+    clearTimeout(this.timer);
     this.nextTimerAt = new Date(Date.now() + delay);
-    this.timerJob = schedule.scheduleJob(this.nextTimerAt, () => {
+    // A plain timer: node-schedule ignores a date already past, which would end the chain.
+    this.timer = setTimeout(() => {
       void (async () => {
         // Sweep only if a period has really ended (the timer may just be looking again).
         const due = await oldestDue(this.o.db, this.o.clock.now()).catch(() => null);
         if (due) await this.trigger('timer');
         else await this.armTimer();
       })();
-    });
+    }, delay);
   }
 
   private sleep(ms: number): Promise<void> {
@@ -210,7 +212,7 @@ export class ResetScheduler {
     this.stopping = true;
     this.abort.abort();
     this.cronJob?.cancel();
-    this.timerJob?.cancel();
+    clearTimeout(this.timer);
     if (this.running) {
       let timer: NodeJS.Timeout | undefined;
       const limit = new Promise<void>(

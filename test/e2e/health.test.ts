@@ -68,6 +68,7 @@ describe('health', () => {
       limit: 5n,
     });
     proxy.cut();
+    await new Promise((r) => setTimeout(r, 600)); // readiness pings are shared for 0.5 s
     expect(await readyz()).toBe(503);
     expect(await healthz()).toBe(200); // the process is alive
     expect(await grpcHealth()).toBe('NOT_SERVING');

@@ -306,6 +306,47 @@ describe('hostile input', () => {
     expect(await ledgerState()).toBe(before);
   });
 
+  it('refuses page tokens and timestamps outside what the database can hold', async () => {
+    const token = (a: unknown) => Buffer.from(JSON.stringify({ a, f: 'x' })).toString('base64url');
+    const cases: [Record<string, unknown>, string][] = [
+      [{ pageToken: token('99999999999999999999') }, 'page_token'],
+      [{ pageToken: token('-1') }, 'page_token'],
+      [{ startTime: { seconds: 300_000_000_000n, nanos: 0 } }, 'start_time'],
+      [{ endTime: { seconds: -70_000_000_000n, nanos: 0 } }, 'end_time'],
+    ];
+    for (const [req, field] of cases) {
+      for (const via of ['grpc', 'connect-json'] as const) {
+        const r = await send(
+          {
+            service: QuotaAdminService,
+            method: QuotaAdminService.method.listEvents,
+            req,
+            fields: [field],
+          },
+          via,
+        );
+        expect(r.code).toBe(status.INVALID_ARGUMENT);
+        expect(r.message.startsWith(field)).toBe(true);
+      }
+    }
+    const quotaToken = Buffer.from(JSON.stringify({ a: ['a\u0000', 'b', 'c'], f: 'x' })).toString(
+      'base64url',
+    );
+    const r = await send(
+      {
+        service: QuotaAdminService,
+        method: QuotaAdminService.method.listQuotas,
+        req: { pageToken: quotaToken },
+        fields: [],
+      },
+      'grpc',
+    );
+    expect(r).toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      message: expect.stringMatching(/^page_token/),
+    });
+  });
+
   it('refuses an oversized request', async () => {
     const r = await send(
       {

@@ -1,0 +1,64 @@
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+
+/**
+ * Tracks the HTTP/1.1 side's connections and in-flight requests. Node's HTTP server only
+ * does this for sockets it accepted itself (after listen()); ours arrive from the front
+ * socket, so without this a stop would neither wait for Connect calls nor close idle
+ * keep-alive connections.
+ */
+export class Http1Drain {
+  private readonly sockets = new Set<Socket>();
+  private readonly inFlight = new Map<Socket, number>();
+  private draining = false;
+  private idle: (() => void) | null = null;
+
+  /** Registers a connection handed to the HTTP/1.1 server. */
+  adopt(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      this.inFlight.delete(socket);
+      this.check();
+    });
+  }
+
+  /** Wraps the request handler to count calls and, while draining, end keep-alive. */
+  wrap(handler: RequestListener): RequestListener {
+    return (req: IncomingMessage, res: ServerResponse) => {
+      const socket = req.socket;
+      this.inFlight.set(socket, (this.inFlight.get(socket) ?? 0) + 1);
+      if (this.draining) res.setHeader('connection', 'close');
+      res.once('close', () => {
+        const n = (this.inFlight.get(socket) ?? 1) - 1;
+        if (n > 0) this.inFlight.set(socket, n);
+        else this.inFlight.delete(socket);
+        if (this.draining && n <= 0 && !socket.destroyed) socket.end();
+        this.check();
+      });
+      handler(req, res);
+    };
+  }
+
+  /** Closes idle connections at once and resolves when the busy ones have answered. */
+  drain(): Promise<void> {
+    this.draining = true;
+    for (const s of this.sockets) if (!this.inFlight.has(s)) s.destroy();
+    return new Promise((ok) => {
+      this.idle = ok;
+      this.check();
+    });
+  }
+
+  /** Ends whatever is left. */
+  destroyAll(): void {
+    for (const s of this.sockets) s.destroy();
+  }
+
+  private check(): void {
+    if (this.draining && this.inFlight.size === 0 && this.idle) {
+      this.idle();
+      this.idle = null;
+    }
+  }
+}
