@@ -49,16 +49,19 @@ export async function verifyProjection(db: Db): Promise<CounterDifference[]> {
   );
   const out: CounterDifference[] = [];
   for (const { subject } of subjects) {
-    const [events, counters] = await Promise.all([
-      query<EventRow>(
-        db,
+    // One snapshot for both reads, so a write landing between them is not a difference.
+    const [events, counters] = await inTransaction(db, async (tx) => {
+      await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      const e = await tx.query<EventRow>(
         `SELECT ${EVENT_COLUMNS} FROM ledger_events WHERE subject = $1 ORDER BY sequence`,
         [subject],
-      ),
-      query<CounterRow>(db, `SELECT ${COUNTER_COLUMNS} FROM counters WHERE subject = $1`, [
-        subject,
-      ]),
-    ]);
+      );
+      const c = await tx.query<CounterRow>(
+        `SELECT ${COUNTER_COLUMNS} FROM counters WHERE subject = $1`,
+        [subject],
+      );
+      return [e.rows, c.rows] as const;
+    });
     const projection = new Map(
       counters.map((r) => [counterKey(r.metric, r.period), counterFromRow(r)]),
     );
