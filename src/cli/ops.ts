@@ -136,9 +136,10 @@ export async function events(
   } while (pageToken);
   write(table(EVENT_HEADER, last.map(eventRow)) + '\n');
   if (!f.follow) return;
-  // Positions are taken when an event is written, so one can become visible just after a
-  // higher one. Following therefore re-reads a short window behind the newest position and
-  // prints what it had not seen.
+  // Positions are taken when an event is written, not when it commits, so an event can become
+  // visible just after a higher one. Following therefore re-reads a window behind the newest
+  // position, longer than any of the service's transactions (bounded by the statement
+  // timeout), and prints what it had not seen.
   const seen = new Map<bigint, number>(last.map((e) => [e.position, Date.now()]));
   let floor = last.at(-1)?.position ?? 0n;
   while (!signal?.aborted) {
@@ -149,7 +150,7 @@ export async function events(
       seen.set(e.position, Date.now());
       write(eventRow(e).join('  ') + '\n');
     }
-    const settled = Date.now() - 5_000;
+    const settled = Date.now() - 30_000;
     for (const [pos, at] of seen) {
       if (at < settled) {
         if (pos > floor) floor = pos;

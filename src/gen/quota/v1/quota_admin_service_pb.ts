@@ -330,7 +330,10 @@ export type ListEventsRequest = Message<"quota.v1.ListEventsRequest"> & {
   actor: string;
 
   /**
-   * Optional: only events after this position, to follow the ledger as it grows.
+   * Optional: only events after this position, to follow the ledger as it grows. Positions
+   * are taken when an event is written, not when it commits, so under concurrent writes an
+   * event can appear just after a higher one was read: a follower re-reads a window of recent
+   * positions (npm run quota -- events --follow re-reads 30 s).
    *
    * @generated from field: int64 after_position = 9;
    */
