@@ -26,109 +26,124 @@ export interface SweepOptions {
   now: Date;
   batchSize: number;
   runId: string;
-  /** Workers in flight at once; each takes its own share of the subjects. */
+  /** Workers in flight at once in the main pass. */
   concurrency?: number;
   /** Checked between batches: a stopping service finishes the batch in hand and no more. */
   shouldStop?: () => boolean;
 }
 
+type Cursor = [subject: string, metric: string, period: string];
+
+const after = (a: Cursor, b: Cursor): boolean => {
+  for (let i = 0; i < 3; i++) if (a[i] !== b[i]) return a[i]! > b[i]!;
+  return false;
+};
+
 /**
  * Rolls every due counter to the period containing `now`, one RESET_SCHEDULED event each.
  *
- * Works in batches of subjects in key order, each batch one transaction. It locks the
- * subjects' rows (the same lock every writer of a subject takes) with SKIP LOCKED, so
- * replicas sweeping at once take different subjects and nobody waits; then it reads their
- * due counters afresh under those locks and writes events, counters and sequences with one
- * set-based statement. Subjects that were busy (a call or another sweep held them) are
- * taken once more at the end, this time waiting for the lock, so a sweep that reports
- * success leaves nothing due behind. The unique index on (subject, metric, period,
- * period_start) makes a duplicate impossible whatever happens.
+ * The main pass works in batches in key order, each batch one transaction that locks its
+ * counters and their subjects (the lock every writer of a subject takes) with SKIP LOCKED,
+ * so replicas and this sweep's own workers take different rows and nobody waits; locked
+ * rows are re-read at their newest version, and events, counters and sequences are written
+ * with one set-based statement. Rows that were busy (a call, another sweep) are skipped
+ * there; a final pass then takes whatever is still due, waiting for each subject's lock,
+ * so a sweep that reports success leaves nothing due behind. The unique index on (subject,
+ * metric, period, period_start) makes a duplicate impossible whatever happens.
  */
 export async function sweep(db: Db, o: SweepOptions): Promise<number> {
   const windows = new Map<string, Window>();
-  const workers = Math.max(1, o.concurrency ?? 2);
-  const busy: string[] = [];
+  let rolled = 0;
+  let cursor: Cursor = ['', '', ''];
+  let done = false;
   let failed = false;
   const stopping = () => failed || (o.shouldStop?.() ?? false);
-  const worker = async (share: number): Promise<number> => {
-    let rolled = 0;
-    let after = '';
-    while (!stopping()) {
-      const from = after;
-      const batch = await inTransaction(db, (tx) =>
-        sweepBatch(tx, o, windows, { after: from, share, workers }),
-      );
+  const worker = async (): Promise<void> => {
+    while (!done && !stopping()) {
+      const from = cursor;
+      const batch = await inTransaction(db, (tx) => mainBatch(tx, o, windows, from));
       rolled += batch.rolled;
-      busy.push(...batch.busy);
-      if (batch.last === null) break;
-      after = batch.last;
+      if (batch.last === null) done = true;
+      // Workers leapfrog: rows a sibling holds are skipped, so the cursor only moves forward.
+      else if (after(batch.last, cursor)) cursor = batch.last;
     }
-    return rolled;
   };
   const results = await Promise.allSettled(
-    Array.from({ length: workers }, (_, share) =>
-      worker(share).catch((err: unknown) => {
+    Array.from({ length: Math.max(1, o.concurrency ?? 2) }, () =>
+      worker().catch((err: unknown) => {
         failed = true; // the siblings finish the batch in hand and stop
         throw err;
       }),
     ),
   );
-  const error = results.find((r) => r.status === 'rejected');
-  if (error) throw (error as PromiseRejectedResult).reason;
-  let rolled = results.reduce((n, r) => n + (r as PromiseFulfilledResult<number>).value, 0);
-  busy.sort();
-  for (let i = 0; i < busy.length && !stopping(); i += o.batchSize) {
-    const subjects = busy.slice(i, i + o.batchSize);
-    rolled += (await inTransaction(db, (tx) => sweepBatch(tx, o, windows, { subjects }))).rolled;
+  const error = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (error) throw error.reason;
+  // The final pass: what is still due was busy during the main pass.
+  while (!stopping()) {
+    const busy = await query<{ subject: string }>(
+      db,
+      `SELECT DISTINCT c.subject FROM counters c WHERE ${DUE} ORDER BY c.subject LIMIT $2`,
+      [o.now, o.batchSize],
+    );
+    if (busy.length === 0) break;
+    const n = await inTransaction(db, (tx) =>
+      waitingBatch(
+        tx,
+        o,
+        windows,
+        busy.map((r) => r.subject),
+      ),
+    );
+    rolled += n;
+    if (n === 0 && busy.length < o.batchSize) break; // rolled by someone else meanwhile
   }
   return rolled;
 }
 
-type Take =
-  /** The next subjects with a due counter after `after`, in this worker's share, skipping busy ones. */
-  | { after: string; share: number; workers: number }
-  /** These subjects, waiting for each lock. */
-  | { subjects: string[] };
+interface LockedRow extends DueRow {
+  last_sequence: bigint;
+}
 
-async function sweepBatch(
+/** The next due counters after `from`, with their subjects, skipping rows others hold. */
+async function mainBatch(
   tx: Tx,
   o: SweepOptions,
   windows: Map<string, Window>,
-  take: Take,
-): Promise<{ rolled: number; last: string | null; busy: string[] }> {
-  let candidates: string[];
-  let locked: { subject: string; last_sequence: bigint }[];
-  if ('subjects' in take) {
-    candidates = take.subjects;
-    locked = (
-      await tx.query<{ subject: string; last_sequence: bigint }>(
-        'SELECT subject, last_sequence FROM subjects WHERE subject = ANY($1) ORDER BY subject FOR UPDATE',
-        [candidates],
-      )
-    ).rows;
-  } else {
-    // Walks the counters' key in order when much is due, the period_end index when little is.
-    candidates = (
-      await tx.query<{ subject: string }>(
-        `SELECT c.subject FROM counters c
-          WHERE c.subject > $2 AND ${DUE} AND (hashtext(c.subject) & 2147483647) % $4 = $5
-          GROUP BY c.subject ORDER BY c.subject LIMIT $3`,
-        [o.now, take.after, o.batchSize, take.workers, take.share],
-      )
-    ).rows.map((r) => r.subject);
-    if (candidates.length === 0) return { rolled: 0, last: null, busy: [] };
-    locked = (
-      await tx.query<{ subject: string; last_sequence: bigint }>(
-        'SELECT subject, last_sequence FROM subjects WHERE subject = ANY($1) ORDER BY subject FOR UPDATE SKIP LOCKED',
-        [candidates],
-      )
-    ).rows;
-  }
-  const last = candidates.at(-1) ?? null;
-  const got = new Set(locked.map((r) => r.subject));
-  const busy = candidates.filter((c) => !got.has(c));
-  if (locked.length === 0) return { rolled: 0, last, busy };
-  const sequences = new Map(locked.map((r) => [r.subject, r.last_sequence]));
+  from: Cursor,
+): Promise<{ rolled: number; last: Cursor | null }> {
+  const due = await tx.query<LockedRow>(
+    `SELECT c.subject, c.metric, c.period, c.used, c.period_start, c.period_end, s.last_sequence,
+            coalesce(own.time_zone, def.time_zone) AS time_zone,
+            coalesce(own.anchor_day, def.anchor_day) AS anchor_day
+       FROM counters c
+       JOIN subjects s ON s.subject = c.subject
+       LEFT JOIN quotas own ON own.subject = c.subject AND own.metric = c.metric AND own.period = c.period
+       LEFT JOIN quotas def ON def.subject = '*' AND def.metric = c.metric AND def.period = c.period
+      WHERE (c.subject, c.metric, c.period) > ($2, $3, $4) AND ${DUE}
+      ORDER BY c.subject, c.metric, c.period
+      LIMIT $5
+      FOR UPDATE OF c, s SKIP LOCKED`,
+    [o.now, ...from, o.batchSize],
+  );
+  if (due.rows.length === 0) return { rolled: 0, last: null };
+  const sequences = new Map(due.rows.map((r) => [r.subject, r.last_sequence]));
+  await roll(tx, o, windows, due.rows, sequences);
+  const l = due.rows.at(-1)!;
+  return { rolled: due.rows.length, last: [l.subject, l.metric, l.period] };
+}
+
+/** These subjects' due counters, waiting for each subject's lock (taken in key order). */
+async function waitingBatch(
+  tx: Tx,
+  o: SweepOptions,
+  windows: Map<string, Window>,
+  subjects: string[],
+): Promise<number> {
+  const locked = await tx.query<{ subject: string; last_sequence: bigint }>(
+    'SELECT subject, last_sequence FROM subjects WHERE subject = ANY($1) ORDER BY subject FOR UPDATE',
+    [subjects],
+  );
+  const sequences = new Map(locked.rows.map((r) => [r.subject, r.last_sequence]));
   // A fresh read under the subject locks: nothing can change these counters until we commit.
   const due = await tx.query<DueRow>(
     `SELECT c.subject, c.metric, c.period, c.used, c.period_start, c.period_end,
@@ -139,10 +154,21 @@ async function sweepBatch(
        LEFT JOIN quotas def ON def.subject = '*' AND def.metric = c.metric AND def.period = c.period
       WHERE c.subject = ANY($2) AND ${DUE}
       ORDER BY c.subject, c.metric, c.period`,
-    [o.now, [...got]],
+    [o.now, [...sequences.keys()]],
   );
-  if (due.rows.length === 0) return { rolled: 0, last, busy };
-  const rows = {
+  if (due.rows.length > 0) await roll(tx, o, windows, due.rows, sequences);
+  return due.rows.length;
+}
+
+/** Writes the resets of `rows` (ordered by subject): events, counters, sequences, in one statement. */
+async function roll(
+  tx: Tx,
+  o: SweepOptions,
+  windows: Map<string, Window>,
+  due: DueRow[],
+  sequences: Map<string, bigint>,
+): Promise<void> {
+  const cols = {
     subject: [] as string[],
     metric: [] as string[],
     period: [] as string[],
@@ -151,7 +177,7 @@ async function sweepBatch(
   };
   // Distinct new windows, sent once each: counters of one zone and period mostly end together.
   const distinct = new Map<string, { i: number; w: Window }>();
-  for (const r of due.rows) {
+  for (const r of due) {
     const seq = sequences.get(r.subject)! + 1n;
     sequences.set(r.subject, seq);
     const key = `${r.period}|${r.time_zone}|${r.anchor_day}|${r.period_end.getTime()}`;
@@ -169,11 +195,11 @@ async function sweepBatch(
       d = { i: distinct.size + 1, w };
       distinct.set(key, d);
     }
-    rows.subject.push(r.subject);
-    rows.metric.push(r.metric);
-    rows.period.push(r.period);
-    rows.sequence.push(seq.toString());
-    rows.w.push(d.i);
+    cols.subject.push(r.subject);
+    cols.metric.push(r.metric);
+    cols.period.push(r.period);
+    cols.sequence.push(seq.toString());
+    cols.w.push(d.i);
   }
   const ws = [...distinct.values()];
   // One statement: every sub-statement sees the counters as they were, so the events record
@@ -206,11 +232,11 @@ async function sweepBatch(
        FROM (SELECT subject, max(sequence) AS sequence FROM u GROUP BY subject) x
       WHERE s.subject = x.subject`,
     [
-      rows.subject,
-      rows.metric,
-      rows.period,
-      rows.sequence,
-      rows.w,
+      cols.subject,
+      cols.metric,
+      cols.period,
+      cols.sequence,
+      cols.w,
       ws.map((d) => d.w.start),
       ws.map((d) => d.w.end),
       SCHEDULER_ACTOR,
@@ -218,8 +244,7 @@ async function sweepBatch(
       o.now,
     ],
   );
-  countAppended(tx, { RESET_SCHEDULED: due.rows.length });
-  return { rolled: due.rows.length, last, busy };
+  countAppended(tx, { RESET_SCHEDULED: due.length });
 }
 
 /** The earliest instant after `now` at which some counter's period ends; null if none will. */
