@@ -62,6 +62,7 @@ async function main(stopTelemetry: (() => Promise<void>) | null): Promise<void> 
     logger: log,
     drainTimeoutMs: config.drainTimeoutMs,
     reset: config.reset,
+    tls: config.tls,
     authenticate,
   });
   const bound = await server.listen();
@@ -70,7 +71,7 @@ async function main(stopTelemetry: (() => Promise<void>) | null): Promise<void> 
       addr: `${bound.addr.host}:${bound.addr.port}`,
       grpcAddr: bound.grpcAddr && `${bound.grpcAddr.host}:${bound.grpcAddr.port}`,
     },
-    'quota ledger listening (gRPC, Connect, gRPC-Web, /healthz, /readyz)',
+    `quota ledger listening${config.tls ? ' with TLS' : ''} (gRPC, Connect, gRPC-Web, /healthz, /readyz, /metrics)`,
   );
 
   let stopping = false;

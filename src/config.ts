@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { createSecureContext } from 'node:tls';
 import { isIP } from 'node:net';
 import { readKeyFile, type KeyFile } from './auth/api-keys.js';
 import { isValidCron } from './scheduler/reset-scheduler.js';
@@ -8,6 +10,8 @@ export interface Config {
   databaseUrl: string | null;
   /** Where migrations run from: the schema owner. Defaults to databaseUrl. */
   migrationDatabaseUrl: string | null;
+  /** Certificate and key (PEM) to serve TLS with; null for cleartext. */
+  tls: { cert: Buffer; key: Buffer } | null;
   /** The API keys file and its contents at start-up; null means auth is off. */
   apiKeys: { path: string; file: KeyFile } | null;
   addr: { host: string; port: number };
@@ -83,6 +87,25 @@ export function loadConfig(env: NodeJS.ProcessEnv): { config: Config; errors: st
     errors.push('QUOTA_MIGRATION_DATABASE_URL: only makes sense together with DATABASE_URL');
   }
 
+  const certFile = env.QUOTA_TLS_CERT_FILE?.trim() || null;
+  const keyFile = env.QUOTA_TLS_KEY_FILE?.trim() || null;
+  let tls: Config['tls'] = null;
+  if (Boolean(certFile) !== Boolean(keyFile)) {
+    errors.push(
+      'QUOTA_TLS_CERT_FILE and QUOTA_TLS_KEY_FILE: set both (PEM files) to serve TLS, or neither',
+    );
+  } else if (certFile && keyFile) {
+    try {
+      tls = { cert: readFileSync(certFile), key: readFileSync(keyFile) };
+      createSecureContext(tls); // a certificate and key that do not go together fail here
+    } catch (err) {
+      tls = null;
+      errors.push(
+        `QUOTA_TLS_CERT_FILE / QUOTA_TLS_KEY_FILE: ${err instanceof Error ? err.message : String(err)}`,
+      );
+    }
+  }
+
   const keysPath = env.QUOTA_API_KEYS_FILE?.trim() || null;
   let apiKeys: Config['apiKeys'] = null;
   if (keysPath) {
@@ -142,6 +165,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): { config: Config; errors: st
     databaseUrl,
     migrationDatabaseUrl,
     apiKeys,
+    tls,
     addr: addr ?? { host: '127.0.0.1', port: 50051 },
     grpcAddr,
     dataDir: env.QUOTA_DATA_DIR?.trim() || '.data',

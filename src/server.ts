@@ -1,6 +1,8 @@
 import { createServer as createHttpServer } from 'node:http';
+import { createServer as createTlsServer } from 'node:tls';
 import {
   createServer as createNetServer,
+  type Socket,
   type AddressInfo,
   type Server as NetServer,
 } from 'node:net';
@@ -40,6 +42,8 @@ export interface ServerOptions {
   db: Db;
   /** Where gRPC, Connect, gRPC-Web and the HTTP endpoints are served (port 0: any free port). */
   addr: HostPort;
+  /** Serve TLS on `addr` (protocol chosen by ALPN: h2 for gRPC, http/1.1 for the rest). */
+  tls?: { cert: string | Buffer; key: string | Buffer } | null;
   /** Optional extra port where grpc-js listens directly, without the protocol sniffing. */
   grpcAddr?: HostPort | null;
   clock?: Clock;
@@ -171,16 +175,25 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
   // closed after 30 s; calls themselves are bounded by the statement timeout.
   http1.timeout = 30_000;
 
-  const front: NetServer = createNetServer((socket) => {
-    socket.on('error', () => socket.destroy());
-    routeConnection(socket, {
-      http2: (c) => injector.injectConnection(c),
-      http1: (s) => {
-        drain.adopt(s);
-        http1.emit('connection', s);
-      },
-    });
-  });
+  const toHttp1 = (s: Socket) => {
+    drain.adopt(s);
+    http1.emit('connection', s);
+  };
+  // Cleartext: sniff the first bytes. TLS: ALPN has already said which protocol it is.
+  const front: NetServer = o.tls
+    ? createTlsServer(
+        { cert: o.tls.cert, key: o.tls.key, ALPNProtocols: ['h2', 'http/1.1'] },
+        (socket) => {
+          socket.on('error', () => socket.destroy());
+          socket.setNoDelay(true);
+          if (socket.alpnProtocol === 'h2') injector.injectConnection(socket);
+          else toHttp1(socket);
+        },
+      ).on('tlsClientError', () => {})
+    : createNetServer((socket) => {
+        socket.on('error', () => socket.destroy());
+        routeConnection(socket, { http2: (c) => injector.injectConnection(c), http1: toHttp1 });
+      });
 
   let grpcPort: number | null = null;
   return {
@@ -194,11 +207,14 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
         front.listen(o.addr.port, o.addr.host, () => ok());
       });
       if (o.grpcAddr) {
+        const creds = o.tls
+          ? grpc.ServerCredentials.createSsl(null, [
+              { cert_chain: Buffer.from(o.tls.cert), private_key: Buffer.from(o.tls.key) },
+            ])
+          : grpc.ServerCredentials.createInsecure();
         grpcPort = await new Promise<number>((ok, fail) =>
-          grpcServer.bindAsync(
-            `${o.grpcAddr!.host}:${o.grpcAddr!.port}`,
-            grpc.ServerCredentials.createInsecure(),
-            (err, port) => (err ? fail(err) : ok(port)),
+          grpcServer.bindAsync(`${o.grpcAddr!.host}:${o.grpcAddr!.port}`, creds, (err, port) =>
+            err ? fail(err) : ok(port),
           ),
         );
       }

@@ -1,0 +1,72 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { hashKey } from '../../src/auth/api-keys.js';
+import { loadConfig } from '../../src/config.js';
+
+describe('configuration', () => {
+  it('has working defaults on loopback with no keys', () => {
+    const { config, errors } = loadConfig({});
+    expect(errors).toEqual([]);
+    expect(config).toMatchObject({
+      databaseUrl: null,
+      addr: { host: '127.0.0.1', port: 50051 },
+      apiKeys: null,
+      tls: null,
+      reset: { enabled: true, cron: '*/5 * * * *', maxAttempts: 3, retryBaseMs: 5000 },
+    });
+  });
+
+  it('lists every mistake, each naming its variable', () => {
+    const { errors } = loadConfig({
+      QUOTA_ADDR: 'nonsense',
+      QUOTA_RESET_SCHEDULE: 'every day',
+      QUOTA_RESET_ENABLED: 'maybe',
+      QUOTA_DB_POOL_SIZE: '0',
+      QUOTA_TLS_CERT_FILE: 'cert.pem',
+      QUOTA_API_KEYS_FILE: '/nonexistent/keys.json',
+    });
+    expect(errors.map((e) => e.split(':')[0])).toEqual([
+      'QUOTA_TLS_CERT_FILE and QUOTA_TLS_KEY_FILE',
+      'QUOTA_API_KEYS_FILE',
+      'QUOTA_ADDR',
+      'QUOTA_RESET_ENABLED',
+      'QUOTA_RESET_SCHEDULE',
+      'QUOTA_DB_POOL_SIZE',
+    ]);
+  });
+
+  it('listens beyond loopback only when API keys are configured', async () => {
+    expect(loadConfig({ QUOTA_ADDR: '0.0.0.0:50051' }).errors).toEqual([
+      expect.stringMatching(
+        /^QUOTA_ADDR: 0\.0\.0\.0 is not a loopback address; without QUOTA_API_KEYS_FILE/,
+      ),
+    ]);
+    expect(loadConfig({ QUOTA_ADDR: '[::1]:50051' }).errors).toEqual([]);
+    const dir = await mkdtemp(join(tmpdir(), 'quota-config-'));
+    const keys = join(dir, 'keys.json');
+    await writeFile(
+      keys,
+      JSON.stringify({ keys: [{ name: 'ops', role: 'admin', sha256: hashKey('k') }] }),
+    );
+    const ok = loadConfig({ QUOTA_ADDR: '0.0.0.0:50051', QUOTA_API_KEYS_FILE: keys });
+    expect(ok.errors).toEqual([]);
+    expect(ok.config.apiKeys?.file.keys).toHaveLength(1);
+    await writeFile(keys, JSON.stringify({ keys: [] }));
+    expect(loadConfig({ QUOTA_API_KEYS_FILE: keys }).errors).toEqual([
+      expect.stringMatching(/has no keys/),
+    ]);
+  });
+
+  it('refuses a certificate file that is not one', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'quota-tls-'));
+    await writeFile(join(dir, 'c.pem'), 'not a certificate');
+    await writeFile(join(dir, 'k.pem'), 'not a key');
+    const { errors } = loadConfig({
+      QUOTA_TLS_CERT_FILE: join(dir, 'c.pem'),
+      QUOTA_TLS_KEY_FILE: join(dir, 'k.pem'),
+    });
+    expect(errors).toEqual([expect.stringMatching(/^QUOTA_TLS_CERT_FILE \/ QUOTA_TLS_KEY_FILE: /)]);
+  });
+});
