@@ -95,7 +95,9 @@ export async function sweep(db: Db, o: SweepOptions): Promise<number> {
       ),
     );
     rolled += n;
-    if (n === 0 && busy.length < o.batchSize) break; // rolled by someone else meanwhile
+    // Nothing rolled: another sweep took them meanwhile (it will finish them), or they cannot
+    // be rolled here; either way looping again would not help.
+    if (n === 0) break;
   }
   return rolled;
 }
