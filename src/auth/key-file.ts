@@ -1,5 +1,5 @@
 import { existsSync, unwatchFile, watchFile } from 'node:fs';
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { chmod, chown, open, readFile, rename, stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import {
   generateKey,
@@ -42,10 +42,25 @@ async function load(path: string): Promise<KeyFile> {
   return existsSync(path) ? parseKeyFile(await readFile(path, 'utf8'), path) : { keys: [] };
 }
 
-/** Writes the whole file at once (temporary file, then rename), readable by its owner only. */
+/**
+ * Writes the whole file at once (temporary file, flushed, then renamed over the old one). A
+ * new file is readable by its owner only; an existing one keeps its owner and mode, so the
+ * service can still read it after an operator edits it as another user.
+ */
 async function save(path: string, file: KeyFile): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}`;
-  await writeFile(tmp, JSON.stringify(file, null, 2) + '\n', { mode: 0o600 });
+  const old = await stat(path).catch(() => null);
+  const handle = await open(tmp, 'w', old ? old.mode & 0o777 : 0o600);
+  try {
+    await handle.writeFile(JSON.stringify(file, null, 2) + '\n');
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  if (old) {
+    await chmod(tmp, old.mode & 0o777);
+    if (process.getuid?.() === 0) await chown(tmp, old.uid, old.gid);
+  }
   await rename(tmp, path);
 }
 

@@ -29,6 +29,8 @@ export function cliClient(env: NodeJS.ProcessEnv = process.env): QuotaClient {
   return createQuotaClient(env.QUOTA_URL ?? 'http://127.0.0.1:50051', {
     transport: 'connect',
     apiKey: env.QUOTA_API_KEY,
+    // Operator calls such as a reset of every subject can take a while; wait for them.
+    timeoutMs: 10 * 60_000,
   });
 }
 
@@ -126,14 +128,11 @@ export async function events(
 ): Promise<void> {
   const filter = eventFilter(f);
   const limit = Number(f.limit ?? 20);
-  // Walk to the end, keeping the last `limit` events.
-  let last: LedgerEvent[] = [];
-  let pageToken = '';
-  do {
-    const page = await c.admin.listEvents({ ...filter, pageSize: 1000, pageToken });
-    last = [...last, ...page.events].slice(-limit);
-    pageToken = page.nextPageToken;
-  } while (pageToken);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
+    throw new Error('--limit must be 1-1000');
+  // The newest `limit` events in one call, shown oldest first.
+  const newest = await c.admin.listEvents({ ...filter, pageSize: limit, newestFirst: true });
+  const last = [...newest.events].reverse();
   write(table(EVENT_HEADER, last.map(eventRow)) + '\n');
   if (!f.follow) return;
   // Positions are taken when an event is written, not when it commits, so an event can become
@@ -144,11 +143,16 @@ export async function events(
   let floor = last.at(-1)?.position ?? 0n;
   while (!signal?.aborted) {
     await new Promise((r) => setTimeout(r, 500));
-    const page = await c.admin.listEvents({ ...filter, pageSize: 1000, afterPosition: floor });
-    for (const e of page.events) {
-      if (seen.has(e.position)) continue;
-      seen.set(e.position, Date.now());
-      write(eventRow(e).join('  ') + '\n');
+    let from = floor;
+    for (;;) {
+      const page = await c.admin.listEvents({ ...filter, pageSize: 1000, afterPosition: from });
+      for (const e of page.events) {
+        if (seen.has(e.position)) continue;
+        seen.set(e.position, Date.now());
+        write(eventRow(e).join('  ') + '\n');
+      }
+      if (page.events.length < 1000) break;
+      from = page.events.at(-1)!.position;
     }
     const settled = Date.now() - 30_000;
     for (const [pos, at] of seen) {

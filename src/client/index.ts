@@ -54,8 +54,11 @@ function withKeys(): Interceptor {
     const name = req.method.name;
     const msg = req.message as { idempotencyKey?: string };
     // One key for all attempts of this call: a retry after a lost answer replays, never doubles.
-    if ((name === 'Consume' || name === 'Refund') && !msg.idempotencyKey)
-      msg.idempotencyKey = randomUUID();
+    // The key goes on a copy: the caller's message may be reused for its next call.
+    if (!req.stream && (name === 'Consume' || name === 'Refund') && !msg.idempotencyKey) {
+      const message = { ...req.message, idempotencyKey: randomUUID() } as typeof req.message;
+      return next({ ...req, message });
+    }
     return next(req);
   };
 }

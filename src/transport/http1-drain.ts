@@ -8,15 +8,29 @@ import type { Socket } from 'node:net';
  * keep-alive connections.
  */
 export class Http1Drain {
+  private readonly idleTimers = new Map<Socket, NodeJS.Timeout>();
   private readonly sockets = new Set<Socket>();
   private readonly inFlight = new Map<Socket, number>();
   private draining = false;
   private idle: (() => void) | null = null;
 
+  /** Connections with no call in flight for `idleMs` (stalled or idle keep-alive) are closed. */
+  constructor(private readonly idleMs: number) {}
+
+  private armIdle(socket: Socket): void {
+    clearTimeout(this.idleTimers.get(socket));
+    const t = setTimeout(() => socket.destroy(), this.idleMs);
+    t.unref();
+    this.idleTimers.set(socket, t);
+  }
+
   /** Registers a connection handed to the HTTP/1.1 server. */
   adopt(socket: Socket): void {
     this.sockets.add(socket);
+    this.armIdle(socket);
     socket.once('close', () => {
+      clearTimeout(this.idleTimers.get(socket));
+      this.idleTimers.delete(socket);
       this.sockets.delete(socket);
       this.inFlight.delete(socket);
       this.check();
@@ -27,12 +41,16 @@ export class Http1Drain {
   wrap(handler: RequestListener): RequestListener {
     return (req: IncomingMessage, res: ServerResponse) => {
       const socket = req.socket;
+      clearTimeout(this.idleTimers.get(socket));
       this.inFlight.set(socket, (this.inFlight.get(socket) ?? 0) + 1);
       if (this.draining) res.setHeader('connection', 'close');
       res.once('close', () => {
         const n = (this.inFlight.get(socket) ?? 1) - 1;
         if (n > 0) this.inFlight.set(socket, n);
-        else this.inFlight.delete(socket);
+        else {
+          this.inFlight.delete(socket);
+          if (!socket.destroyed) this.armIdle(socket);
+        }
         if (this.draining && n <= 0 && !socket.destroyed) socket.end();
         this.check();
       });

@@ -1,5 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Code, ConnectError, createQuotaClient, Period } from '../../src/client/index.js';
+import { create } from '@bufbuild/protobuf';
+import {
+  Code,
+  ConnectError,
+  ConsumeRequestSchema,
+  createQuotaClient,
+  Period,
+} from '../../src/client/index.js';
 import { startProxiedServer, type ProxiedServer } from '../support/tcp-proxy.js';
 
 let p: ProxiedServer;
@@ -47,6 +54,19 @@ describe('createQuotaClient', () => {
     const after = await usageEvents();
     expect(after).toHaveLength(before + 1);
     expect(after.at(-1)!.idempotency_key).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it("leaves the caller's message alone, so reusing it charges again", async () => {
+    const before = (await usageEvents()).length;
+    const c = createQuotaClient(url);
+    const req = create(ConsumeRequestSchema, { subject: 'acme', metric: 'api_calls', amount: 1n });
+    const a = await c.quota.consume(req);
+    const b = await c.quota.consume(req);
+    expect(req.idempotencyKey).toBe('');
+    expect([a.replayed, b.replayed]).toEqual([false, false]);
+    const after = await usageEvents();
+    expect(after).toHaveLength(before + 2);
+    expect(after.at(-1)!.idempotency_key).not.toBe(after.at(-2)!.idempotency_key);
   });
 
   it("gives up after its retries with the service's UNAVAILABLE", async () => {

@@ -73,6 +73,11 @@ describe('the service process', () => {
     }
     expect(answers.map((a) => a.allowed ?? false)).toEqual([true, true, true, false]);
     expect(answers[3]!.retryAt).toMatch(/T00:00:00Z$/);
+    // SIGHUP means "reload the API keys": it must not stop anything.
+    first.child.kill('SIGHUP');
+    await new Promise((r) => setTimeout(r, 300));
+    const still = await call(port, 'quota.v1.QuotaService/GetQuota', { subject: 'acme' });
+    expect((still.quotas as { used: string }[])[0]!.used).toBe('3');
     first.child.kill('SIGTERM');
     expect(await first.exited).toBe(0);
     expect(first.output()).toContain('stopped');

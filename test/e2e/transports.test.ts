@@ -128,6 +128,20 @@ describe('one port, both transports, one set of handlers', () => {
       types: [EventType.USAGE],
     });
     expect(usage.events).toHaveLength(3);
+    const newest = await s.connect.admin.listEvents({
+      subject: 'org-1',
+      pageSize: 3,
+      newestFirst: true,
+    });
+    expect(newest.events.map((e) => e.sequence)).toEqual([4n, 3n, 2n]);
+    const older = await s.connect.admin.listEvents({
+      subject: 'org-1',
+      pageSize: 3,
+      newestFirst: true,
+      pageToken: newest.nextPageToken,
+    });
+    expect(older.events.map((e) => e.sequence)).toEqual([1n]);
+    expect(older.nextPageToken).toBe('');
     const page = await s.connect.admin.listEvents({ subject: 'org-1', pageSize: 1 });
     const mismatch = await s.connect.admin
       .listEvents({ subject: 'org-2', pageToken: page.nextPageToken })

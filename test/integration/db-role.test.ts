@@ -81,7 +81,7 @@ describe('running as the least-privileged application role', () => {
         batchSize: 10,
         runId: '00000000-0000-4000-8000-000000000009',
       }),
-    ).toBe(1);
+    ).toEqual({ rolled: 1, complete: true });
   });
 
   it('is refused any change to the ledger by the database itself', async () => {

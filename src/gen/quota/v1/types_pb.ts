@@ -370,7 +370,7 @@ export type ResetRun = Message<"quota.v1.ResetRun"> & {
   attempt: number;
 
   /**
-   * running, success or failure.
+   * running, success, failure, or interrupted (the service stopped before the sweep was done).
    *
    * @generated from field: string outcome = 8;
    */
