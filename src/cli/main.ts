@@ -3,7 +3,7 @@
 // directly; the other commands call the service (QUOTA_URL, QUOTA_API_KEY).
 import { parseArgs } from 'node:util';
 import { createKey, listKeys, revokeKey } from '../auth/key-file.js';
-import { cliClient, events, reset, runs, status } from './ops.js';
+import { cliClient, events, reset, runs, status, verify } from './ops.js';
 import { table } from './table.js';
 
 const USAGE = `usage: npm run quota -- <command>
@@ -14,6 +14,9 @@ const USAGE = `usage: npm run quota -- <command>
   events [--subject S] [--metric M] [--type USAGE ...] [--limit N] [--follow]
                                               the newest ledger events; --follow keeps printing new ones
   runs [--limit N]                            the reset scheduler's run history, newest first
+  verify [--subject S]                        fold the ledger and compare every counter with it
+                                              (exit status 1 when something differs)
+  rebuild [--subject S]                       rewrite the counters that differ from the ledger
 
   keys create NAME --role consumer|reader|admin [--file PATH]
         make a new API key, print it once, store only its SHA-256 in the keys file
@@ -104,6 +107,12 @@ async function main(argv: string[]): Promise<number> {
     case 'runs':
       out(await runs(cliClient(), values));
       return 0;
+    case 'verify':
+    case 'rebuild': {
+      const r = await verify(cliClient(), values, command === 'rebuild');
+      out(r.text);
+      return r.clean ? 0 : 1;
+    }
     default:
       process.stdout.write(USAGE + '\n');
       return 2;

@@ -181,3 +181,31 @@ export async function runs(c: QuotaClient, f: OpsFlags): Promise<string> {
     ]),
   );
 }
+
+/** Compares every counter with the ledger's fold; with repair, rewrites those that differ. */
+export async function verify(
+  c: QuotaClient,
+  f: OpsFlags,
+  repair: boolean,
+): Promise<{ text: string; clean: boolean }> {
+  const r = await c.admin.verifyProjection({ subject: f.subject ?? '', repair });
+  const count = (s?: { used: bigint; periodStart?: Timestamp }) =>
+    s ? `${s.used} from ${when(s.periodStart)}` : 'none';
+  const head = `${r.subjectsChecked} subject(s) checked, ${r.differencesFound} difference(s)${repair ? `, ${r.repaired} counter(s) rebuilt from the ledger` : ''}`;
+  if (r.differences.length === 0) return { text: head, clean: true };
+  const rows = r.differences.map((d) => [
+    d.subject,
+    d.metric,
+    periodName(d.period),
+    count(d.ledger),
+    count(d.projection),
+    d.positions.join(' '),
+  ]);
+  return {
+    text:
+      head +
+      '\n' +
+      table(['SUBJECT', 'METRIC', 'PERIOD', 'LEDGER', 'COUNTER', 'EVENT POSITIONS'], rows),
+    clean: repair,
+  };
+}

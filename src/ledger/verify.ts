@@ -1,5 +1,6 @@
 import { foldCounters } from '../domain/fold.js';
 import type { StoredEvent } from '../domain/events.js';
+import type { PeriodKind } from '../domain/period.js';
 import { counterKey, type CounterState } from '../domain/quota.js';
 import {
   COUNTER_COLUMNS,
@@ -9,14 +10,28 @@ import {
   type CounterRow,
   type EventRow,
 } from './codec.js';
-import { inTransaction, query, type Db } from './db.js';
+import { inTransaction, query, type Db, type Tx } from './db.js';
 
 export interface CounterDifference {
   subject: string;
-  key: string;
+  metric: string;
+  period: PeriodKind;
+  /** What the ledger's fold says; null if the ledger has no such counter. */
   ledger: CounterState | null;
+  /** What the counters table holds; null if it has no row. */
   projection: CounterState | null;
+  /** Positions of the events that made the ledger's value (since its last reset), newest last. */
+  positions: bigint[];
 }
+
+export interface VerifyResult {
+  subjectsChecked: number;
+  differences: CounterDifference[];
+  /** Counters rewritten from the ledger (repair mode). */
+  repaired: number;
+}
+
+const MAX_POSITIONS = 20;
 
 const same = (a: CounterState, b: CounterState): boolean =>
   a.used === b.used &&
@@ -24,6 +39,18 @@ const same = (a: CounterState, b: CounterState): boolean =>
   (a.periodEnd?.getTime() ?? null) === (b.periodEnd?.getTime() ?? null) &&
   (a.lastResetAt?.getTime() ?? null) === (b.lastResetAt?.getTime() ?? null) &&
   a.lastSequence === b.lastSequence;
+
+/** The events that built a counter's current value: everything since its last reset. */
+function positionsOf(events: StoredEvent[], metric: string, period: PeriodKind): bigint[] {
+  let out: bigint[] = [];
+  for (const e of events) {
+    if (e.metric !== metric) continue;
+    if ((e.type === 'RESET_SCHEDULED' || e.type === 'RESET_MANUAL') && e.period === period)
+      out = [e.position];
+    else if ((e.data.effects ?? []).some((fx) => fx.period === period)) out.push(e.position);
+  }
+  return out.slice(-MAX_POSITIONS);
+}
 
 /** Compares one subject's counters with the fold of its ledger. */
 export function compareSubject(
@@ -36,36 +63,113 @@ export function compareSubject(
   for (const key of new Set([...folded.keys(), ...projection.keys()])) {
     const l = folded.get(key) ?? null;
     const p = projection.get(key) ?? null;
-    if (!l || !p || !same(l, p)) out.push({ subject, key, ledger: l, projection: p });
+    if (l && p && same(l, p)) continue;
+    const [metric, period] = key.split('\u0000') as [string, PeriodKind];
+    out.push({
+      subject,
+      metric,
+      period,
+      ledger: l,
+      projection: p,
+      positions: positionsOf(events, metric, period),
+    });
   }
   return out;
 }
 
-/** Folds the whole ledger and reports every counter that differs from it. */
-export async function verifyProjection(db: Db): Promise<CounterDifference[]> {
-  const subjects = await query<{ subject: string }>(
-    db,
-    'SELECT subject FROM subjects UNION SELECT subject FROM counters ORDER BY subject',
+async function readSubject(
+  tx: Tx,
+  subject: string,
+): Promise<[StoredEvent[], Map<string, CounterState>]> {
+  const e = await tx.query<EventRow>(
+    `SELECT ${EVENT_COLUMNS} FROM ledger_events WHERE subject = $1 ORDER BY sequence`,
+    [subject],
   );
-  const out: CounterDifference[] = [];
-  for (const { subject } of subjects) {
-    // One snapshot for both reads, so a write landing between them is not a difference.
-    const [events, counters] = await inTransaction(db, async (tx) => {
+  const c = await tx.query<CounterRow>(
+    `SELECT ${COUNTER_COLUMNS} FROM counters WHERE subject = $1`,
+    [subject],
+  );
+  return [
+    e.rows.map(eventFromRow),
+    new Map(c.rows.map((r) => [counterKey(r.metric, r.period), counterFromRow(r)])),
+  ];
+}
+
+/** Checks one subject in a read-only snapshot, or (repair) under its lock, rewriting what differs. */
+async function checkSubject(
+  db: Db,
+  subject: string,
+  repair: boolean,
+): Promise<CounterDifference[]> {
+  return inTransaction(db, async (tx) => {
+    if (repair) {
+      // The lock every writer takes: nothing changes this subject until the repair commits.
+      await tx.query('SELECT 1 FROM subjects WHERE subject = $1 FOR UPDATE', [subject]);
+    } else {
+      // One snapshot for both reads, so a write landing between them is not a difference.
       await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      const e = await tx.query<EventRow>(
-        `SELECT ${EVENT_COLUMNS} FROM ledger_events WHERE subject = $1 ORDER BY sequence`,
-        [subject],
-      );
-      const c = await tx.query<CounterRow>(
-        `SELECT ${COUNTER_COLUMNS} FROM counters WHERE subject = $1`,
-        [subject],
-      );
-      return [e.rows, c.rows] as const;
-    });
-    const projection = new Map(
-      counters.map((r) => [counterKey(r.metric, r.period), counterFromRow(r)]),
-    );
-    out.push(...compareSubject(subject, events.map(eventFromRow), projection));
+    }
+    const [events, projection] = await readSubject(tx, subject);
+    const diffs = compareSubject(subject, events, projection);
+    if (repair) {
+      for (const d of diffs) {
+        if (d.ledger) {
+          await tx.query(
+            `INSERT INTO counters (${COUNTER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (subject, metric, period) DO UPDATE SET used = EXCLUDED.used,
+               period_start = EXCLUDED.period_start, period_end = EXCLUDED.period_end,
+               last_reset_at = EXCLUDED.last_reset_at, last_sequence = EXCLUDED.last_sequence`,
+            [
+              subject,
+              d.metric,
+              d.period,
+              d.ledger.used,
+              d.ledger.periodStart,
+              d.ledger.periodEnd,
+              d.ledger.lastResetAt,
+              d.ledger.lastSequence,
+            ],
+          );
+        } else {
+          await tx.query(
+            'DELETE FROM counters WHERE subject = $1 AND metric = $2 AND period = $3',
+            [subject, d.metric, d.period],
+          );
+        }
+      }
+    }
+    return diffs;
+  });
+}
+
+/**
+ * Folds the ledger and compares it with every counter (or one subject's), reporting each
+ * difference with the positions of the events involved. With `repair`, rewrites differing
+ * counters from the ledger, one subject per transaction under that subject's lock, so the
+ * service keeps running meanwhile.
+ */
+export async function verifyProjection(
+  db: Db,
+  opts: { subject?: string | null; repair?: boolean } = {},
+): Promise<VerifyResult> {
+  const result: VerifyResult = { subjectsChecked: 0, differences: [], repaired: 0 };
+  let after = '';
+  for (;;) {
+    const subjects = opts.subject
+      ? [{ subject: opts.subject }]
+      : await query<{ subject: string }>(
+          db,
+          `SELECT subject FROM (SELECT subject FROM subjects UNION SELECT subject FROM counters) s
+            WHERE subject > $1 ORDER BY subject LIMIT 500`,
+          [after],
+        );
+    for (const { subject } of subjects) {
+      const diffs = await checkSubject(db, subject, opts.repair ?? false);
+      result.subjectsChecked++;
+      result.differences.push(...diffs);
+      if (opts.repair) result.repaired += diffs.length;
+    }
+    if (opts.subject || subjects.length < 500) return result;
+    after = subjects.at(-1)!.subject;
   }
-  return out;
 }

@@ -35,10 +35,14 @@ import {
   type SetQuotaResponse,
   type TriggerResetSweepRequest,
   type TriggerResetSweepResponse,
+  type VerifyProjectionRequest,
+  type VerifyProjectionResponse,
+  VerifyProjectionResponseSchema,
 } from '../gen/quota/v1/quota_admin_service_pb.js';
 import type { LedgerDeps } from '../ledger/commands.js';
 import { listEvents } from '../ledger/list-events.js';
 import { listAttempts } from '../ledger/reset-runs.js';
+import { verifyProjection } from '../ledger/verify.js';
 import type { ResetScheduler } from '../scheduler/reset-scheduler.js';
 import { deleteQuota, listQuotas, setQuota } from '../ledger/quota-admin.js';
 import { resetAllSubjects, resetSubject } from '../ledger/reset.js';
@@ -49,6 +53,7 @@ import {
   eventTypeFromProto,
   optionalPeriodFromProto,
   periodFromProto,
+  differenceToProto,
   quotaToProto,
   runToProto,
   statusToProto,
@@ -63,6 +68,7 @@ export interface AdminServiceHandlers {
   listEvents: Handler<ListEventsRequest, ListEventsResponse>;
   listResetRuns: Handler<ListResetRunsRequest, ListResetRunsResponse>;
   triggerResetSweep: Handler<TriggerResetSweepRequest, TriggerResetSweepResponse>;
+  verifyProjection: Handler<VerifyProjectionRequest, VerifyProjectionResponse>;
 }
 
 const isDecimal = (a: unknown): a is string =>
@@ -186,6 +192,17 @@ export function adminServiceHandlers(
         );
       });
       return create(TriggerResetSweepResponseSchema, { run: runToProto(run) });
+    },
+
+    async verifyProjection(req) {
+      const subject = req.subject === '' ? null : checkSubject(req.subject, 'subject', true);
+      const r = await verifyProjection(deps.db, { subject, repair: req.repair });
+      return create(VerifyProjectionResponseSchema, {
+        subjectsChecked: BigInt(r.subjectsChecked),
+        differences: r.differences.slice(0, 1000).map(differenceToProto),
+        differencesFound: BigInt(r.differences.length),
+        repaired: BigInt(r.repaired),
+      });
     },
   };
 }

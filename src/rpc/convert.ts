@@ -6,6 +6,14 @@ import type { Effect, EventType as DomainEventType, StoredEvent } from '../domai
 import type { PeriodKind } from '../domain/period.js';
 import type { QuotaDef, QuotaView } from '../domain/quota.js';
 import type { ResetAttempt } from '../ledger/reset-runs.js';
+import type { CounterDifference as Difference } from '../ledger/verify.js';
+import type { CounterState as DomainCounter } from '../domain/quota.js';
+import {
+  CounterDifferenceSchema,
+  CounterStateSchema,
+  type CounterDifference,
+  type CounterState,
+} from '../gen/quota/v1/quota_admin_service_pb.js';
 import {
   ConsumeMode,
   EventType,
@@ -185,4 +193,23 @@ export const runToProto = (r: ResetAttempt): ResetRun =>
     attempt: r.attempt,
     outcome: r.outcome,
     error: r.error ?? '',
+  });
+
+const counterToProto = (c: DomainCounter): CounterState =>
+  create(CounterStateSchema, {
+    used: c.used,
+    periodStart: ts(c.periodStart),
+    periodEnd: optTs(c.periodEnd),
+    lastResetAt: optTs(c.lastResetAt),
+    lastSequence: c.lastSequence,
+  });
+
+export const differenceToProto = (d: Difference): CounterDifference =>
+  create(CounterDifferenceSchema, {
+    subject: d.subject,
+    metric: d.metric,
+    period: PERIODS[d.period],
+    ledger: d.ledger ? counterToProto(d.ledger) : undefined,
+    projection: d.projection ? counterToProto(d.projection) : undefined,
+    positions: d.positions,
   });

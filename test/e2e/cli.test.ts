@@ -113,6 +113,23 @@ describe('npm run quota', () => {
     expect(stdout).toMatch(/manual\s+\S+\s+1\s+success\s+\d+/);
   });
 
+  it('verify reports a tampered counter with exit status 1, and rebuild repairs it', async () => {
+    expect((await cli('verify')).stdout).toMatch(/subject\(s\) checked, 0 difference\(s\)/);
+    await s.database.db.query(
+      "UPDATE counters SET used = used + 40 WHERE subject = 'acme' AND period = 'WEEK'",
+    );
+    const bad = await cli('verify', '--subject', 'acme').catch(
+      (e: { code: number; stdout: string }) => e,
+    );
+    expect((bad as { code: number }).code).toBe(1);
+    expect((bad as { stdout: string }).stdout).toMatch(
+      /acme\s+messages\s+WEEK\s+17 from \S+\s+57 from/,
+    );
+    const fixed = await cli('rebuild', '--subject', 'acme');
+    expect(fixed.stdout).toMatch(/1 counter\(s\) rebuilt from the ledger/);
+    expect((await cli('verify')).stdout).toMatch(/0 difference\(s\)/);
+  });
+
   it('says what went wrong when the service refuses', async () => {
     await expect(cli('status', 'acme', '--metric', 'Bad Metric')).rejects.toMatchObject({
       stderr: expect.stringMatching(/error: .*metric: "Bad Metric" does not match/),

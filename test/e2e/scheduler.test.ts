@@ -123,7 +123,7 @@ describe('scheduled resets across three replicas', () => {
       const want = i % 3 === 0 ? 2n : 0n;
       expect(q.quotas.map((x) => x.used)).toEqual([want, want]);
     }
-    expect(await verifyProjection(db)).toEqual([]);
+    expect((await verifyProjection(db)).differences).toEqual([]);
 
     const after = await (await fetch(`${s.baseUrl}/metrics`)).text();
     expect(metricValue(after, 'quota_reset_lag_seconds')).toBe(0);

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file quota/v1/quota_admin_service.proto.
  */
 export const file_quota_v1_quota_admin_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJxdW90YS92MS9xdW90YV9hZG1pbl9zZXJ2aWNlLnByb3RvEghxdW90YS52MSKaAQoPU2V0UXVvdGFSZXF1ZXN0Eg8KB3N1YmplY3QYASABKAkSDgoGbWV0cmljGAIgASgJEiAKBnBlcmlvZBgDIAEoDjIQLnF1b3RhLnYxLlBlcmlvZBINCgVsaW1pdBgEIAEoAxIRCgl0aW1lX3pvbmUYBSABKAkSEgoKYW5jaG9yX2RheRgGIAEoBRIOCgZyZWFzb24YByABKAkiRAoQU2V0UXVvdGFSZXNwb25zZRIeCgVxdW90YRgBIAEoCzIPLnF1b3RhLnYxLlF1b3RhEhAKCHNlcXVlbmNlGAIgASgDImcKEkRlbGV0ZVF1b3RhUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIgCgZwZXJpb2QYAyABKA4yEC5xdW90YS52MS5QZXJpb2QSDgoGcmVhc29uGAQgASgJIicKE0RlbGV0ZVF1b3RhUmVzcG9uc2USEAoIc2VxdWVuY2UYASABKAMifAoRUmVzZXRRdW90YVJlcXVlc3QSDwoHc3ViamVjdBgBIAEoCRIOCgZtZXRyaWMYAiABKAkSIAoGcGVyaW9kGAMgASgOMhAucXVvdGEudjEuUGVyaW9kEhQKDGFsbF9zdWJqZWN0cxgEIAEoCBIOCgZyZWFzb24YBSABKAkiVAoSUmVzZXRRdW90YVJlc3BvbnNlEiUKBnF1b3RhcxgBIAMoCzIVLnF1b3RhLnYxLlF1b3RhU3RhdHVzEhcKD2V2ZW50c19hcHBlbmRlZBgCIAEoAyJbChFMaXN0UXVvdGFzUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJOChJMaXN0UXVvdGFzUmVzcG9uc2USHwoGcXVvdGFzGAEgAygLMg8ucXVvdGEudjEuUXVvdGESFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIpoCChFMaXN0RXZlbnRzUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIiCgV0eXBlcxgDIAMoDjITLnF1b3RhLnYxLkV2ZW50VHlwZRIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAYgASgFEhIKCnBhZ2VfdG9rZW4YByABKAkSDQoFYWN0b3IYCCABKAkSFgoOYWZ0ZXJfcG9zaXRpb24YCSABKAMSFAoMbmV3ZXN0X2ZpcnN0GAogASgIIlQKEkxpc3RFdmVudHNSZXNwb25zZRIlCgZldmVudHMYASADKAsyFS5xdW90YS52MS5MZWRnZXJFdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPQoUTGlzdFJlc2V0UnVuc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiUgoVTGlzdFJlc2V0UnVuc1Jlc3BvbnNlEiAKBHJ1bnMYASADKAsyEi5xdW90YS52MS5SZXNldFJ1bhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiGgoYVHJpZ2dlclJlc2V0U3dlZXBSZXF1ZXN0IjwKGVRyaWdnZXJSZXNldFN3ZWVwUmVzcG9uc2USHwoDcnVuGAEgASgLMhIucXVvdGEudjEuUmVzZXRSdW4yrQQKEVF1b3RhQWRtaW5TZXJ2aWNlEkEKCFNldFF1b3RhEhkucXVvdGEudjEuU2V0UXVvdGFSZXF1ZXN0GhoucXVvdGEudjEuU2V0UXVvdGFSZXNwb25zZRJKCgtEZWxldGVRdW90YRIcLnF1b3RhLnYxLkRlbGV0ZVF1b3RhUmVxdWVzdBodLnF1b3RhLnYxLkRlbGV0ZVF1b3RhUmVzcG9uc2USRwoKUmVzZXRRdW90YRIbLnF1b3RhLnYxLlJlc2V0UXVvdGFSZXF1ZXN0GhwucXVvdGEudjEuUmVzZXRRdW90YVJlc3BvbnNlEkcKCkxpc3RRdW90YXMSGy5xdW90YS52MS5MaXN0UXVvdGFzUmVxdWVzdBocLnF1b3RhLnYxLkxpc3RRdW90YXNSZXNwb25zZRJHCgpMaXN0RXZlbnRzEhsucXVvdGEudjEuTGlzdEV2ZW50c1JlcXVlc3QaHC5xdW90YS52MS5MaXN0RXZlbnRzUmVzcG9uc2USUAoNTGlzdFJlc2V0UnVucxIeLnF1b3RhLnYxLkxpc3RSZXNldFJ1bnNSZXF1ZXN0Gh8ucXVvdGEudjEuTGlzdFJlc2V0UnVuc1Jlc3BvbnNlElwKEVRyaWdnZXJSZXNldFN3ZWVwEiIucXVvdGEudjEuVHJpZ2dlclJlc2V0U3dlZXBSZXF1ZXN0GiMucXVvdGEudjEuVHJpZ2dlclJlc2V0U3dlZXBSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_quota_v1_types]);
+  fileDesc("CiJxdW90YS92MS9xdW90YV9hZG1pbl9zZXJ2aWNlLnByb3RvEghxdW90YS52MSKaAQoPU2V0UXVvdGFSZXF1ZXN0Eg8KB3N1YmplY3QYASABKAkSDgoGbWV0cmljGAIgASgJEiAKBnBlcmlvZBgDIAEoDjIQLnF1b3RhLnYxLlBlcmlvZBINCgVsaW1pdBgEIAEoAxIRCgl0aW1lX3pvbmUYBSABKAkSEgoKYW5jaG9yX2RheRgGIAEoBRIOCgZyZWFzb24YByABKAkiRAoQU2V0UXVvdGFSZXNwb25zZRIeCgVxdW90YRgBIAEoCzIPLnF1b3RhLnYxLlF1b3RhEhAKCHNlcXVlbmNlGAIgASgDImcKEkRlbGV0ZVF1b3RhUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIgCgZwZXJpb2QYAyABKA4yEC5xdW90YS52MS5QZXJpb2QSDgoGcmVhc29uGAQgASgJIicKE0RlbGV0ZVF1b3RhUmVzcG9uc2USEAoIc2VxdWVuY2UYASABKAMifAoRUmVzZXRRdW90YVJlcXVlc3QSDwoHc3ViamVjdBgBIAEoCRIOCgZtZXRyaWMYAiABKAkSIAoGcGVyaW9kGAMgASgOMhAucXVvdGEudjEuUGVyaW9kEhQKDGFsbF9zdWJqZWN0cxgEIAEoCBIOCgZyZWFzb24YBSABKAkiVAoSUmVzZXRRdW90YVJlc3BvbnNlEiUKBnF1b3RhcxgBIAMoCzIVLnF1b3RhLnYxLlF1b3RhU3RhdHVzEhcKD2V2ZW50c19hcHBlbmRlZBgCIAEoAyJbChFMaXN0UXVvdGFzUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJOChJMaXN0UXVvdGFzUmVzcG9uc2USHwoGcXVvdGFzGAEgAygLMg8ucXVvdGEudjEuUXVvdGESFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIpoCChFMaXN0RXZlbnRzUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIiCgV0eXBlcxgDIAMoDjITLnF1b3RhLnYxLkV2ZW50VHlwZRIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAYgASgFEhIKCnBhZ2VfdG9rZW4YByABKAkSDQoFYWN0b3IYCCABKAkSFgoOYWZ0ZXJfcG9zaXRpb24YCSABKAMSFAoMbmV3ZXN0X2ZpcnN0GAogASgIIlQKEkxpc3RFdmVudHNSZXNwb25zZRIlCgZldmVudHMYASADKAsyFS5xdW90YS52MS5MZWRnZXJFdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPQoUTGlzdFJlc2V0UnVuc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiUgoVTGlzdFJlc2V0UnVuc1Jlc3BvbnNlEiAKBHJ1bnMYASADKAsyEi5xdW90YS52MS5SZXNldFJ1bhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiGgoYVHJpZ2dlclJlc2V0U3dlZXBSZXF1ZXN0IjwKGVRyaWdnZXJSZXNldFN3ZWVwUmVzcG9uc2USHwoDcnVuGAEgASgLMhIucXVvdGEudjEuUmVzZXRSdW4iOgoXVmVyaWZ5UHJvamVjdGlvblJlcXVlc3QSDwoHc3ViamVjdBgBIAEoCRIOCgZyZXBhaXIYAiABKAgikwEKGFZlcmlmeVByb2plY3Rpb25SZXNwb25zZRIYChBzdWJqZWN0c19jaGVja2VkGAEgASgDEjAKC2RpZmZlcmVuY2VzGAIgAygLMhsucXVvdGEudjEuQ291bnRlckRpZmZlcmVuY2USGQoRZGlmZmVyZW5jZXNfZm91bmQYAyABKAMSEAoIcmVwYWlyZWQYBCABKAMivQEKEUNvdW50ZXJEaWZmZXJlbmNlEg8KB3N1YmplY3QYASABKAkSDgoGbWV0cmljGAIgASgJEiAKBnBlcmlvZBgDIAEoDjIQLnF1b3RhLnYxLlBlcmlvZBImCgZsZWRnZXIYBCABKAsyFi5xdW90YS52MS5Db3VudGVyU3RhdGUSKgoKcHJvamVjdGlvbhgFIAEoCzIWLnF1b3RhLnYxLkNvdW50ZXJTdGF0ZRIRCglwb3NpdGlvbnMYBiADKAMiyAEKDENvdW50ZXJTdGF0ZRIMCgR1c2VkGAEgASgDEjAKDHBlcmlvZF9zdGFydBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcGVyaW9kX2VuZBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNbGFzdF9yZXNldF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNbGFzdF9zZXF1ZW5jZRgFIAEoAzKIBQoRUXVvdGFBZG1pblNlcnZpY2USQQoIU2V0UXVvdGESGS5xdW90YS52MS5TZXRRdW90YVJlcXVlc3QaGi5xdW90YS52MS5TZXRRdW90YVJlc3BvbnNlEkoKC0RlbGV0ZVF1b3RhEhwucXVvdGEudjEuRGVsZXRlUXVvdGFSZXF1ZXN0Gh0ucXVvdGEudjEuRGVsZXRlUXVvdGFSZXNwb25zZRJHCgpSZXNldFF1b3RhEhsucXVvdGEudjEuUmVzZXRRdW90YVJlcXVlc3QaHC5xdW90YS52MS5SZXNldFF1b3RhUmVzcG9uc2USRwoKTGlzdFF1b3RhcxIbLnF1b3RhLnYxLkxpc3RRdW90YXNSZXF1ZXN0GhwucXVvdGEudjEuTGlzdFF1b3Rhc1Jlc3BvbnNlEkcKCkxpc3RFdmVudHMSGy5xdW90YS52MS5MaXN0RXZlbnRzUmVxdWVzdBocLnF1b3RhLnYxLkxpc3RFdmVudHNSZXNwb25zZRJQCg1MaXN0UmVzZXRSdW5zEh4ucXVvdGEudjEuTGlzdFJlc2V0UnVuc1JlcXVlc3QaHy5xdW90YS52MS5MaXN0UmVzZXRSdW5zUmVzcG9uc2USXAoRVHJpZ2dlclJlc2V0U3dlZXASIi5xdW90YS52MS5UcmlnZ2VyUmVzZXRTd2VlcFJlcXVlc3QaIy5xdW90YS52MS5UcmlnZ2VyUmVzZXRTd2VlcFJlc3BvbnNlElkKEFZlcmlmeVByb2plY3Rpb24SIS5xdW90YS52MS5WZXJpZnlQcm9qZWN0aW9uUmVxdWVzdBoiLnF1b3RhLnYxLlZlcmlmeVByb2plY3Rpb25SZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_quota_v1_types]);
 
 /**
  * @generated from message quota.v1.SetQuotaRequest
@@ -453,6 +453,153 @@ export const TriggerResetSweepResponseSchema: GenMessage<TriggerResetSweepRespon
   messageDesc(file_quota_v1_quota_admin_service, 13);
 
 /**
+ * @generated from message quota.v1.VerifyProjectionRequest
+ */
+export type VerifyProjectionRequest = Message<"quota.v1.VerifyProjectionRequest"> & {
+  /**
+   * Optional: only this subject; empty for every subject.
+   *
+   * @generated from field: string subject = 1;
+   */
+  subject: string;
+
+  /**
+   * Rewrite differing counters from the ledger.
+   *
+   * @generated from field: bool repair = 2;
+   */
+  repair: boolean;
+};
+
+/**
+ * Describes the message quota.v1.VerifyProjectionRequest.
+ * Use `create(VerifyProjectionRequestSchema)` to create a new message.
+ */
+export const VerifyProjectionRequestSchema: GenMessage<VerifyProjectionRequest> = /*@__PURE__*/
+  messageDesc(file_quota_v1_quota_admin_service, 14);
+
+/**
+ * @generated from message quota.v1.VerifyProjectionResponse
+ */
+export type VerifyProjectionResponse = Message<"quota.v1.VerifyProjectionResponse"> & {
+  /**
+   * @generated from field: int64 subjects_checked = 1;
+   */
+  subjectsChecked: bigint;
+
+  /**
+   * At most the first 1000.
+   *
+   * @generated from field: repeated quota.v1.CounterDifference differences = 2;
+   */
+  differences: CounterDifference[];
+
+  /**
+   * @generated from field: int64 differences_found = 3;
+   */
+  differencesFound: bigint;
+
+  /**
+   * @generated from field: int64 repaired = 4;
+   */
+  repaired: bigint;
+};
+
+/**
+ * Describes the message quota.v1.VerifyProjectionResponse.
+ * Use `create(VerifyProjectionResponseSchema)` to create a new message.
+ */
+export const VerifyProjectionResponseSchema: GenMessage<VerifyProjectionResponse> = /*@__PURE__*/
+  messageDesc(file_quota_v1_quota_admin_service, 15);
+
+/**
+ * One counter whose stored state is not the fold of the ledger.
+ *
+ * @generated from message quota.v1.CounterDifference
+ */
+export type CounterDifference = Message<"quota.v1.CounterDifference"> & {
+  /**
+   * @generated from field: string subject = 1;
+   */
+  subject: string;
+
+  /**
+   * @generated from field: string metric = 2;
+   */
+  metric: string;
+
+  /**
+   * @generated from field: quota.v1.Period period = 3;
+   */
+  period: Period;
+
+  /**
+   * Unset when the ledger has no such counter.
+   *
+   * @generated from field: quota.v1.CounterState ledger = 4;
+   */
+  ledger?: CounterState | undefined;
+
+  /**
+   * Unset when the counters table has no such row.
+   *
+   * @generated from field: quota.v1.CounterState projection = 5;
+   */
+  projection?: CounterState | undefined;
+
+  /**
+   * Positions of the events that made the ledger's value since its last reset (at most 20).
+   *
+   * @generated from field: repeated int64 positions = 6;
+   */
+  positions: bigint[];
+};
+
+/**
+ * Describes the message quota.v1.CounterDifference.
+ * Use `create(CounterDifferenceSchema)` to create a new message.
+ */
+export const CounterDifferenceSchema: GenMessage<CounterDifference> = /*@__PURE__*/
+  messageDesc(file_quota_v1_quota_admin_service, 16);
+
+/**
+ * @generated from message quota.v1.CounterState
+ */
+export type CounterState = Message<"quota.v1.CounterState"> & {
+  /**
+   * @generated from field: int64 used = 1;
+   */
+  used: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp period_start = 2;
+   */
+  periodStart?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp period_end = 3;
+   */
+  periodEnd?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp last_reset_at = 4;
+   */
+  lastResetAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: int64 last_sequence = 5;
+   */
+  lastSequence: bigint;
+};
+
+/**
+ * Describes the message quota.v1.CounterState.
+ * Use `create(CounterStateSchema)` to create a new message.
+ */
+export const CounterStateSchema: GenMessage<CounterState> = /*@__PURE__*/
+  messageDesc(file_quota_v1_quota_admin_service, 17);
+
+/**
  * Operator actions. Role admin; the List* methods also role reader.
  *
  * @generated from service quota.v1.QuotaAdminService
@@ -518,6 +665,17 @@ export const QuotaAdminService: GenService<{
     methodKind: "unary";
     input: typeof TriggerResetSweepRequestSchema;
     output: typeof TriggerResetSweepResponseSchema;
+  },
+  /**
+   * Folds the ledger and compares it with the counters; with repair, rewrites those that
+   * differ from the ledger (one subject at a time, online).
+   *
+   * @generated from rpc quota.v1.QuotaAdminService.VerifyProjection
+   */
+  verifyProjection: {
+    methodKind: "unary";
+    input: typeof VerifyProjectionRequestSchema;
+    output: typeof VerifyProjectionResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_quota_v1_quota_admin_service, 0);
