@@ -140,6 +140,13 @@ export async function inTransaction<T>(
     throw mapDbError(err);
   }
   let broken: Error | undefined;
+  // A connection that dies while checked out emits 'error' on the client; with no listener
+  // that would crash the process. The query in progress fails anyway, and the client is
+  // destroyed instead of going back to the pool.
+  const onError = (err: Error) => {
+    broken = err;
+  };
+  tx.on('error', onError);
   const hooks: (() => void)[] = [];
   commitHooks.set(tx, hooks);
   if (observer) txObservers.set(tx, observer);
@@ -167,6 +174,7 @@ export async function inTransaction<T>(
   } finally {
     commitHooks.delete(tx);
     txObservers.delete(tx);
+    tx.off('error', onError);
     // A client whose connection broke is destroyed rather than handed to the next caller.
     tx.release(broken);
   }

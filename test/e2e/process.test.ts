@@ -1,10 +1,11 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createServer as createHttpServer } from 'node:http';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/ledger/embedded.js';
+import { callJson, startService } from '../support/process.js';
 
 // The newcomer's path, as a real process: `npm start` with no DATABASE_URL (embedded
 // PostgreSQL in QUOTA_DATA_DIR), a 3/day quota consumed four times, SIGTERM, restart, same state.
@@ -14,37 +15,9 @@ afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
-interface Running {
-  child: ChildProcess;
-  output: () => string;
-  exited: Promise<number | null>;
-}
-
-async function start(env: Record<string, string>): Promise<Running> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    env: { ...process.env, DATABASE_URL: '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((ok) => child.once('exit', (code) => ok(code)));
-  const deadline = Date.now() + 60_000;
-  while (!out.includes('listening')) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`did not start:\n${out}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return { child, output: () => out, exited };
-}
-
-async function call(port: number, path: string, body: object): Promise<Record<string, unknown>> {
-  const res = await fetch(`http://127.0.0.1:${port}/${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  return (await res.json()) as Record<string, unknown>;
-}
+const start = startService;
+const call = async (port: number, path: string, body: object) =>
+  (await callJson(port, path, body)).body;
 
 describe('the service process', () => {
   it('starts with an embedded database, refuses the fourth call, drains on SIGTERM and keeps its state', async () => {
