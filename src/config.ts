@@ -171,7 +171,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): { config: Config; errors: st
     dataDir: env.QUOTA_DATA_DIR?.trim() || '.data',
     logLevel,
     poolSize: integer(env, 'QUOTA_DB_POOL_SIZE', 16, 1, 1000, errors),
-    statementTimeoutMs: integer(env, 'QUOTA_STATEMENT_TIMEOUT_MS', 10_000, 100, 3_600_000, errors),
+    statementTimeoutMs: integer(env, 'QUOTA_STATEMENT_TIMEOUT_MS', 10_000, 0, 3_600_000, errors),
     drainTimeoutMs: integer(env, 'QUOTA_DRAIN_TIMEOUT_MS', 10_000, 0, 600_000, errors),
     reset: {
       enabled: ['true', '1', 'yes'].includes(enabledRaw),

@@ -24,7 +24,9 @@ export function createPool(o: PoolOptions): Db {
     max: o.max ?? 16,
     types,
     connectionTimeoutMillis: 5_000,
-    statement_timeout: o.statementTimeoutMs ?? 10_000,
+    // 0 sends no statement_timeout (PgBouncer refuses it as a startup parameter; set it on
+    // the database role instead).
+    statement_timeout: o.statementTimeoutMs === 0 ? undefined : (o.statementTimeoutMs ?? 10_000),
     application_name: 'quota-ledger',
   });
   // An idle client losing its connection must not crash the process; the pool replaces it.
