@@ -2,9 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConsumeCommand, LedgerDeps } from '../../src/ledger/commands.js';
 import { consume } from '../../src/ledger/consume.js';
 import { getQuota } from '../../src/ledger/read.js';
-import { setQuota } from '../../src/ledger/quota-admin.js';
 import { verifyProjection } from '../../src/ledger/verify.js';
-import { createTestDatabase, TestClock, type TestDatabase } from '../support/db.js';
+import { createTestDatabase, defineQuota, TestClock, type TestDatabase } from '../support/db.js';
 
 let t: TestDatabase;
 let deps: LedgerDeps;
@@ -39,32 +38,14 @@ const countEvents = async (subject: string, type: string): Promise<number> =>
 describe('under concurrency', () => {
   it('64 concurrent callers never overspend a limit, across several quotas', async () => {
     const s = 'race-limit';
-    await setQuota(
-      deps,
-      {
-        subject: s,
-        metric: 'api_calls',
-        period: 'DAY',
-        limit: 100n,
-        timeZone: 'UTC',
-        anchorDay: 0,
-        reason: null,
-      },
-      't',
-    );
-    await setQuota(
-      deps,
-      {
-        subject: s,
-        metric: 'api_calls',
-        period: 'MONTH',
-        limit: 37n,
-        timeZone: 'Asia/Kolkata',
-        anchorDay: 15,
-        reason: null,
-      },
-      't',
-    );
+    await defineQuota(deps, { subject: s, period: 'DAY', limit: 100n });
+    await defineQuota(deps, {
+      subject: s,
+      period: 'MONTH',
+      limit: 37n,
+      timeZone: 'Asia/Kolkata',
+      anchorDay: 15,
+    });
     for (let round = 0; round < 3; round++) {
       const answers = await Promise.all(
         Array.from({ length: 64 }, () => consume(deps, cmd(s), 'racer')),
@@ -79,19 +60,7 @@ describe('under concurrency', () => {
 
   it('concurrent retries of one idempotency key record exactly one event and give one answer', async () => {
     const s = 'race-idem';
-    await setQuota(
-      deps,
-      {
-        subject: s,
-        metric: 'api_calls',
-        period: 'DAY',
-        limit: 1000n,
-        timeZone: 'UTC',
-        anchorDay: 0,
-        reason: null,
-      },
-      't',
-    );
+    await defineQuota(deps, { subject: s, period: 'DAY', limit: 1000n });
     const answers = await Promise.all(
       Array.from({ length: 32 }, () =>
         consume(deps, cmd(s, { amount: 7n, idempotencyKey: 'req-42' }), 'retrier'),
@@ -105,19 +74,7 @@ describe('under concurrency', () => {
 
   it('concurrent lazy rolls of one counter append exactly one reset event', async () => {
     const s = 'race-roll';
-    await setQuota(
-      deps,
-      {
-        subject: s,
-        metric: 'api_calls',
-        period: 'DAY',
-        limit: 10n,
-        timeZone: 'UTC',
-        anchorDay: 0,
-        reason: null,
-      },
-      't',
-    );
+    await defineQuota(deps, { subject: s, period: 'DAY', limit: 10n });
     await consume(deps, cmd(s, { amount: 10n }), 't');
     clock.set('2026-05-07T09:00:00Z');
     const answers = await Promise.all([

@@ -5,10 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LedgerDeps } from '../../src/ledger/commands.js';
 import { consume } from '../../src/ledger/consume.js';
 import { createPool, type Db } from '../../src/ledger/db.js';
-import { setQuota } from '../../src/ledger/quota-admin.js';
 import { resetSubject } from '../../src/ledger/reset.js';
 import { sweep } from '../../src/ledger/reset-sweep.js';
-import { createTestDatabase, TestClock, type TestDatabase } from '../support/db.js';
+import { createTestDatabase, defineQuota, TestClock, type TestDatabase } from '../support/db.js';
 
 // The README's production set-up, done for real: the service runs as a role that may only
 // read and append to the ledger, so even a bug in the service cannot rewrite history.
@@ -42,19 +41,7 @@ describe('running as the least-privileged application role', () => {
   it('serves every write path', async () => {
     const clock = new TestClock(new Date('2026-05-01T10:00:00Z'));
     const deps: LedgerDeps = { db: app, clock };
-    await setQuota(
-      deps,
-      {
-        subject: 'acme',
-        metric: 'api_calls',
-        period: 'DAY',
-        limit: 5n,
-        timeZone: 'UTC',
-        anchorDay: 0,
-        reason: null,
-      },
-      'ops',
-    );
+    await defineQuota(deps, { subject: 'acme', period: 'DAY', limit: 5n });
     const r = await consume(
       deps,
       {

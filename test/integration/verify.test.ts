@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LedgerDeps } from '../../src/ledger/commands.js';
 import { consume } from '../../src/ledger/consume.js';
-import { setQuota } from '../../src/ledger/quota-admin.js';
 import { verifyProjection } from '../../src/ledger/verify.js';
-import { createTestDatabase, TestClock, type TestDatabase } from '../support/db.js';
+import { createTestDatabase, defineQuota, TestClock, type TestDatabase } from '../support/db.js';
 
 // The ledger is the truth: a counter changed behind the service's back is found, with the
 // events that made the right value, and rebuilt from the ledger.
@@ -15,19 +14,7 @@ beforeAll(async () => {
   t = await createTestDatabase();
   deps = { db: t.db, clock: new TestClock(new Date('2026-07-01T09:00:00Z')) };
   for (const subject of ['good', 'tampered']) {
-    await setQuota(
-      deps,
-      {
-        subject,
-        metric: 'api_calls',
-        period: 'DAY',
-        limit: 100n,
-        timeZone: 'UTC',
-        anchorDay: 0,
-        reason: null,
-      },
-      't',
-    );
+    await defineQuota(deps, { subject, period: 'DAY', limit: 100n });
     for (const amount of [3n, 4n]) {
       await consume(
         deps,

@@ -3,6 +3,9 @@ import pg from 'pg';
 import { inject } from 'vitest';
 import { createPool, type Db } from '../../src/ledger/db.js';
 import { migrate } from '../../src/ledger/migrate.js';
+import type { LedgerDeps } from '../../src/ledger/commands.js';
+import { setQuota } from '../../src/ledger/quota-admin.js';
+import type { PeriodKind } from '../../src/domain/period.js';
 
 export interface TestDatabase {
   url: string;
@@ -47,4 +50,23 @@ export class TestClock {
   advance(ms: number): void {
     this.t = new Date(this.t.getTime() + ms);
   }
+}
+
+/** Sets a quota for a test: UTC, calendar periods and no reason unless said otherwise. */
+export function defineQuota(
+  deps: LedgerDeps,
+  q: {
+    subject: string;
+    metric?: string;
+    period: PeriodKind;
+    limit: bigint;
+    timeZone?: string;
+    anchorDay?: number;
+  },
+): Promise<unknown> {
+  return setQuota(
+    deps,
+    { metric: 'api_calls', timeZone: 'UTC', anchorDay: 0, reason: null, ...q },
+    'test',
+  );
 }
