@@ -71,6 +71,7 @@ async function main(stopTelemetry: (() => Promise<void>) | null): Promise<void> 
     logger: log,
     drainTimeoutMs: config.drainTimeoutMs,
     reset: config.reset,
+    groupCommit: config.groupCommit,
     tls: config.tls,
     authenticate,
   });

@@ -4,6 +4,7 @@ import { createSecureContext } from 'node:tls';
 import { isIP } from 'node:net';
 import { readKeyFile, type KeyFile } from './auth/api-keys.js';
 import { isValidCron } from './scheduler/reset-scheduler.js';
+import type { GroupCommitSettings } from './ledger/group-commit.js';
 import type { ResetSettings } from './server.js';
 
 export interface Config {
@@ -22,6 +23,7 @@ export interface Config {
   statementTimeoutMs: number;
   drainTimeoutMs: number;
   reset: ResetSettings;
+  groupCommit: GroupCommitSettings;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -173,6 +175,10 @@ export function loadConfig(env: NodeJS.ProcessEnv): { config: Config; errors: st
     poolSize: integer(env, 'QUOTA_DB_POOL_SIZE', 16, 1, 1000, errors),
     statementTimeoutMs: integer(env, 'QUOTA_STATEMENT_TIMEOUT_MS', 10_000, 0, 3_600_000, errors),
     drainTimeoutMs: integer(env, 'QUOTA_DRAIN_TIMEOUT_MS', 10_000, 0, 600_000, errors),
+    groupCommit: {
+      maxFlushes: integer(env, 'QUOTA_GROUP_COMMIT_TRANSACTIONS', 4, 1, 1000, errors),
+      maxBatch: integer(env, 'QUOTA_GROUP_COMMIT_MAX_CALLS', 500, 1, 10_000, errors),
+    },
     reset: {
       enabled: ['true', '1', 'yes'].includes(enabledRaw),
       cron,
@@ -182,5 +188,10 @@ export function loadConfig(env: NodeJS.ProcessEnv): { config: Config; errors: st
       batchSize: integer(env, 'QUOTA_RESET_BATCH_SIZE', 5_000, 1, 100_000, errors),
     },
   };
+  if (config.groupCommit.maxFlushes >= config.poolSize) {
+    errors.push(
+      `QUOTA_GROUP_COMMIT_TRANSACTIONS: ${config.groupCommit.maxFlushes} must be below QUOTA_DB_POOL_SIZE (${config.poolSize}), so reads, refunds and resets still get connections`,
+    );
+  }
   return { config, errors };
 }

@@ -1,6 +1,7 @@
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Db, DbObserver } from './ledger/db.js';
+import type { GroupCommitObserver } from './ledger/group-commit.js';
 
 const CODE_NAMES = new Map(
   Object.entries(GrpcStatus)
@@ -99,6 +100,21 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly groupCommitSize = new Histogram({
+    name: 'quota_group_commit_calls',
+    help: 'Consume calls per group-commit transaction, by outcome (commit or error).',
+    labelNames: ['outcome'] as const,
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 500],
+    registers: [this.registry],
+  });
+
+  readonly groupCommitDuration = new Histogram({
+    name: 'quota_group_commit_duration_seconds',
+    help: 'Time a group-commit transaction took, from its first statement to its commit.',
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+
   readonly resetLag: Gauge;
 
   constructor(opts: { resetLagSeconds?: () => Promise<number>; defaultMetrics?: boolean } = {}) {
@@ -149,6 +165,15 @@ export class Metrics {
         this.set({ state: 'waiting' }, db.waitingCount);
       },
     });
+  }
+
+  get groupCommitObserver(): GroupCommitObserver {
+    return {
+      flushed: (size, seconds, ok) => {
+        this.groupCommitSize.observe({ outcome: ok ? 'commit' : 'error' }, size);
+        this.groupCommitDuration.observe(seconds);
+      },
+    };
   }
 
   get dbObserver(): DbObserver {

@@ -17,6 +17,11 @@ import { observeDb, type Db } from './ledger/db.js';
 import { resetLagSeconds } from './ledger/reset-sweep.js';
 import { safeError } from './logger.js';
 import { codeName, Metrics } from './metrics.js';
+import {
+  ConsumeGroupCommitter,
+  DEFAULT_GROUP_COMMIT,
+  type GroupCommitSettings,
+} from './ledger/group-commit.js';
 import { ResetScheduler } from './scheduler/reset-scheduler.js';
 import { adminServiceHandlers } from './rpc/admin-service.js';
 import { ANONYMOUS } from './rpc/context.js';
@@ -54,6 +59,8 @@ export interface ServerOptions {
   drainTimeoutMs?: number;
   /** The reset scheduler; by default off (TriggerResetSweep still works). */
   reset?: Partial<ResetSettings>;
+  /** How Consume calls are gathered into transactions. */
+  groupCommit?: Partial<GroupCommitSettings>;
 }
 
 export interface ResetSettings {
@@ -110,8 +117,20 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
     logger: log,
     metrics,
   });
+  const committer = new ConsumeGroupCommitter(
+    deps,
+    { ...DEFAULT_GROUP_COMMIT, ...o.groupCommit },
+    metrics.groupCommitObserver,
+  );
   const services: MountedService[] = [
-    { desc: QuotaService, handlers: quotaServiceHandlers(deps, metrics) as never },
+    {
+      desc: QuotaService,
+      handlers: quotaServiceHandlers(deps, {
+        consumer: committer,
+        metrics,
+        onInternalError: (err) => log.error({ err: safeError(err) }, 'batch item failed'),
+      }) as never,
+    },
     { desc: QuotaAdminService, handlers: adminServiceHandlers(deps, scheduler) as never },
   ];
   const hooks: TransportHooks = {
@@ -246,6 +265,8 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
       await Promise.race([Promise.all([grpcDone, httpDone]), forced]);
       clearTimeout(timer);
       injector.destroy();
+      // Calls already taken are committed and answered before the pool may be closed.
+      await committer.idle();
       await schedulerDone;
     },
   };

@@ -21,6 +21,7 @@ export interface KeyFile {
 /** Which roles may call each method; anything not listed needs admin. */
 const ACCESS: Record<string, readonly Role[]> = {
   'quota.v1.QuotaService/Consume': ['consumer', 'admin'],
+  'quota.v1.QuotaService/ConsumeBatch': ['consumer', 'admin'],
   'quota.v1.QuotaService/Refund': ['consumer', 'admin'],
   'quota.v1.QuotaService/GetQuota': ['consumer', 'reader', 'admin'],
   'quota.v1.QuotaAdminService/ListEvents': ['reader', 'admin'],

@@ -37,10 +37,11 @@ export interface QuotaClient {
 
 /**
  * Methods that are safe to send twice: reads, SetQuota (same request, same result), and the
- * two that carry idempotency keys, which the client fills in when the caller left them empty.
+ * three that carry idempotency keys, which the client fills in when the caller left them empty.
  */
 const RETRYABLE = new Set([
   'Consume',
+  'ConsumeBatch',
   'Refund',
   'GetQuota',
   'SetQuota',
@@ -58,6 +59,13 @@ function withKeys(): Interceptor {
     if (!req.stream && (name === 'Consume' || name === 'Refund') && !msg.idempotencyKey) {
       const message = { ...req.message, idempotencyKey: randomUUID() } as typeof req.message;
       return next({ ...req, message });
+    }
+    const batch = req.message as { items?: { idempotencyKey: string }[] };
+    if (!req.stream && name === 'ConsumeBatch' && batch.items?.some((i) => !i.idempotencyKey)) {
+      const items = batch.items.map((i) =>
+        i.idempotencyKey ? i : { ...i, idempotencyKey: randomUUID() },
+      );
+      return next({ ...req, message: { ...req.message, items } as typeof req.message });
     }
     return next(req);
   };

@@ -1,5 +1,4 @@
 import type { Clock } from '../domain/clock.js';
-import type { ConsumeMode } from '../domain/consume.js';
 import type { PeriodKind } from '../domain/period.js';
 import type { Db } from './db.js';
 
@@ -9,14 +8,7 @@ export interface LedgerDeps {
   clock: Clock;
 }
 
-export interface ConsumeCommand {
-  subject: string;
-  metric: string;
-  amount: bigint;
-  idempotencyKey: string | null;
-  mode: ConsumeMode;
-  attributes: Record<string, string>;
-}
+export type { ConsumeCommand } from '../domain/consume-batch.js';
 
 export interface RefundCommand {
   subject: string;

@@ -1,4 +1,5 @@
-import { newEvent, type NewEvent, type StoredEvent } from '../domain/events.js';
+import { rollEvent } from '../domain/consume-batch.js';
+import type { NewEvent, StoredEvent } from '../domain/events.js';
 import type { PeriodKind } from '../domain/period.js';
 import { counterKey, liveQuotasOf, type CounterState, type LiveQuota } from '../domain/quota.js';
 import {
@@ -11,7 +12,7 @@ import {
 import { countAppended, type Tx } from './db.js';
 import { loadCounters, loadDefinitions } from './state.js';
 
-export const SCHEDULER_ACTOR = 'scheduler';
+export { SCHEDULER_ACTOR } from '../domain/consume-batch.js';
 
 /**
  * All writes of one subject inside one transaction. Opening it locks the subject's row, so
@@ -50,10 +51,8 @@ export class SubjectWriter {
     now: Date,
     period: PeriodKind | null = null,
   ): Promise<LiveQuota[]> {
-    const [defs, counters] = await Promise.all([
-      loadDefinitions(this.tx, this.subject, metric),
-      loadCounters(this.tx, this.subject, metric),
-    ]);
+    const defs = await loadDefinitions(this.tx, this.subject, metric);
+    const counters = await loadCounters(this.tx, this.subject, metric);
     const live = liveQuotasOf(defs, counters, this.subject, now, period);
     for (const q of live) this.appendRoll(q, now);
     return live;
@@ -61,26 +60,9 @@ export class SubjectWriter {
 
   /** Appends the RESET_SCHEDULED event of a counter whose period has ended. */
   private appendRoll(q: LiveQuota, now: Date): void {
-    if (!q.roll) return;
-    const seq = this.append(
-      newEvent({
-        type: 'RESET_SCHEDULED',
-        subject: this.subject,
-        actor: SCHEDULER_ACTOR,
-        recordedAt: now,
-        metric: q.def.metric,
-        period: q.def.period,
-        periodStart: q.roll.start,
-        periodEnd: q.roll.end,
-        reason: 'period ended',
-        data: {
-          previousPeriodStart: q.roll.previousStart,
-          previousPeriodEnd: q.roll.previousEnd,
-          usedBefore: q.roll.usedBefore,
-        },
-      }),
-    );
-    q.counter = { ...q.counter, lastSequence: seq };
+    const roll = rollEvent(this.subject, q, now);
+    if (!roll) return;
+    q.counter = { ...q.counter, lastSequence: this.append(roll) };
     this.setCounter(q.def.metric, q.def.period, q.counter);
   }
 

@@ -1,6 +1,6 @@
 import { create } from '@bufbuild/protobuf';
 import { durationFromMs } from '@bufbuild/protobuf/wkt';
-import { invalid } from '../domain/errors.js';
+import { invalid, QuotaError } from '../domain/errors.js';
 import {
   checkAmount,
   checkAttributes,
@@ -11,7 +11,12 @@ import {
   checkSubject,
 } from '../domain/validate.js';
 import {
+  ConsumeBatchResponseSchema,
+  ConsumeBatchResultSchema,
   ConsumeResponseSchema,
+  ItemErrorSchema,
+  type ConsumeBatchRequest,
+  type ConsumeBatchResponse,
   GetQuotaResponseSchema,
   RefundResponseSchema,
   type ConsumeRequest,
@@ -22,44 +27,113 @@ import {
   type RefundResponse,
 } from '../gen/quota/v1/quota_service_pb.js';
 import type { LedgerDeps } from '../ledger/commands.js';
-import { consume } from '../ledger/consume.js';
+import type { ConsumeCommand } from '../ledger/commands.js';
+import type { ConsumeResult } from '../ledger/consume.js';
 import { getQuota, getQuotaAsOf } from '../ledger/read.js';
 import { refund } from '../ledger/refund.js';
 import type { Metrics } from '../metrics.js';
 import type { Handler } from './context.js';
+import { toFailure } from './errors.js';
 import { dateFromProto, modeFromProto, periodAmountToProto, statusToProto, ts } from './convert.js';
 
 export interface QuotaServiceHandlers {
   consume: Handler<ConsumeRequest, ConsumeResponse>;
+  consumeBatch: Handler<ConsumeBatchRequest, ConsumeBatchResponse>;
   refund: Handler<RefundRequest, RefundResponse>;
   getQuota: Handler<GetQuotaRequest, GetQuotaResponse>;
 }
 
-export function quotaServiceHandlers(deps: LedgerDeps, metrics?: Metrics): QuotaServiceHandlers {
+/** Applies consumes: the group committer in a server, or anything with its shape. */
+export interface Consumer {
+  submit(cmd: ConsumeCommand, actor: string, signal?: AbortSignal): Promise<ConsumeResult>;
+  submitAll(
+    cmds: readonly ConsumeCommand[],
+    actor: string,
+    signal?: AbortSignal,
+  ): Promise<ConsumeResult>[];
+}
+
+export interface QuotaServiceOptions {
+  consumer: Consumer;
+  metrics?: Metrics;
+  /** Told about batch items that failed for a reason of ours (INTERNAL), which the caller sees only as a code. */
+  onInternalError?: (err: unknown) => void;
+}
+
+/** The most items one ConsumeBatch may carry. */
+export const MAX_BATCH_ITEMS = 1000;
+
+const consumeCommand = (req: ConsumeRequest): ConsumeCommand => ({
+  subject: checkSubject(req.subject),
+  metric: checkMetric(req.metric),
+  amount: checkAmount(req.amount),
+  idempotencyKey: checkIdempotencyKey(req.idempotencyKey),
+  mode: modeFromProto(req.mode),
+  attributes: checkAttributes(req.attributes),
+});
+
+export function quotaServiceHandlers(
+  deps: LedgerDeps,
+  o: QuotaServiceOptions,
+): QuotaServiceHandlers {
+  const { consumer, metrics } = o;
+  const answer = (cmd: ConsumeCommand, r: ConsumeResult): ConsumeResponse => {
+    const outcome = r.replayed ? 'replayed' : r.allowed ? 'allowed' : 'denied';
+    metrics?.consumes.inc({ metric: cmd.metric, mode: cmd.mode, outcome });
+    const now = deps.clock.now();
+    return create(ConsumeResponseSchema, {
+      allowed: r.allowed,
+      recorded: r.recorded,
+      replayed: r.replayed,
+      sequence: r.sequence,
+      quotas: r.quotas.map(statusToProto),
+      retryAt: r.retryAt ? ts(r.retryAt) : undefined,
+      retryAfter: r.retryAt
+        ? durationFromMs(Math.max(0, r.retryAt.getTime() - now.getTime()))
+        : undefined,
+    });
+  };
   return {
     async consume(req, ctx) {
-      const cmd = {
-        subject: checkSubject(req.subject),
-        metric: checkMetric(req.metric),
-        amount: checkAmount(req.amount),
-        idempotencyKey: checkIdempotencyKey(req.idempotencyKey),
-        mode: modeFromProto(req.mode),
-        attributes: checkAttributes(req.attributes),
-      };
-      const r = await consume(deps, cmd, ctx.actor, ctx.signal);
-      const outcome = r.replayed ? 'replayed' : r.allowed ? 'allowed' : 'denied';
-      metrics?.consumes.inc({ metric: cmd.metric, mode: cmd.mode, outcome });
-      const now = deps.clock.now();
-      return create(ConsumeResponseSchema, {
-        allowed: r.allowed,
-        recorded: r.recorded,
-        replayed: r.replayed,
-        sequence: r.sequence,
-        quotas: r.quotas.map(statusToProto),
-        retryAt: r.retryAt ? ts(r.retryAt) : undefined,
-        retryAfter: r.retryAt
-          ? durationFromMs(Math.max(0, r.retryAt.getTime() - now.getTime()))
-          : undefined,
+      const cmd = consumeCommand(req);
+      return answer(cmd, await consumer.submit(cmd, ctx.actor, ctx.signal));
+    },
+
+    async consumeBatch(req, ctx) {
+      if (req.items.length === 0 || req.items.length > MAX_BATCH_ITEMS) {
+        throw invalid('items', `must hold 1 to ${MAX_BATCH_ITEMS} usages, not ${req.items.length}`);
+      }
+      // Valid items are queued together, in order, so they share transactions; each settles
+      // on its own.
+      const cmds: (ConsumeCommand | QuotaError)[] = req.items.map((item) => {
+        try {
+          return consumeCommand(item);
+        } catch (err) {
+          if (err instanceof QuotaError) return err;
+          throw err;
+        }
+      });
+      const valid = cmds.filter((c): c is ConsumeCommand => !(c instanceof QuotaError));
+      const submitted = consumer.submitAll(valid, ctx.actor, ctx.signal);
+      let next = 0;
+      const pending = cmds.map(async (cmd, i) => {
+        try {
+          if (cmd instanceof QuotaError) throw cmd;
+          const r = await submitted[next++]!;
+          return { case: 'response' as const, value: answer(cmd, r) };
+        } catch (err) {
+          const f = toFailure(err);
+          if (f.internal) o.onInternalError?.(f.internal);
+          const message = `items[${i}]: ${f.message}`;
+          return {
+            case: 'error' as const,
+            value: create(ItemErrorSchema, { code: f.code, message }),
+          };
+        }
+      });
+      const results = await Promise.all(pending);
+      return create(ConsumeBatchResponseSchema, {
+        results: results.map((result) => create(ConsumeBatchResultSchema, { result })),
       });
     },
 

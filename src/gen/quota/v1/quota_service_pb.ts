@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file quota/v1/quota_service.proto.
  */
 export const file_quota_v1_quota_service: GenFile = /*@__PURE__*/
-  fileDesc("ChxxdW90YS92MS9xdW90YV9zZXJ2aWNlLnByb3RvEghxdW90YS52MSLwAQoOQ29uc3VtZVJlcXVlc3QSDwoHc3ViamVjdBgBIAEoCRIOCgZtZXRyaWMYAiABKAkSDgoGYW1vdW50GAMgASgDEhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRIjCgRtb2RlGAUgASgOMhUucXVvdGEudjEuQ29uc3VtZU1vZGUSPAoKYXR0cmlidXRlcxgGIAMoCzIoLnF1b3RhLnYxLkNvbnN1bWVSZXF1ZXN0LkF0dHJpYnV0ZXNFbnRyeRoxCg9BdHRyaWJ1dGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLdAQoPQ29uc3VtZVJlc3BvbnNlEg8KB2FsbG93ZWQYASABKAgSJQoGcXVvdGFzGAIgAygLMhUucXVvdGEudjEuUXVvdGFTdGF0dXMSEAoIc2VxdWVuY2UYAyABKAMSEAoIcmVwbGF5ZWQYBCABKAgSEAoIcmVjb3JkZWQYBSABKAgSLgoLcmV0cnlfYWZ0ZXIYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoIcmV0cnlfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIogBCg1SZWZ1bmRSZXF1ZXN0Eg8KB3N1YmplY3QYASABKAkSDgoGbWV0cmljGAIgASgJEg4KBmFtb3VudBgDIAEoAxIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkSDgoGcmVhc29uGAUgASgJEh0KFXVzYWdlX2lkZW1wb3RlbmN5X2tleRgGIAEoCSKFAQoOUmVmdW5kUmVzcG9uc2USJQoGcXVvdGFzGAEgAygLMhUucXVvdGEudjEuUXVvdGFTdGF0dXMSEAoIc2VxdWVuY2UYAiABKAMSEAoIcmVwbGF5ZWQYAyABKAgSKAoIY3JlZGl0ZWQYBCADKAsyFi5xdW90YS52MS5QZXJpb2RBbW91bnQiXQoPR2V0UXVvdGFSZXF1ZXN0Eg8KB3N1YmplY3QYASABKAkSDgoGbWV0cmljGAIgASgJEikKBWFzX29mGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI5ChBHZXRRdW90YVJlc3BvbnNlEiUKBnF1b3RhcxgBIAMoCzIVLnF1b3RhLnYxLlF1b3RhU3RhdHVzMs4BCgxRdW90YVNlcnZpY2USPgoHQ29uc3VtZRIYLnF1b3RhLnYxLkNvbnN1bWVSZXF1ZXN0GhkucXVvdGEudjEuQ29uc3VtZVJlc3BvbnNlEjsKBlJlZnVuZBIXLnF1b3RhLnYxLlJlZnVuZFJlcXVlc3QaGC5xdW90YS52MS5SZWZ1bmRSZXNwb25zZRJBCghHZXRRdW90YRIZLnF1b3RhLnYxLkdldFF1b3RhUmVxdWVzdBoaLnF1b3RhLnYxLkdldFF1b3RhUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_quota_v1_types]);
+  fileDesc("ChxxdW90YS92MS9xdW90YV9zZXJ2aWNlLnByb3RvEghxdW90YS52MSLwAQoOQ29uc3VtZVJlcXVlc3QSDwoHc3ViamVjdBgBIAEoCRIOCgZtZXRyaWMYAiABKAkSDgoGYW1vdW50GAMgASgDEhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRIjCgRtb2RlGAUgASgOMhUucXVvdGEudjEuQ29uc3VtZU1vZGUSPAoKYXR0cmlidXRlcxgGIAMoCzIoLnF1b3RhLnYxLkNvbnN1bWVSZXF1ZXN0LkF0dHJpYnV0ZXNFbnRyeRoxCg9BdHRyaWJ1dGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLdAQoPQ29uc3VtZVJlc3BvbnNlEg8KB2FsbG93ZWQYASABKAgSJQoGcXVvdGFzGAIgAygLMhUucXVvdGEudjEuUXVvdGFTdGF0dXMSEAoIc2VxdWVuY2UYAyABKAMSEAoIcmVwbGF5ZWQYBCABKAgSEAoIcmVjb3JkZWQYBSABKAgSLgoLcmV0cnlfYWZ0ZXIYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoIcmV0cnlfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIj4KE0NvbnN1bWVCYXRjaFJlcXVlc3QSJwoFaXRlbXMYASADKAsyGC5xdW90YS52MS5Db25zdW1lUmVxdWVzdCJFChRDb25zdW1lQmF0Y2hSZXNwb25zZRItCgdyZXN1bHRzGAEgAygLMhwucXVvdGEudjEuQ29uc3VtZUJhdGNoUmVzdWx0InMKEkNvbnN1bWVCYXRjaFJlc3VsdBItCghyZXNwb25zZRgBIAEoCzIZLnF1b3RhLnYxLkNvbnN1bWVSZXNwb25zZUgAEiQKBWVycm9yGAIgASgLMhMucXVvdGEudjEuSXRlbUVycm9ySABCCAoGcmVzdWx0IioKCUl0ZW1FcnJvchIMCgRjb2RlGAEgASgFEg8KB21lc3NhZ2UYAiABKAkiiAEKDVJlZnVuZFJlcXVlc3QSDwoHc3ViamVjdBgBIAEoCRIOCgZtZXRyaWMYAiABKAkSDgoGYW1vdW50GAMgASgDEhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRIOCgZyZWFzb24YBSABKAkSHQoVdXNhZ2VfaWRlbXBvdGVuY3lfa2V5GAYgASgJIoUBCg5SZWZ1bmRSZXNwb25zZRIlCgZxdW90YXMYASADKAsyFS5xdW90YS52MS5RdW90YVN0YXR1cxIQCghzZXF1ZW5jZRgCIAEoAxIQCghyZXBsYXllZBgDIAEoCBIoCghjcmVkaXRlZBgEIAMoCzIWLnF1b3RhLnYxLlBlcmlvZEFtb3VudCJdCg9HZXRRdW90YVJlcXVlc3QSDwoHc3ViamVjdBgBIAEoCRIOCgZtZXRyaWMYAiABKAkSKQoFYXNfb2YYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjkKEEdldFF1b3RhUmVzcG9uc2USJQoGcXVvdGFzGAEgAygLMhUucXVvdGEudjEuUXVvdGFTdGF0dXMynQIKDFF1b3RhU2VydmljZRI+CgdDb25zdW1lEhgucXVvdGEudjEuQ29uc3VtZVJlcXVlc3QaGS5xdW90YS52MS5Db25zdW1lUmVzcG9uc2USTQoMQ29uc3VtZUJhdGNoEh0ucXVvdGEudjEuQ29uc3VtZUJhdGNoUmVxdWVzdBoeLnF1b3RhLnYxLkNvbnN1bWVCYXRjaFJlc3BvbnNlEjsKBlJlZnVuZBIXLnF1b3RhLnYxLlJlZnVuZFJlcXVlc3QaGC5xdW90YS52MS5SZWZ1bmRSZXNwb25zZRJBCghHZXRRdW90YRIZLnF1b3RhLnYxLkdldFF1b3RhUmVxdWVzdBoaLnF1b3RhLnYxLkdldFF1b3RhUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_quota_v1_types]);
 
 /**
  * @generated from message quota.v1.ConsumeRequest
@@ -130,6 +130,104 @@ export const ConsumeResponseSchema: GenMessage<ConsumeResponse> = /*@__PURE__*/
   messageDesc(file_quota_v1_quota_service, 1);
 
 /**
+ * @generated from message quota.v1.ConsumeBatchRequest
+ */
+export type ConsumeBatchRequest = Message<"quota.v1.ConsumeBatchRequest"> & {
+  /**
+   * 1 to 1000 usages, applied in this order. Give each an idempotency_key to retry safely.
+   *
+   * @generated from field: repeated quota.v1.ConsumeRequest items = 1;
+   */
+  items: ConsumeRequest[];
+};
+
+/**
+ * Describes the message quota.v1.ConsumeBatchRequest.
+ * Use `create(ConsumeBatchRequestSchema)` to create a new message.
+ */
+export const ConsumeBatchRequestSchema: GenMessage<ConsumeBatchRequest> = /*@__PURE__*/
+  messageDesc(file_quota_v1_quota_service, 2);
+
+/**
+ * @generated from message quota.v1.ConsumeBatchResponse
+ */
+export type ConsumeBatchResponse = Message<"quota.v1.ConsumeBatchResponse"> & {
+  /**
+   * One per item, in the same order.
+   *
+   * @generated from field: repeated quota.v1.ConsumeBatchResult results = 1;
+   */
+  results: ConsumeBatchResult[];
+};
+
+/**
+ * Describes the message quota.v1.ConsumeBatchResponse.
+ * Use `create(ConsumeBatchResponseSchema)` to create a new message.
+ */
+export const ConsumeBatchResponseSchema: GenMessage<ConsumeBatchResponse> = /*@__PURE__*/
+  messageDesc(file_quota_v1_quota_service, 3);
+
+/**
+ * @generated from message quota.v1.ConsumeBatchResult
+ */
+export type ConsumeBatchResult = Message<"quota.v1.ConsumeBatchResult"> & {
+  /**
+   * @generated from oneof quota.v1.ConsumeBatchResult.result
+   */
+  result: {
+    /**
+     * What Consume would have answered for this item.
+     *
+     * @generated from field: quota.v1.ConsumeResponse response = 1;
+     */
+    value: ConsumeResponse;
+    case: "response";
+  } | {
+    /**
+     * Why this item failed; nothing of it was recorded.
+     *
+     * @generated from field: quota.v1.ItemError error = 2;
+     */
+    value: ItemError;
+    case: "error";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message quota.v1.ConsumeBatchResult.
+ * Use `create(ConsumeBatchResultSchema)` to create a new message.
+ */
+export const ConsumeBatchResultSchema: GenMessage<ConsumeBatchResult> = /*@__PURE__*/
+  messageDesc(file_quota_v1_quota_service, 4);
+
+/**
+ * The status Consume would have failed this item with.
+ *
+ * @generated from message quota.v1.ItemError
+ */
+export type ItemError = Message<"quota.v1.ItemError"> & {
+  /**
+   * A gRPC status code (google.rpc.Code): 3 INVALID_ARGUMENT, 5 NOT_FOUND, 6 ALREADY_EXISTS,
+   * 11 OUT_OF_RANGE, 14 UNAVAILABLE (retry the item with the same idempotency key), ...
+   *
+   * @generated from field: int32 code = 1;
+   */
+  code: number;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message quota.v1.ItemError.
+ * Use `create(ItemErrorSchema)` to create a new message.
+ */
+export const ItemErrorSchema: GenMessage<ItemError> = /*@__PURE__*/
+  messageDesc(file_quota_v1_quota_service, 5);
+
+/**
  * @generated from message quota.v1.RefundRequest
  */
 export type RefundRequest = Message<"quota.v1.RefundRequest"> & {
@@ -177,7 +275,7 @@ export type RefundRequest = Message<"quota.v1.RefundRequest"> & {
  * Use `create(RefundRequestSchema)` to create a new message.
  */
 export const RefundRequestSchema: GenMessage<RefundRequest> = /*@__PURE__*/
-  messageDesc(file_quota_v1_quota_service, 2);
+  messageDesc(file_quota_v1_quota_service, 6);
 
 /**
  * @generated from message quota.v1.RefundResponse
@@ -211,7 +309,7 @@ export type RefundResponse = Message<"quota.v1.RefundResponse"> & {
  * Use `create(RefundResponseSchema)` to create a new message.
  */
 export const RefundResponseSchema: GenMessage<RefundResponse> = /*@__PURE__*/
-  messageDesc(file_quota_v1_quota_service, 3);
+  messageDesc(file_quota_v1_quota_service, 7);
 
 /**
  * @generated from message quota.v1.GetQuotaRequest
@@ -242,7 +340,7 @@ export type GetQuotaRequest = Message<"quota.v1.GetQuotaRequest"> & {
  * Use `create(GetQuotaRequestSchema)` to create a new message.
  */
 export const GetQuotaRequestSchema: GenMessage<GetQuotaRequest> = /*@__PURE__*/
-  messageDesc(file_quota_v1_quota_service, 4);
+  messageDesc(file_quota_v1_quota_service, 8);
 
 /**
  * @generated from message quota.v1.GetQuotaResponse
@@ -259,7 +357,7 @@ export type GetQuotaResponse = Message<"quota.v1.GetQuotaResponse"> & {
  * Use `create(GetQuotaResponseSchema)` to create a new message.
  */
 export const GetQuotaResponseSchema: GenMessage<GetQuotaResponse> = /*@__PURE__*/
-  messageDesc(file_quota_v1_quota_service, 5);
+  messageDesc(file_quota_v1_quota_service, 9);
 
 /**
  * Asks and answers "may subject S use N more of metric M?". Role consumer or admin.
@@ -276,6 +374,18 @@ export const QuotaService: GenService<{
     methodKind: "unary";
     input: typeof ConsumeRequestSchema;
     output: typeof ConsumeResponseSchema;
+  },
+  /**
+   * Charges many usages in one call, for callers that already hold them (metering pipelines).
+   * Items are applied in order, each exactly as Consume would apply it, and each is answered
+   * on its own: one item's denial or error never affects another. At most 1000 items.
+   *
+   * @generated from rpc quota.v1.QuotaService.ConsumeBatch
+   */
+  consumeBatch: {
+    methodKind: "unary";
+    input: typeof ConsumeBatchRequestSchema;
+    output: typeof ConsumeBatchResponseSchema;
   },
   /**
    * Gives usage back in the current periods, never below zero.

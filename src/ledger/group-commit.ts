@@ -1,0 +1,209 @@
+import { cancelledBeforeCommit, type ConsumeOutcome } from '../domain/consume-batch.js';
+import { QuotaError } from '../domain/errors.js';
+import type { ConsumeCommand, LedgerDeps } from './commands.js';
+import { consumeMany, type ConsumeResult, type PendingConsume } from './consume.js';
+
+export interface GroupCommitSettings {
+  /** Transactions in flight at once. Each holds one pooled connection while it runs. */
+  maxFlushes: number;
+  /** Calls per transaction at most. */
+  maxBatch: number;
+}
+
+export const DEFAULT_GROUP_COMMIT: GroupCommitSettings = { maxFlushes: 4, maxBatch: 500 };
+
+export interface GroupCommitObserver {
+  /** A transaction of `size` calls finished: committed, or failed as a whole. */
+  flushed(size: number, seconds: number, ok: boolean): void;
+}
+
+interface Waiting extends PendingConsume {
+  resolve(r: ConsumeResult): void;
+  reject(e: unknown): void;
+  queued: boolean;
+}
+
+// Errors after which nothing was committed and the same transaction may simply run again:
+// a deadlock or serialization failure against a writer outside this process.
+const RETRYABLE = new Set(['40P01', '40001']);
+const MAX_ATTEMPTS = 3;
+
+function pgCode(err: unknown): string | undefined {
+  const cause = err instanceof Error ? (err.cause as { code?: unknown } | undefined) : undefined;
+  const code = cause?.code ?? (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/**
+ * Group commit for Consume. Calls that arrive while earlier transactions are running are
+ * gathered into the next one, so the number of commits (and fsyncs) grows with load far
+ * slower than the number of calls. There is no timer: at low load a call starts its own
+ * transaction at once, at the end of the event-loop turn that brought it.
+ *
+ * Order: a subject is in at most one transaction at a time, and its calls leave the queue in
+ * arrival order, so each call sees exactly the calls of its subject that arrived before it.
+ * A hot subject's calls pile up behind its running transaction and then go in together,
+ * with a single counter update for all of them.
+ *
+ * Every call is answered only after its transaction has committed. If the transaction fails,
+ * each of its calls gets the failure (UNAVAILABLE for a database that went away) and none is
+ * acknowledged; calls in other transactions are untouched.
+ */
+export class ConsumeGroupCommitter {
+  private queue: Waiting[] = [];
+  private readonly busy = new Set<string>();
+  private flushing = 0;
+  private scheduled = false;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly deps: LedgerDeps,
+    private readonly settings: GroupCommitSettings = DEFAULT_GROUP_COMMIT,
+    private readonly observer?: GroupCommitObserver,
+  ) {}
+
+  submit(cmd: ConsumeCommand, actor: string, signal?: AbortSignal): Promise<ConsumeResult> {
+    return this.submitAll([cmd], actor, signal)[0]!;
+  }
+
+  /** Queues calls in the given order; each promise settles on its own. */
+  submitAll(
+    cmds: readonly ConsumeCommand[],
+    actor: string,
+    signal?: AbortSignal,
+  ): Promise<ConsumeResult>[] {
+    const waiting: Waiting[] = [];
+    const promises = cmds.map(
+      (cmd) =>
+        new Promise<ConsumeResult>((resolve, reject) => {
+          waiting.push({ cmd, actor, signal, resolve, reject, queued: true });
+        }),
+    );
+    if (signal?.aborted) {
+      for (const w of waiting) w.reject(cancelledBeforeCommit());
+      return promises;
+    }
+    // A caller that gives up while its calls are still queued leaves nothing behind. One
+    // listener per request, however many items it carries.
+    signal?.addEventListener(
+      'abort',
+      () => {
+        const dropped = new Set(waiting.filter((w) => w.queued));
+        if (dropped.size === 0) return;
+        this.queue = this.queue.filter((w) => !dropped.has(w));
+        for (const w of dropped) {
+          w.queued = false;
+          w.reject(cancelledBeforeCommit());
+        }
+        this.notifyIdle();
+      },
+      { once: true },
+    );
+    this.queue.push(...waiting);
+    this.schedule();
+    return promises;
+  }
+
+  /** Calls queued or in a transaction right now. */
+  get pending(): number {
+    return this.queue.length + this.flushing;
+  }
+
+  /** Resolves once every call submitted so far has been answered. */
+  idle(): Promise<void> {
+    if (this.queue.length === 0 && this.flushing === 0) return Promise.resolve();
+    return new Promise((ok) => this.idleWaiters.push(ok));
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    // The end of this event-loop turn, not a timer: every call decoded from the same burst
+    // of network input joins the same transaction, and a lone call waits for nothing.
+    setImmediate(() => {
+      this.scheduled = false;
+      this.drain();
+    });
+  }
+
+  private drain(): void {
+    while (this.flushing < this.settings.maxFlushes && this.queue.length > 0) {
+      const batch: Waiting[] = [];
+      const rest: Waiting[] = [];
+      const subjects = new Set<string>();
+      // Once one call of a subject stays behind, its later calls stay behind too (order).
+      const held = new Set<string>();
+      for (const w of this.queue) {
+        const subject = w.cmd.subject;
+        if (this.busy.has(subject) || held.has(subject) || batch.length >= this.settings.maxBatch) {
+          rest.push(w);
+          held.add(subject);
+        } else {
+          batch.push(w);
+          subjects.add(subject);
+        }
+      }
+      if (batch.length === 0) break;
+      this.queue = rest;
+      for (const s of subjects) this.busy.add(s);
+      for (const w of batch) w.queued = false;
+      this.flushing++;
+      void this.flush(batch, subjects);
+    }
+    this.notifyIdle();
+  }
+
+  private notifyIdle(): void {
+    if (this.queue.length === 0 && this.flushing === 0) {
+      for (const ok of this.idleWaiters.splice(0)) ok();
+    }
+  }
+
+  private async flush(batch: Waiting[], subjects: Set<string>): Promise<void> {
+    const t0 = process.hrtime.bigint();
+    let ok = true;
+    try {
+      const outcomes = await this.run(batch);
+      batch.forEach((w, i) => settle(w, outcomes[i]!));
+    } catch (err) {
+      ok = false;
+      if (batch.length > 1 && !(err instanceof QuotaError && err.code === 'UNAVAILABLE')) {
+        // Something one call carried may have broken the statement: answer each alone, so
+        // the others still go through and only the culprit sees the error.
+        await this.isolate(batch);
+      } else {
+        for (const w of batch) w.reject(err);
+      }
+    } finally {
+      this.observer?.flushed(batch.length, Number(process.hrtime.bigint() - t0) / 1e9, ok);
+      this.flushing--;
+      for (const s of subjects) this.busy.delete(s);
+      this.drain();
+    }
+  }
+
+  private async run(batch: Waiting[]): Promise<ConsumeOutcome[]> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await consumeMany(this.deps, batch);
+      } catch (err) {
+        if (attempt >= MAX_ATTEMPTS || !RETRYABLE.has(pgCode(err) ?? '')) throw err;
+      }
+    }
+  }
+
+  private async isolate(batch: Waiting[]): Promise<void> {
+    for (const w of batch) {
+      try {
+        settle(w, (await this.run([w]))[0]!);
+      } catch (err) {
+        w.reject(err);
+      }
+    }
+  }
+}
+
+function settle(w: Waiting, o: ConsumeOutcome): void {
+  if (o.ok) w.resolve(o.result);
+  else w.reject(o.error);
+}
