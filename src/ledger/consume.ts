@@ -5,24 +5,12 @@ import {
   type ConsumeOutcome,
   type ConsumeResult,
   type CounterWrite,
-  type PriorUsage,
   type SequencedEvent,
-  type SubjectState,
 } from '../domain/consume-batch.js';
-import { counterKey } from '../domain/quota.js';
-import { DEFAULT_SUBJECT } from '../domain/validate.js';
-import {
-  COUNTER_COLUMNS,
-  counterFromRow,
-  decodeData,
-  encodeJson,
-  QUOTA_COLUMNS,
-  quotaFromRow,
-  type CounterRow,
-  type QuotaRow,
-} from './codec.js';
+import { COUNTER_COLUMNS, encodeJson } from './codec.js';
 import type { ConsumeCommand, LedgerDeps } from './commands.js';
-import { countAppended, inTransaction, type Tx } from './db.js';
+import { readConsumeState, type ConsumeKeys, type LoadedSubject } from './consume-state.js';
+import { autocommit, countAppended, inTransaction, mapDbError, type Db, type Tx } from './db.js';
 
 export type { ConsumeCall, ConsumeOutcome, ConsumeResult } from '../domain/consume-batch.js';
 export { noQuota } from '../domain/consume-batch.js';
@@ -32,69 +20,85 @@ export interface PendingConsume extends ConsumeCall {
   signal?: AbortSignal;
 }
 
+/** What a flush writes: events, the final state of each counter, and each subject's check. */
+interface Changes {
+  outcomes: ConsumeOutcome[];
+  events: SequencedEvent[];
+  counters: (CounterWrite & { subject: string })[];
+  subjects: { subject: string; last: bigint; version: string }[];
+}
+
+// Raised by quota_expect when another writer got to a subject between our read and write.
+const CONFLICT = '40001';
+// An idempotency key recorded by another writer in between: the locked path replays it.
+const DUPLICATE_KEY = '23505';
+
 /**
- * Applies consumes in one transaction, in the order given, with set-based SQL: one statement
- * locks every subject involved (sorted, so flushes never deadlock each other), one reads
- * their quotas, counters and earlier idempotency keys, one writes every event, counter and
- * sequence. Each call gets its own answer; only a failure of the transaction itself fails
- * them all, and then none is committed.
+ * Applies consumes in the order given, each answered on its own, and commits them together.
+ *
+ * First without any lock, in two round trips: one statement reads every subject's state, the
+ * calls are decided in memory, and one autocommitted statement writes every event, counter
+ * and sequence, provided no other writer has touched those subjects since the read (their
+ * row versions are checked in the same statement). If one has, or a subject is new, the
+ * flush is redone in a transaction that locks the subjects first (sorted, so flushes never
+ * deadlock each other). Either way a call is answered only after its writes have committed,
+ * and a failure of the write fails every call of the flush with nothing committed.
  */
 export async function consumeMany(
   deps: LedgerDeps,
   calls: readonly PendingConsume[],
   signal?: AbortSignal,
 ): Promise<ConsumeOutcome[]> {
+  const keys = keysOf(calls);
+  try {
+    const states = await readConsumeState(deps.db, keys);
+    if (states.size === keys.subjects.length) {
+      const changes = decide(states, calls, deps.clock.now());
+      if (signal?.aborted) throw cancelledBeforeCommit();
+      const counts = countByType(changes.events);
+      await autocommit(deps.db, counts, () => writeChanges(deps.db, changes, true));
+      return changes.outcomes;
+    }
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code !== CONFLICT && code !== DUPLICATE_KEY) throw mapDbError(err);
+  }
+  return consumeLocked(deps, calls, keys, signal);
+}
+
+/** The same under the subjects' locks, creating the subject rows that do not exist yet. */
+function consumeLocked(
+  deps: LedgerDeps,
+  calls: readonly PendingConsume[],
+  keys: ConsumeKeys,
+  signal?: AbortSignal,
+): Promise<ConsumeOutcome[]> {
   return inTransaction(
     deps.db,
     async (tx) => {
-      const bySubject = new Map<string, number[]>();
-      calls.forEach((c, i) => {
-        const list = bySubject.get(c.cmd.subject);
-        if (list) list.push(i);
-        else bySubject.set(c.cmd.subject, [i]);
-      });
-      const states = await loadSubjects(tx, [...bySubject.keys()], calls);
-      const now = deps.clock.now();
-      const outcomes: ConsumeOutcome[] = new Array<ConsumeOutcome>(calls.length);
-      const events: SequencedEvent[] = [];
-      const counters: (CounterWrite & { subject: string })[] = [];
-      const sequences: { subject: string; last: bigint }[] = [];
-      for (const [subject, indexes] of bySubject) {
-        const live = indexes.filter((i) => {
-          if (!calls[i]!.signal?.aborted) return true;
-          outcomes[i] = { ok: false, error: cancelledBeforeCommit() };
-          return false;
-        });
-        const state = states.get(subject)!;
-        const before = state.lastSequence;
-        const changes = applyConsumes(
-          state,
-          live.map((i) => calls[i]!),
-          now,
-        );
-        live.forEach((i, k) => (outcomes[i] = changes.outcomes[k]!));
-        events.push(...changes.events);
-        for (const c of changes.counters) counters.push({ subject, ...c });
-        if (changes.lastSequence !== before)
-          sequences.push({ subject, last: changes.lastSequence });
-      }
-      await writeChanges(tx, events, counters, sequences);
+      const created = await lockSubjects(tx, keys.subjects);
+      // Read after the locks are held: in READ COMMITTED each statement sees what committed
+      // before it started, so these rows are the latest any writer of these subjects left.
+      const states = await readConsumeState(tx, keys);
+      const changes = decide(states, calls, deps.clock.now());
+      await writeChanges(tx, changes, false);
+      countAppended(tx, countByType(changes.events));
       // A subject row made just now for calls that recorded nothing would be an empty trace
       // of failed calls; a call that changes nothing leaves nothing.
-      const unused = [...states.values()].filter((s) => s.lastSequence === 0n);
+      const unused = created.filter((s) => states.get(s)!.lastSequence === 0n);
       if (unused.length > 0) {
         await tx.query(
           'DELETE FROM subjects WHERE subject = ANY($1::text[]) AND last_sequence = 0',
-          [unused.map((s) => s.subject)],
+          [unused],
         );
       }
-      return outcomes;
+      return changes.outcomes;
     },
     signal,
   );
 }
 
-/** One Consume in its own transaction: the unbatched path, and the reference for the batched one. */
+/** One Consume in its own flush: the unbatched path, and the reference for the batched one. */
 export async function consume(
   deps: LedgerDeps,
   cmd: ConsumeCommand,
@@ -106,103 +110,90 @@ export async function consume(
   return outcome!.result;
 }
 
-async function loadSubjects(
-  tx: Tx,
-  subjects: string[],
-  calls: readonly PendingConsume[],
-): Promise<Map<string, SubjectState>> {
-  subjects.sort();
-  const lockSql = `SELECT subject, last_sequence FROM subjects WHERE subject = ANY($1::text[])
+function keysOf(calls: readonly PendingConsume[]): ConsumeKeys {
+  const subjects = [...new Set(calls.map((c) => c.cmd.subject))].sort();
+  const metrics = [...new Set(calls.map((c) => c.cmd.metric))];
+  const keyed = calls
+    .filter((c) => c.cmd.idempotencyKey)
+    .map((c) => ({ subject: c.cmd.subject, key: c.cmd.idempotencyKey! }));
+  return { subjects, metrics, keyed };
+}
+
+/** Locks the subjects in sorted order; returns those whose rows it had to create. */
+async function lockSubjects(tx: Tx, subjects: readonly string[]): Promise<string[]> {
+  const lockSql = `SELECT subject FROM subjects WHERE subject = ANY($1::text[])
     ORDER BY subject FOR UPDATE`;
-  const locked = new Map<string, bigint>();
-  type SubjectRow = { subject: string; last_sequence: bigint };
-  for (const r of (await tx.query<SubjectRow>(lockSql, [subjects])).rows) {
-    locked.set(r.subject, r.last_sequence);
-  }
-  const missing = subjects.filter((s) => !locked.has(s));
+  const found = new Set(
+    (await tx.query<{ subject: string }>(lockSql, [subjects])).rows.map((r) => r.subject),
+  );
+  const missing = subjects.filter((s) => !found.has(s));
   if (missing.length > 0) {
     await tx.query(
       `INSERT INTO subjects (subject) SELECT unnest($1::text[]) ORDER BY 1 ON CONFLICT DO NOTHING`,
       [missing],
     );
-    for (const r of (await tx.query<SubjectRow>(lockSql, [missing])).rows) {
-      locked.set(r.subject, r.last_sequence);
+    await tx.query(lockSql, [missing]);
+  }
+  return missing;
+}
+
+/** Decides every call, subject by subject, each subject's calls in arrival order. */
+function decide(
+  states: Map<string, LoadedSubject>,
+  calls: readonly PendingConsume[],
+  now: Date,
+): Changes {
+  const bySubject = new Map<string, number[]>();
+  calls.forEach((c, i) => {
+    const list = bySubject.get(c.cmd.subject);
+    if (list) list.push(i);
+    else bySubject.set(c.cmd.subject, [i]);
+  });
+  const changes: Changes = {
+    outcomes: new Array(calls.length),
+    events: [],
+    counters: [],
+    subjects: [],
+  };
+  for (const [subject, indexes] of bySubject) {
+    const live = indexes.filter((i) => {
+      if (!calls[i]!.signal?.aborted) return true;
+      changes.outcomes[i] = { ok: false, error: cancelledBeforeCommit() };
+      return false;
+    });
+    const state = states.get(subject)!;
+    const before = state.lastSequence;
+    const applied = applyConsumes(
+      state,
+      live.map((i) => calls[i]!),
+      now,
+    );
+    live.forEach((i, k) => (changes.outcomes[i] = applied.outcomes[k]!));
+    changes.events.push(...applied.events);
+    for (const c of applied.counters) changes.counters.push({ subject, ...c });
+    if (applied.lastSequence !== before) {
+      changes.subjects.push({ subject, last: applied.lastSequence, version: state.version });
     }
   }
-
-  // Read after the locks are held: in READ COMMITTED each statement sees what committed
-  // before it started, so these rows are the latest any writer of these subjects left.
-  const metrics = [...new Set(calls.map((c) => c.cmd.metric))];
-  const keyed = calls.filter((c) => c.cmd.idempotencyKey);
-  // One after another: a client runs one statement at a time anyway.
-  const defs = await tx.query<QuotaRow>(
-    `SELECT ${QUOTA_COLUMNS} FROM quotas WHERE subject = ANY($1::text[]) AND metric = ANY($2::text[])`,
-    [[...subjects, DEFAULT_SUBJECT], metrics],
-  );
-  const counters = await tx.query<CounterRow>(
-    `SELECT ${COUNTER_COLUMNS} FROM counters WHERE subject = ANY($1::text[]) AND metric = ANY($2::text[])`,
-    [subjects, metrics],
-  );
-  const priors =
-    keyed.length === 0
-      ? null
-      : await tx.query<PriorRow>(
-          `SELECT e.subject, e.idempotency_key, e.metric, e.amount, e.sequence, e.data
-             FROM unnest($1::text[], $2::text[]) AS k(subject, key)
-             JOIN ledger_events e ON e.subject = k.subject AND e.type = 'USAGE' AND e.idempotency_key = k.key`,
-          [keyed.map((c) => c.cmd.subject), keyed.map((c) => c.cmd.idempotencyKey)],
-        );
-
-  const defList = defs.rows.map(quotaFromRow);
-  const states = new Map<string, SubjectState>();
-  for (const subject of subjects) {
-    states.set(subject, {
-      subject,
-      lastSequence: locked.get(subject)!,
-      defs: defList,
-      counters: new Map(),
-      priors: new Map(),
-    });
-  }
-  for (const r of counters.rows) {
-    states.get(r.subject)!.counters.set(counterKey(r.metric, r.period), counterFromRow(r));
-  }
-  for (const r of priors?.rows ?? [])
-    states.get(r.subject)!.priors.set(r.idempotency_key, prior(r));
-  return states;
+  return changes;
 }
 
-interface PriorRow {
-  subject: string;
-  idempotency_key: string;
-  metric: string;
-  amount: bigint;
-  sequence: bigint;
-  data: Record<string, unknown>;
-}
+const countByType = (events: readonly SequencedEvent[]): Record<string, number> => {
+  const counts: Record<string, number> = {};
+  for (const e of events) counts[e.type] = (counts[e.type] ?? 0) + 1;
+  return counts;
+};
 
-function prior(r: PriorRow): PriorUsage {
-  const data = decodeData(r.data);
-  return {
-    metric: r.metric,
-    amount: r.amount,
-    sequence: r.sequence,
-    overLimit: data.overLimit ?? false,
-    quotas: data.quotas ?? [],
-  };
-}
-
-/** Every event, counter and subject sequence of a flush in one statement of array parameters. */
-async function writeChanges(
-  tx: Tx,
-  events: SequencedEvent[],
-  counters: (CounterWrite & { subject: string })[],
-  sequences: { subject: string; last: bigint }[],
-): Promise<void> {
-  if (events.length === 0 && counters.length === 0) return;
-  const col = <T>(f: (e: SequencedEvent) => T): T[] => events.map(f);
-  const ccol = <T>(f: (c: CounterWrite & { subject: string }) => T): T[] => counters.map(f);
-  await tx.query(
+/**
+ * Every event, counter and subject sequence of a flush in one statement of array parameters.
+ * With `checkVersions`, the statement also fails (40001, nothing written) if any subject row
+ * changed since it was read.
+ */
+async function writeChanges(q: Db | Tx, c: Changes, checkVersions: boolean): Promise<void> {
+  if (c.events.length === 0 && c.counters.length === 0) return;
+  const col = <T>(f: (e: SequencedEvent) => T): T[] => c.events.map(f);
+  const ccol = <T>(f: (x: CounterWrite & { subject: string }) => T): T[] => c.counters.map(f);
+  await q.query(
     `WITH appended AS (
        INSERT INTO ledger_events (subject, sequence, type, metric, amount, period, period_start,
          period_end, actor, reason, idempotency_key, attributes, data, recorded_at)
@@ -216,9 +207,13 @@ async function writeChanges(
        ON CONFLICT (subject, metric, period) DO UPDATE SET
          used = EXCLUDED.used, period_start = EXCLUDED.period_start, period_end = EXCLUDED.period_end,
          last_reset_at = EXCLUDED.last_reset_at, last_sequence = EXCLUDED.last_sequence
+     ), sequenced AS (
+       UPDATE subjects s SET last_sequence = u.last
+         FROM unnest($23::text[], $24::int8[], $25::text[]) AS u(subject, last, version)
+        WHERE s.subject = u.subject AND ($26::boolean IS FALSE OR s.xmin::text = u.version)
+       RETURNING 1
      )
-     UPDATE subjects s SET last_sequence = u.last FROM unnest($23::text[], $24::int8[]) AS u(subject, last)
-      WHERE s.subject = u.subject`,
+     SELECT quota_expect((SELECT count(*) FROM sequenced) = $27, 'a subject changed since it was read')`,
     [
       col((e) => e.subject),
       col((e) => e.sequence),
@@ -234,19 +229,19 @@ async function writeChanges(
       col((e) => (e.attributes ? encodeJson(e.attributes) : null)),
       col((e) => encodeJson(e.data)),
       col((e) => e.recordedAt),
-      ccol((c) => c.subject),
-      ccol((c) => c.metric),
-      ccol((c) => c.period),
-      ccol((c) => c.state.used),
-      ccol((c) => c.state.periodStart),
-      ccol((c) => c.state.periodEnd),
-      ccol((c) => c.state.lastResetAt),
-      ccol((c) => c.state.lastSequence),
-      sequences.map((s) => s.subject),
-      sequences.map((s) => s.last),
+      ccol((x) => x.subject),
+      ccol((x) => x.metric),
+      ccol((x) => x.period),
+      ccol((x) => x.state.used),
+      ccol((x) => x.state.periodStart),
+      ccol((x) => x.state.periodEnd),
+      ccol((x) => x.state.lastResetAt),
+      ccol((x) => x.state.lastSequence),
+      c.subjects.map((s) => s.subject),
+      c.subjects.map((s) => s.last),
+      c.subjects.map((s) => s.version),
+      checkVersions,
+      c.subjects.length,
     ],
   );
-  const counts: Record<string, number> = {};
-  for (const e of events) counts[e.type] = (counts[e.type] ?? 0) + 1;
-  countAppended(tx, counts);
 }

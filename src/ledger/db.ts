@@ -120,6 +120,28 @@ export function countAppended(tx: Tx, counts: Record<string, number>): void {
   });
 }
 
+/**
+ * Runs `fn`, whose writes are one autocommitted statement (a transaction of its own), and
+ * reports it as a transaction; `counts` are the events it appends, reported if it succeeds.
+ */
+export async function autocommit<T>(
+  db: Db,
+  counts: Record<string, number>,
+  fn: () => Promise<T>,
+): Promise<T> {
+  const t0 = process.hrtime.bigint();
+  const observer = observers.get(db);
+  try {
+    const result = await fn();
+    observer?.transaction(elapsed(t0), 'commit');
+    for (const [type, n] of Object.entries(counts)) observer?.eventsAppended(type, n);
+    return result;
+  } catch (err) {
+    observer?.transaction(elapsed(t0), 'error');
+    throw err;
+  }
+}
+
 const elapsed = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e9;
 
 /**

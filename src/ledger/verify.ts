@@ -104,7 +104,11 @@ async function checkSubject(
   return inTransaction(db, async (tx) => {
     if (repair) {
       // The lock every writer takes: nothing changes this subject until the repair commits.
-      await tx.query('SELECT 1 FROM subjects WHERE subject = $1 FOR UPDATE', [subject]);
+      // An UPDATE rather than SELECT ... FOR UPDATE, so the row gets a new version: a Consume
+      // that read the subject before the repair then sees the change and redoes its work.
+      await tx.query('UPDATE subjects SET last_sequence = last_sequence WHERE subject = $1', [
+        subject,
+      ]);
     } else {
       // One snapshot for both reads, so a write landing between them is not a difference.
       await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY');

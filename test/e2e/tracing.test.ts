@@ -65,7 +65,8 @@ describe('tracing', () => {
     const pgSpans = finished.filter(
       (x) => x.name.startsWith('pg.query') && x.spanContext().traceId === traceId,
     );
-    expect(pgSpans.length).toBeGreaterThan(2);
+    // The state read and the write (a lone call is a group commit of one).
+    expect(pgSpans.length).toBeGreaterThanOrEqual(2);
     expect(pgSpans.some((x) => x.parentSpanContext?.spanId === spanId)).toBe(true);
     expect(pgSpans.every((x) => x.attributes['db.system.name'] === 'postgresql')).toBe(true);
   });

@@ -1,0 +1,78 @@
+// CPU time and memory of processes, read from /proc (Linux), for `npm run bench`.
+import { readdirSync, readFileSync } from 'node:fs';
+
+// USER_HZ: the unit of utime/stime in /proc/<pid>/stat. 100 on every Linux platform Node
+// supports in practice; `getconf CLK_TCK` prints it.
+const TICKS_PER_SECOND = 100;
+
+/** CPU seconds (user + system) a process has used so far; null where /proc is unavailable. */
+export function cpuSeconds(pid: number): number | null {
+  const t = cpuTimes(pid);
+  return t === null ? null : t.user + t.system;
+}
+
+/** CPU seconds in user space and in the kernel (system calls, loopback TCP) so far. */
+export function cpuTimes(pid: number): { user: number; system: number } | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 2 (comm) may hold spaces; the fields after its closing parenthesis are plain.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return {
+      user: Number(fields[11]) / TICKS_PER_SECOND,
+      system: Number(fields[12]) / TICKS_PER_SECOND,
+    };
+  } catch {
+    return null;
+  }
+}
+
+/** Resident memory in bytes. */
+export function rssBytes(pid: number): number | null {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Total CPU seconds of every process named `postgres` on this machine (the database). */
+export function postgresCpuSeconds(): number | null {
+  let total = 0;
+  let found = false;
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return null;
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      if (readFileSync(`/proc/${e}/comm`, 'utf8').trim() !== 'postgres') continue;
+      const s = cpuSeconds(Number(e));
+      if (s !== null) {
+        total += s;
+        found = true;
+      }
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return found ? total : null;
+}
+
+/** Samples a process's RSS every 200 ms until stopped; returns the peak. */
+export function watchRss(pid: number): { stop(): number | null } {
+  let peak: number | null = rssBytes(pid);
+  const timer = setInterval(() => {
+    const r = rssBytes(pid);
+    if (r !== null && (peak === null || r > peak)) peak = r;
+  }, 200);
+  return {
+    stop() {
+      clearInterval(timer);
+      return peak;
+    },
+  };
+}

@@ -1,0 +1,397 @@
+// npm run bench — the service against a raw-SQL baseline, in one run on one machine.
+// Settings (environment): BENCH_CLIENTS (64), BENCH_SUBJECTS (10000), BENCH_SECONDS (10 per
+// phase), BENCH_WARMUP (2), BENCH_ROUNDS (1; figures are medians over rounds), BENCH_BATCH
+// (100 items per ConsumeBatch), BENCH_CHANNELS (8 HTTP/2 connections), BENCH_JSON (where the
+// JSON goes), BENCH_CPU_PROF (a directory: profile the server with --cpu-prof), DATABASE_URL.
+import { mkdir, writeFile } from 'node:fs/promises';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { create, toBinary } from '@bufbuild/protobuf';
+import {
+  ConsumeBatchRequestSchema,
+  ConsumeRequestSchema,
+  GetQuotaRequestSchema,
+} from '../src/gen/quota/v1/quota_service_pb.js';
+import { createPool } from '../src/ledger/db.js';
+import { baselineConsume, baselinePool, checkBaseline, createBaselineTables } from './baseline.js';
+import { benchDatabase } from './db.js';
+import { closedLoop, median, openLoop, percentiles, type Call, type LoadResult } from './load.js';
+import { cpuSeconds, cpuTimes, postgresCpuSeconds, watchRss } from './proc.js';
+import { channels, startService, unary, type ServiceUnderTest } from './service.js';
+import { checkService, contentionCheck, seedQuotas } from './checks.js';
+
+const env = (name: string, def: number): number => {
+  const v = Number(process.env[name] ?? def);
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`${name} must be a positive number`);
+  return v;
+};
+const CLIENTS = env('BENCH_CLIENTS', 64);
+const SUBJECTS = env('BENCH_SUBJECTS', 10_000);
+const SECONDS = env('BENCH_SECONDS', 10);
+const WARMUP = env('BENCH_WARMUP', 2);
+const ROUNDS = env('BENCH_ROUNDS', 1);
+const BATCH = env('BENCH_BATCH', 100);
+const CHANNELS = env('BENCH_CHANNELS', 8);
+// A comma-separated list of phases to run (for profiling one of them); all by default.
+const ONLY = process.env.BENCH_ONLY?.split(',').map((p) => p.trim()) ?? null;
+
+const skipped = (phase: string): PhaseFigures => ({
+  phase,
+  eventsPerSec: NaN,
+  callsPerSec: NaN,
+  p50Ms: NaN,
+  p99Ms: NaN,
+  p999Ms: NaN,
+  errors: 0,
+  serverCpuUsPerCall: null,
+  serverCpuUsPerEvent: null,
+  serverRssMb: null,
+  serverSystemShare: null,
+  loadGenCores: 0,
+  dbCores: null,
+});
+
+const CONSUME = '/quota.v1.QuotaService/Consume';
+const CONSUME_BATCH = '/quota.v1.QuotaService/ConsumeBatch';
+const GET_QUOTA = '/quota.v1.QuotaService/GetQuota';
+const METRIC = 'requests';
+const subjectName = (i: number): string => `tenant-${i}`;
+const pick = (): number => Math.floor(Math.random() * SUBJECTS);
+
+interface PhaseFigures {
+  phase: string;
+  eventsPerSec: number;
+  callsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+  errors: number;
+  serverCpuUsPerCall: number | null;
+  serverCpuUsPerEvent: number | null;
+  serverRssMb: number | null;
+  /** Share of the server's CPU spent in the kernel (system calls, loopback TCP). */
+  serverSystemShare: number | null;
+  loadGenCores: number;
+  dbCores: number | null;
+}
+
+/** Runs one phase and measures everything around it. */
+async function measure(
+  phase: string,
+  server: ServiceUnderTest | null,
+  run: () => Promise<LoadResult>,
+): Promise<PhaseFigures> {
+  if (ONLY && !ONLY.includes(phase.replace(/@\d+\/s$/, '@half'))) {
+    return skipped(phase);
+  }
+  const pid = server?.child.pid ?? null;
+  const cpu0 = pid ? cpuSeconds(pid) : null;
+  const times0 = pid ? cpuTimes(pid) : null;
+  const db0 = postgresCpuSeconds();
+  const gen0 = process.cpuUsage();
+  const t0 = performance.now();
+  const rss = pid ? watchRss(pid) : null;
+  const r = await run();
+  const wall = (performance.now() - t0) / 1000;
+  const gen = process.cpuUsage(gen0);
+  const cpu1 = pid ? cpuSeconds(pid) : null;
+  const times1 = pid ? cpuTimes(pid) : null;
+  const db1 = postgresCpuSeconds();
+  const peak = rss?.stop() ?? null;
+  // CPU is measured over the whole phase (warm-up too), so per-call figures divide by every
+  // call made; wall-clock shares use the whole phase as well.
+  const totalCalls = r.calls / (r.seconds / wall);
+  const serverCpu = cpu0 !== null && cpu1 !== null ? cpu1 - cpu0 : null;
+  const p = percentiles(r.latenciesMs);
+  const figures: PhaseFigures = {
+    phase,
+    eventsPerSec: r.events / r.seconds,
+    callsPerSec: r.calls / r.seconds,
+    p50Ms: p.p50,
+    p99Ms: p.p99,
+    p999Ms: p.p999,
+    errors: r.errors,
+    serverCpuUsPerCall: serverCpu === null ? null : (serverCpu / totalCalls) * 1e6,
+    serverCpuUsPerEvent:
+      serverCpu === null
+        ? null
+        : (serverCpu / (totalCalls * (r.events / Math.max(1, r.calls)))) * 1e6,
+    serverRssMb: peak === null ? null : peak / 2 ** 20,
+    serverSystemShare:
+      times0 && times1
+        ? (times1.system - times0.system) /
+          Math.max(1e-9, times1.system - times0.system + times1.user - times0.user)
+        : null,
+    loadGenCores: (gen.user + gen.system) / 1e6 / wall,
+    // Backends that exit during the phase take their CPU time with them: no figure then.
+    dbCores: db0 !== null && db1 !== null && db1 >= db0 ? (db1 - db0) / wall : null,
+  };
+  console.log(
+    `  ${phase.padEnd(22)} ${figures.eventsPerSec.toFixed(0).padStart(7)} events/s` +
+      `  p50 ${p.p50.toFixed(2)} p99 ${p.p99.toFixed(2)} p999 ${p.p999.toFixed(2)} ms` +
+      (figures.serverCpuUsPerCall !== null
+        ? `  server ${figures.serverCpuUsPerCall.toFixed(0)} µs/call (${((figures.serverSystemShare ?? 0) * 100).toFixed(0)}% kernel)`
+        : ''),
+  );
+  return figures;
+}
+
+async function round(
+  url: string,
+  server: ServiceUnderTest,
+  pool: ReturnType<typeof baselinePool>,
+): Promise<PhaseFigures[]> {
+  const out: PhaseFigures[] = [];
+  const closed = (call: Call) => () => closedLoop(CLIENTS, WARMUP, SECONDS, call);
+  out.push(
+    await measure(
+      'baseline',
+      null,
+      closed(() => baselineConsume(pool, subjectName(pick()))),
+    ),
+  );
+  out.push(
+    await measure(
+      'baseline-hot',
+      null,
+      closed(() => baselineConsume(pool, 'hot')),
+    ),
+  );
+
+  const conns = channels(server.port, CHANNELS);
+  const consumeReq = (subject: string, key = ''): Buffer =>
+    Buffer.from(
+      toBinary(
+        ConsumeRequestSchema,
+        create(ConsumeRequestSchema, { subject, metric: METRIC, amount: 1n, idempotencyKey: key }),
+      ),
+    );
+  const bySubject = Array.from({ length: SUBJECTS }, (_, i) => consumeReq(subjectName(i)));
+  const hot = consumeReq('hot');
+  const getReqs = Array.from({ length: SUBJECTS }, (_, i) =>
+    Buffer.from(
+      toBinary(
+        GetQuotaRequestSchema,
+        create(GetQuotaRequestSchema, { subject: subjectName(i), metric: METRIC }),
+      ),
+    ),
+  );
+  const batches = Array.from({ length: 256 }, () =>
+    Buffer.from(
+      toBinary(
+        ConsumeBatchRequestSchema,
+        create(ConsumeBatchRequestSchema, {
+          items: Array.from({ length: BATCH }, () => ({
+            subject: subjectName(pick()),
+            metric: METRIC,
+            amount: 1n,
+          })),
+        }),
+      ),
+    ),
+  );
+  const ch = (w: number) => conns[w % conns.length]!;
+  const consumeCall: Call = async (w) => (await unary(ch(w), CONSUME, bySubject[pick()]!), 1);
+  const unaryFig = await measure('consume', server, closed(consumeCall));
+  out.push(unaryFig);
+  const run = Math.random().toString(36).slice(2, 8);
+  out.push(
+    await measure(
+      'consume+key',
+      server,
+      closed(
+        async (w, n) => (
+          await unary(ch(w), CONSUME, consumeReq(subjectName(pick()), `${run}-${w}-${n}`)),
+          1
+        ),
+      ),
+    ),
+  );
+  out.push(
+    await measure(
+      `consume-batch-${BATCH}`,
+      server,
+      closed(
+        async (w, n) => (
+          await unary(ch(w), CONSUME_BATCH, batches[(w + n) % batches.length]!),
+          BATCH
+        ),
+      ),
+    ),
+  );
+  out.push(
+    await measure(
+      'consume-hot',
+      server,
+      closed(async (w) => (await unary(ch(w), CONSUME, hot), 1)),
+    ),
+  );
+  out.push(
+    await measure(
+      'get-quota',
+      server,
+      closed(async (w) => (await unary(ch(w), GET_QUOTA, getReqs[pick()]!), 1)),
+    ),
+  );
+  // Latency at half the unary maximum, from an open loop that keeps its pace whatever happens.
+  const rate = Math.max(1, Math.round(unaryFig.eventsPerSec / 2));
+  out.push(
+    await measure(`consume@${rate}/s`, server, () =>
+      openLoop(
+        rate,
+        WARMUP,
+        SECONDS,
+        async (_w, n) => (await unary(ch(n), CONSUME, bySubject[pick()]!), 1),
+      ),
+    ),
+  );
+  for (const c of conns) c.close();
+  return out;
+}
+
+/**
+ * One usage for every subject before measuring, through the service: the baseline starts with
+ * a counter row per subject, so the service gets its subject and counter rows too.
+ */
+async function prefill(port: number, subjects: string[]): Promise<void> {
+  const [conn] = channels(port, 1);
+  const all = [...subjects, 'hot'];
+  for (let i = 0; i < all.length; i += 1000) {
+    const items = all
+      .slice(i, i + 1000)
+      .map((subject) => ({ subject, metric: METRIC, amount: 1n }));
+    const req = create(ConsumeBatchRequestSchema, { items });
+    await unary(conn!, CONSUME_BATCH, Buffer.from(toBinary(ConsumeBatchRequestSchema, req)));
+  }
+  conn!.close();
+}
+
+async function main(): Promise<void> {
+  const database = await benchDatabase();
+  const profDir = process.env.BENCH_CPU_PROF ?? null;
+  if (profDir) await mkdir(profDir, { recursive: true });
+  const subjects = Array.from({ length: SUBJECTS }, (_, i) => subjectName(i));
+  const seedDb = createPool({ connectionString: database.url, max: 4 });
+  let server: ServiceUnderTest | null = null;
+  try {
+    await createBaselineTables(database.url, [...subjects, 'hot'], 10n ** 15n);
+    await seedQuotas(seedDb);
+    server = await startService(database.url, profDir);
+    await prefill(server.port, subjects);
+    const pool = baselinePool(database.url, CLIENTS);
+    console.log(
+      `${CLIENTS} clients, ${SUBJECTS} subjects, ${SECONDS}s per phase after ${WARMUP}s warm-up, ` +
+        `${ROUNDS} round(s); database: ${database.server}; ${cpus().length} CPUs`,
+    );
+    const rounds: PhaseFigures[][] = [];
+    for (let i = 0; i < ROUNDS; i++) {
+      console.log(`round ${i + 1}:`);
+      rounds.push(await round(database.url, server, pool));
+    }
+    await pool.end();
+    const contention = await contentionCheck(server.port, CLIENTS);
+    const problems = [
+      ...(await checkBaseline(database.url)),
+      ...(await checkService(seedDb)),
+      ...contention.problems,
+    ];
+    await server.stop();
+    server = null;
+    const report = summarize(rounds, problems, contention.summary, database.server);
+    const path =
+      process.env.BENCH_JSON ??
+      join('bench-results', `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+    await mkdir(join(path, '..'), { recursive: true });
+    await writeFile(path, JSON.stringify(report, null, 2) + '\n');
+    console.log(`\nwritten to ${path}`);
+    if (problems.length > 0) {
+      console.error(`CHECKS FAILED:\n  ${problems.join('\n  ')}`);
+      process.exitCode = 1;
+    } else {
+      console.log('checks: projection equals the ledger fold; no limit overspent');
+    }
+  } finally {
+    await server?.stop();
+    await seedDb.end();
+    await database.cleanup();
+  }
+}
+
+function summarize(
+  rounds: PhaseFigures[][],
+  problems: string[],
+  contention: string,
+  databaseServer: string,
+) {
+  const phases = rounds[0]!.map((f, i) => {
+    const all = rounds.map((r) => r[i]!);
+    const m = (k: keyof PhaseFigures) => {
+      const xs = all.map((x) => x[k]).filter((x): x is number => typeof x === 'number');
+      return xs.length ? median(xs) : null;
+    };
+    return {
+      phase: f.phase.replace(/@\d+\/s$/, '@half'),
+      eventsPerSec: m('eventsPerSec'),
+      callsPerSec: m('callsPerSec'),
+      p50Ms: m('p50Ms'),
+      p99Ms: m('p99Ms'),
+      p999Ms: m('p999Ms'),
+      errors: all.reduce((a, x) => a + x.errors, 0),
+      serverCpuUsPerCall: m('serverCpuUsPerCall'),
+      serverCpuUsPerEvent: m('serverCpuUsPerEvent'),
+      serverRssMb: m('serverRssMb'),
+      serverSystemShare: m('serverSystemShare'),
+      loadGenCores: m('loadGenCores'),
+      dbCores: m('dbCores'),
+      rounds: all,
+    };
+  });
+  const rate = (name: string) => phases.find((p) => p.phase === name)?.eventsPerSec ?? NaN;
+  const ratios = {
+    consume: rate('consume') / rate('baseline'),
+    consumeWithKey: rate('consume+key') / rate('baseline'),
+    consumeBatch: rate(`consume-batch-${BATCH}`) / rate('baseline'),
+    hot: rate('consume-hot') / rate('baseline-hot'),
+  };
+  console.log('\nmedians:');
+  console.log(
+    'phase                   events/s    p50     p99    p999 ms  server µs/call  RSS MB  loadgen cores  db cores',
+  );
+  for (const p of phases) {
+    const f = (x: number | null, d = 0) => (x === null ? '-' : x.toFixed(d));
+    console.log(
+      `${p.phase.padEnd(22)} ${f(p.eventsPerSec).padStart(9)} ${f(p.p50Ms, 2).padStart(6)} ${f(p.p99Ms, 2).padStart(7)} ${f(p.p999Ms, 2).padStart(7)}` +
+        `  ${f(p.serverCpuUsPerCall).padStart(14)} ${f(p.serverRssMb).padStart(7)} ${f(p.loadGenCores, 2).padStart(14)} ${f(p.dbCores, 2).padStart(9)}`,
+    );
+  }
+  console.log(
+    `service/baseline: consume ${ratios.consume.toFixed(2)}x, consume+key ${ratios.consumeWithKey.toFixed(2)}x, ` +
+      `batch ${ratios.consumeBatch.toFixed(2)}x, hot key ${ratios.hot.toFixed(2)}x`,
+  );
+  console.log(contention);
+  return {
+    when: new Date().toISOString(),
+    machine: {
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model,
+      memoryGiB: totalmem() / 2 ** 30,
+      node: process.version,
+    },
+    settings: {
+      clients: CLIENTS,
+      subjects: SUBJECTS,
+      seconds: SECONDS,
+      warmup: WARMUP,
+      rounds: ROUNDS,
+      batch: BATCH,
+      channels: CHANNELS,
+      database: databaseServer,
+    },
+    phases,
+    ratios,
+    contention,
+    problems,
+  };
+}
+
+await main();

@@ -1,0 +1,88 @@
+// The service under benchmark: a real `src/main.ts` process, and grpc-js channels to it.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+
+export interface ServiceUnderTest {
+  child: ChildProcess;
+  port: number;
+  stop(): Promise<number | null>;
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((ok) => s.listen(0, '127.0.0.1', ok));
+  const port = (s.address() as { port: number }).port;
+  await new Promise((ok) => s.close(ok));
+  return port;
+}
+
+/** Starts the service on a free loopback port; `cpuProfDir` adds --cpu-prof. */
+export async function startService(
+  databaseUrl: string,
+  cpuProfDir: string | null,
+  env: Record<string, string> = {},
+): Promise<ServiceUnderTest> {
+  const port = await freePort();
+  const args = ['--import', 'tsx'];
+  if (cpuProfDir) args.push('--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`);
+  args.push('src/main.ts');
+  const child = spawn(process.execPath, args, {
+    env: {
+      ...process.env,
+      DATABASE_URL: databaseUrl,
+      QUOTA_ADDR: `127.0.0.1:${port}`,
+      LOG_LEVEL: 'info',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20_000)));
+  child.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20_000)));
+  const exited = new Promise<number | null>((ok) => child.once('exit', (code) => ok(code)));
+  const deadline = Date.now() + 60_000;
+  while (!out.includes('listening')) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`the service did not start:\n${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    child,
+    port,
+    async stop() {
+      child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
+
+/** `n` separate HTTP/2 connections (grpc-js would otherwise share one between clients). */
+export function channels(port: number, n: number): grpc.Client[] {
+  return Array.from(
+    { length: n },
+    () =>
+      new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
+        'grpc.use_local_subchannel_pool': 1,
+      }),
+  );
+}
+
+const identity = (b: Buffer): Buffer => b;
+
+/** One unary call with an already-encoded request; resolves to the encoded answer. */
+export function unary(client: grpc.Client, path: string, request: Buffer): Promise<Buffer> {
+  return new Promise((ok, fail) =>
+    client.makeUnaryRequest(
+      path,
+      identity,
+      identity,
+      request,
+      new grpc.Metadata(),
+      { deadline: Date.now() + 30_000 },
+      (err, res) => (err ? fail(err) : ok(res!)),
+    ),
+  );
+}

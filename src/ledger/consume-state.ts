@@ -1,0 +1,123 @@
+import type { PriorUsage, SubjectState } from '../domain/consume-batch.js';
+import type { PeriodKind } from '../domain/period.js';
+import { counterKey, type QuotaDef } from '../domain/quota.js';
+import { DEFAULT_SUBJECT } from '../domain/validate.js';
+import { decodeData } from './codec.js';
+import type { Db, Tx } from './db.js';
+
+/** A subject as read for a flush, with the row version a later write checks against. */
+export interface LoadedSubject extends SubjectState {
+  /** The subject row's version (xmin): any writer of the subject changes it. */
+  version: string;
+}
+
+export interface ConsumeKeys {
+  subjects: readonly string[];
+  metrics: readonly string[];
+  /** (subject, idempotency key) of every call that has a key. */
+  keyed: readonly { subject: string; key: string }[];
+}
+
+// Everything a flush needs, in one statement and one round trip: the subject rows, their
+// quotas and the defaults, their counters, and the usages already recorded under the keys
+// the calls carry. One row shape for all four; `k` says which it is.
+const READ_SQL = `
+  SELECT 's' AS k, subject, NULL AS metric, NULL AS period, last_sequence AS n1, NULL::int8 AS n2,
+         NULL::timestamptz AS t1, NULL::timestamptz AS t2, NULL::timestamptz AS t3,
+         xmin::text AS x, NULL::int AS i, NULL::jsonb AS j
+    FROM subjects WHERE subject = ANY($1::text[])
+  UNION ALL
+  SELECT 'q', subject, metric, period, quota_limit, NULL, updated_at, NULL, NULL, time_zone,
+         anchor_day, NULL
+    FROM quotas WHERE subject = ANY(array_append($1::text[], $5::text)) AND metric = ANY($2::text[])
+  UNION ALL
+  SELECT 'c', subject, metric, period, used, last_sequence, period_start, period_end,
+         last_reset_at, NULL, NULL, NULL
+    FROM counters WHERE subject = ANY($1::text[]) AND metric = ANY($2::text[])
+  UNION ALL
+  SELECT 'p', e.subject, e.metric, NULL, e.amount, e.sequence, NULL, NULL, NULL,
+         e.idempotency_key, NULL, e.data
+    FROM unnest($3::text[], $4::text[]) AS k(subject, key)
+    JOIN ledger_events e ON e.subject = k.subject AND e.type = 'USAGE' AND e.idempotency_key = k.key`;
+
+interface Row {
+  k: 's' | 'q' | 'c' | 'p';
+  subject: string;
+  metric: string | null;
+  period: PeriodKind | null;
+  n1: bigint;
+  n2: bigint | null;
+  t1: Date | null;
+  t2: Date | null;
+  t3: Date | null;
+  x: string | null;
+  i: number | null;
+  j: Record<string, unknown> | null;
+}
+
+/**
+ * Reads the state of the given subjects. Subjects without a row yet are left out of the
+ * map: only a locked transaction may create them.
+ */
+export async function readConsumeState(
+  q: Db | Tx,
+  keys: ConsumeKeys,
+): Promise<Map<string, LoadedSubject>> {
+  const rows = await q.query<Row>(READ_SQL, [
+    keys.subjects,
+    keys.metrics,
+    keys.keyed.map((k) => k.subject),
+    keys.keyed.map((k) => k.key),
+    DEFAULT_SUBJECT,
+  ]);
+  const defs: QuotaDef[] = [];
+  const states = new Map<string, LoadedSubject>();
+  for (const r of rows.rows) {
+    if (r.k === 's') {
+      states.set(r.subject, {
+        subject: r.subject,
+        lastSequence: r.n1,
+        version: r.x!,
+        defs,
+        counters: new Map(),
+        priors: new Map(),
+      });
+    }
+  }
+  for (const r of rows.rows) {
+    const state = states.get(r.subject);
+    if (r.k === 'q') {
+      defs.push({
+        subject: r.subject,
+        metric: r.metric!,
+        period: r.period!,
+        limit: r.n1,
+        timeZone: r.x!,
+        anchorDay: r.i!,
+        updatedAt: r.t1!,
+      });
+    } else if (r.k === 'c' && state) {
+      state.counters.set(counterKey(r.metric!, r.period!), {
+        used: r.n1,
+        lastSequence: r.n2!,
+        periodStart: r.t1!,
+        periodEnd: r.t2,
+        lastResetAt: r.t3,
+      });
+    } else if (r.k === 'p' && state) {
+      state.priors.set(r.x!, prior(r));
+    }
+  }
+  return states;
+}
+
+function prior(r: Row): PriorUsage {
+  const data = decodeData(r.j ?? {});
+  return {
+    metric: r.metric!,
+    amount: r.n1,
+    sequence: r.n2!,
+    overLimit: data.overLimit ?? false,
+    quotas: data.quotas ?? [],
+  };
+}
