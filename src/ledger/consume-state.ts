@@ -7,13 +7,14 @@ import type { Db, Tx } from './db.js';
 
 /** A subject as read for a flush, with the row version a later write checks against. */
 export interface LoadedSubject extends SubjectState {
-  /** The subject row's version (xmin): any writer of the subject changes it. */
-  version: string;
+  /** The subject row's version (xmin): any writer of the subject changes it. Null: no row yet. */
+  version: string | null;
 }
 
 export interface ConsumeKeys {
   subjects: readonly string[];
-  metrics: readonly string[];
+  /** Null reads every metric. */
+  metrics: readonly string[] | null;
   /** (subject, idempotency key) of every call that has a key. */
   keyed: readonly { subject: string; key: string }[];
 }
@@ -29,11 +30,12 @@ const READ_SQL = `
   UNION ALL
   SELECT 'q', subject, metric, period, quota_limit, NULL, updated_at, NULL, NULL, time_zone,
          anchor_day, NULL
-    FROM quotas WHERE subject = ANY(array_append($1::text[], $5::text)) AND metric = ANY($2::text[])
+    FROM quotas WHERE subject = ANY(array_append($1::text[], $5::text))
+     AND ($2::text[] IS NULL OR metric = ANY($2::text[]))
   UNION ALL
   SELECT 'c', subject, metric, period, used, last_sequence, period_start, period_end,
          last_reset_at, NULL, NULL, NULL
-    FROM counters WHERE subject = ANY($1::text[]) AND metric = ANY($2::text[])
+    FROM counters WHERE subject = ANY($1::text[]) AND ($2::text[] IS NULL OR metric = ANY($2::text[]))
   UNION ALL
   SELECT 'p', e.subject, e.metric, NULL, e.amount, e.sequence, NULL, NULL, NULL,
          e.idempotency_key, NULL, e.data
@@ -56,8 +58,8 @@ interface Row {
 }
 
 /**
- * Reads the state of the given subjects. Subjects without a row yet are left out of the
- * map: only a locked transaction may create them.
+ * Reads the state of the given subjects, one plain statement. A subject without a row yet
+ * (nothing ever written) has version null: only a locked transaction may create its row.
  */
 export async function readConsumeState(
   q: Db | Tx,
@@ -72,16 +74,21 @@ export async function readConsumeState(
   ]);
   const defs: QuotaDef[] = [];
   const states = new Map<string, LoadedSubject>();
+  for (const subject of keys.subjects) {
+    states.set(subject, {
+      subject,
+      lastSequence: 0n,
+      version: null,
+      defs,
+      counters: new Map(),
+      priors: new Map(),
+    });
+  }
   for (const r of rows.rows) {
     if (r.k === 's') {
-      states.set(r.subject, {
-        subject: r.subject,
-        lastSequence: r.n1,
-        version: r.x!,
-        defs,
-        counters: new Map(),
-        priors: new Map(),
-      });
+      const state = states.get(r.subject)!;
+      state.lastSequence = r.n1;
+      state.version = r.x!;
     }
   }
   for (const r of rows.rows) {

@@ -25,7 +25,7 @@ interface Changes {
   outcomes: ConsumeOutcome[];
   events: SequencedEvent[];
   counters: (CounterWrite & { subject: string })[];
-  subjects: { subject: string; last: bigint; version: string }[];
+  subjects: { subject: string; last: bigint; version: string | null }[];
 }
 
 // Raised by quota_expect when another writer got to a subject between our read and write.
@@ -52,7 +52,7 @@ export async function consumeMany(
   const keys = keysOf(calls);
   try {
     const states = await readConsumeState(deps.db, keys);
-    if (states.size === keys.subjects.length) {
+    if ([...states.values()].every((s) => s.version !== null)) {
       const changes = decide(states, calls, deps.clock.now());
       if (signal?.aborted) throw cancelledBeforeCommit();
       const counts = countByType(changes.events);

@@ -4,8 +4,8 @@ import { DEFAULT_SUBJECT } from '../domain/validate.js';
 import { EVENT_COLUMNS, eventFromRow, type EventRow } from './codec.js';
 import type { LedgerDeps } from './commands.js';
 import { noQuota } from './consume.js';
-import { inTransaction, query, reading } from './db.js';
-import { loadCounters, loadDefinitions } from './state.js';
+import { inTransaction, query } from './db.js';
+import { readBatcherOf } from './read-batch.js';
 import { SubjectWriter } from './subject-writer.js';
 
 /**
@@ -17,13 +17,11 @@ export async function getQuota(
   subject: string,
   metric: string | null,
 ): Promise<QuotaView[]> {
-  // Plain reads, outside any transaction: the common case needs no lock at all.
-  const [defs, counters] = await reading(deps.db, () =>
-    Promise.all([
-      loadDefinitions(deps.db, subject, metric),
-      loadCounters(deps.db, subject, metric),
-    ]),
-  );
+  // A plain read, shared with the other reads arriving at the same moment: the common case
+  // needs no lock, no transaction and a fraction of a round trip.
+  const state = await readBatcherOf(deps.db).read(subject);
+  const defs = metric === null ? state.defs : state.defs.filter((d) => d.metric === metric);
+  const counters = state.counters;
   const now = deps.clock.now();
   let live = liveQuotasOf(defs, counters, subject, now);
   if (live.some((q) => q.roll)) {

@@ -122,7 +122,8 @@ export function addGrpcService(
       callback: grpc.sendUnaryData<unknown>,
     ) => {
       const ac = new AbortController();
-      call.once('cancelled', () => ac.abort());
+      const onCancelled = () => ac.abort();
+      call.once('cancelled', onCancelled);
       const header: HeaderReader = (name) => {
         const v = call.metadata.get(name.toLowerCase())[0];
         return typeof v === 'string' ? v : undefined;
@@ -130,9 +131,16 @@ export function addGrpcService(
       run(m, handler, hooks, 'grpc', header, ac.signal, () =>
         decodeRequest(m.input, call.request),
       ).then(
-        (res) => callback(null, res),
-        (f: RpcFailure) =>
-          callback({ code: f.code, details: f.message, metadata: new grpc.Metadata() }),
+        (res) => {
+          // grpc-js reports the stream's close as 'cancelled' even after an answer; aborting
+          // then would only cost an exception object per call.
+          call.off('cancelled', onCancelled);
+          callback(null, res);
+        },
+        (f: RpcFailure) => {
+          call.off('cancelled', onCancelled);
+          callback({ code: f.code, details: f.message, metadata: new grpc.Metadata() });
+        },
       );
     };
   }

@@ -1,0 +1,68 @@
+import { readConsumeState, type LoadedSubject } from './consume-state.js';
+import { mapDbError, reading, type Db } from './db.js';
+
+interface WaitingRead {
+  subject: string;
+  resolve(s: LoadedSubject): void;
+  reject(e: unknown): void;
+}
+
+// Subjects per statement at most; more waiting readers go in the next one.
+const MAX_SUBJECTS = 1_000;
+
+/**
+ * Reads of current quota state that arrive together share one statement: at the end of the
+ * event-loop turn that brought them, every waiting subject is read at once, with no lock
+ * and no transaction. Each read still sees everything committed before it was asked for.
+ */
+export class QuotaReadBatcher {
+  private waiting: WaitingRead[] = [];
+  private scheduled = false;
+
+  constructor(private readonly db: Db) {}
+
+  read(subject: string): Promise<LoadedSubject> {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ subject, resolve, reject });
+      if (this.scheduled) return;
+      this.scheduled = true;
+      setImmediate(() => {
+        this.scheduled = false;
+        while (this.waiting.length > 0) void this.flush(this.takeBatch());
+      });
+    });
+  }
+
+  private takeBatch(): WaitingRead[] {
+    const subjects = new Set<string>();
+    let n = 0;
+    while (n < this.waiting.length) {
+      subjects.add(this.waiting[n]!.subject);
+      if (subjects.size > MAX_SUBJECTS) break;
+      n++;
+    }
+    return this.waiting.splice(0, n);
+  }
+
+  private async flush(batch: WaitingRead[]): Promise<void> {
+    const subjects = [...new Set(batch.map((w) => w.subject))];
+    try {
+      const states = await reading(this.db, () =>
+        readConsumeState(this.db, { subjects, metrics: null, keyed: [] }),
+      );
+      for (const w of batch) w.resolve(states.get(w.subject)!);
+    } catch (err) {
+      const mapped = mapDbError(err);
+      for (const w of batch) w.reject(mapped);
+    }
+  }
+}
+
+const batchers = new WeakMap<Db, QuotaReadBatcher>();
+
+/** The read batcher of a pool (one per pool, made on first use). */
+export function readBatcherOf(db: Db): QuotaReadBatcher {
+  let b = batchers.get(db);
+  if (!b) batchers.set(db, (b = new QuotaReadBatcher(db)));
+  return b;
+}
