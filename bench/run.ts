@@ -4,7 +4,7 @@
 // (100 items per ConsumeBatch), BENCH_CHANNELS (8 HTTP/2 connections), BENCH_JSON (where the
 // JSON goes), BENCH_CPU_PROF (a directory: profile the server with --cpu-prof), DATABASE_URL.
 import { mkdir, writeFile } from 'node:fs/promises';
-import { cpus, totalmem } from 'node:os';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { create, toBinary } from '@bufbuild/protobuf';
 import {
@@ -15,7 +15,8 @@ import {
 import { createPool } from '../src/ledger/db.js';
 import { baselineConsume, baselinePool, checkBaseline, createBaselineTables } from './baseline.js';
 import { benchDatabase } from './db.js';
-import { closedLoop, median, openLoop, percentiles, type Call, type LoadResult } from './load.js';
+import { closedLoop, openLoop, percentiles, type Call, type LoadResult } from './load.js';
+import { summarize, type PhaseFigures } from './report.js';
 import { cpuSeconds, cpuTimes, postgresCpuSeconds, watchRss } from './proc.js';
 import { channels, startService, unary, type ServiceUnderTest } from './service.js';
 import { checkService, contentionCheck, seedQuotas } from './checks.js';
@@ -57,23 +58,6 @@ const GET_QUOTA = '/quota.v1.QuotaService/GetQuota';
 const METRIC = 'requests';
 const subjectName = (i: number): string => `tenant-${i}`;
 const pick = (): number => Math.floor(Math.random() * SUBJECTS);
-
-interface PhaseFigures {
-  phase: string;
-  eventsPerSec: number;
-  callsPerSec: number;
-  p50Ms: number;
-  p99Ms: number;
-  p999Ms: number;
-  errors: number;
-  serverCpuUsPerCall: number | null;
-  serverCpuUsPerEvent: number | null;
-  serverRssMb: number | null;
-  /** Share of the server's CPU spent in the kernel (system calls, loopback TCP). */
-  serverSystemShare: number | null;
-  loadGenCores: number;
-  dbCores: number | null;
-}
 
 /** Runs one phase and measures everything around it. */
 async function measure(
@@ -297,7 +281,16 @@ async function main(): Promise<void> {
     ];
     await server.stop();
     server = null;
-    const report = summarize(rounds, problems, contention.summary, database.server);
+    const report = summarize(rounds, problems, contention.summary, {
+      clients: CLIENTS,
+      subjects: SUBJECTS,
+      seconds: SECONDS,
+      warmup: WARMUP,
+      rounds: ROUNDS,
+      batch: BATCH,
+      channels: CHANNELS,
+      database: database.server,
+    });
     const path =
       process.env.BENCH_JSON ??
       join('bench-results', `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
@@ -315,83 +308,6 @@ async function main(): Promise<void> {
     await seedDb.end();
     await database.cleanup();
   }
-}
-
-function summarize(
-  rounds: PhaseFigures[][],
-  problems: string[],
-  contention: string,
-  databaseServer: string,
-) {
-  const phases = rounds[0]!.map((f, i) => {
-    const all = rounds.map((r) => r[i]!);
-    const m = (k: keyof PhaseFigures) => {
-      const xs = all.map((x) => x[k]).filter((x): x is number => typeof x === 'number');
-      return xs.length ? median(xs) : null;
-    };
-    return {
-      phase: f.phase.replace(/@\d+\/s$/, '@half'),
-      eventsPerSec: m('eventsPerSec'),
-      callsPerSec: m('callsPerSec'),
-      p50Ms: m('p50Ms'),
-      p99Ms: m('p99Ms'),
-      p999Ms: m('p999Ms'),
-      errors: all.reduce((a, x) => a + x.errors, 0),
-      serverCpuUsPerCall: m('serverCpuUsPerCall'),
-      serverCpuUsPerEvent: m('serverCpuUsPerEvent'),
-      serverRssMb: m('serverRssMb'),
-      serverSystemShare: m('serverSystemShare'),
-      loadGenCores: m('loadGenCores'),
-      dbCores: m('dbCores'),
-      rounds: all,
-    };
-  });
-  const rate = (name: string) => phases.find((p) => p.phase === name)?.eventsPerSec ?? NaN;
-  const ratios = {
-    consume: rate('consume') / rate('baseline'),
-    consumeWithKey: rate('consume+key') / rate('baseline'),
-    consumeBatch: rate(`consume-batch-${BATCH}`) / rate('baseline'),
-    hot: rate('consume-hot') / rate('baseline-hot'),
-  };
-  console.log('\nmedians:');
-  console.log(
-    'phase                   events/s    p50     p99    p999 ms  server µs/call  RSS MB  loadgen cores  db cores',
-  );
-  for (const p of phases) {
-    const f = (x: number | null, d = 0) => (x === null ? '-' : x.toFixed(d));
-    console.log(
-      `${p.phase.padEnd(22)} ${f(p.eventsPerSec).padStart(9)} ${f(p.p50Ms, 2).padStart(6)} ${f(p.p99Ms, 2).padStart(7)} ${f(p.p999Ms, 2).padStart(7)}` +
-        `  ${f(p.serverCpuUsPerCall).padStart(14)} ${f(p.serverRssMb).padStart(7)} ${f(p.loadGenCores, 2).padStart(14)} ${f(p.dbCores, 2).padStart(9)}`,
-    );
-  }
-  console.log(
-    `service/baseline: consume ${ratios.consume.toFixed(2)}x, consume+key ${ratios.consumeWithKey.toFixed(2)}x, ` +
-      `batch ${ratios.consumeBatch.toFixed(2)}x, hot key ${ratios.hot.toFixed(2)}x`,
-  );
-  console.log(contention);
-  return {
-    when: new Date().toISOString(),
-    machine: {
-      cpus: cpus().length,
-      cpuModel: cpus()[0]?.model,
-      memoryGiB: totalmem() / 2 ** 30,
-      node: process.version,
-    },
-    settings: {
-      clients: CLIENTS,
-      subjects: SUBJECTS,
-      seconds: SECONDS,
-      warmup: WARMUP,
-      rounds: ROUNDS,
-      batch: BATCH,
-      channels: CHANNELS,
-      database: databaseServer,
-    },
-    phases,
-    ratios,
-    contention,
-    problems,
-  };
 }
 
 await main();

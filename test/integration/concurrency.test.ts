@@ -1,9 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ConsumeCommand, LedgerDeps } from '../../src/ledger/commands.js';
+import type { LedgerDeps } from '../../src/ledger/commands.js';
 import { consume } from '../../src/ledger/consume.js';
 import { getQuota } from '../../src/ledger/read.js';
 import { verifyProjection } from '../../src/ledger/verify.js';
-import { createTestDatabase, defineQuota, TestClock, type TestDatabase } from '../support/db.js';
+import {
+  consumeCommand as cmd,
+  createTestDatabase,
+  defineQuota,
+  TestClock,
+  type TestDatabase,
+} from '../support/db.js';
 
 let t: TestDatabase;
 let deps: LedgerDeps;
@@ -14,16 +20,6 @@ beforeAll(async () => {
   deps = { db: t.db, clock };
 });
 afterAll(() => t.drop());
-
-const cmd = (subject: string, extra: Partial<ConsumeCommand> = {}): ConsumeCommand => ({
-  subject,
-  metric: 'api_calls',
-  amount: 1n,
-  idempotencyKey: null,
-  mode: 'ENFORCE',
-  attributes: {},
-  ...extra,
-});
 
 const countEvents = async (subject: string, type: string): Promise<number> =>
   Number(

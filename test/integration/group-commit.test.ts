@@ -7,7 +7,13 @@ import type { ConsumeCommand, LedgerDeps } from '../../src/ledger/commands.js';
 import { consume } from '../../src/ledger/consume.js';
 import { ConsumeGroupCommitter } from '../../src/ledger/group-commit.js';
 import { verifyProjection } from '../../src/ledger/verify.js';
-import { createTestDatabase, defineQuota, TestClock, type TestDatabase } from '../support/db.js';
+import {
+  consumeCommand as cmd,
+  createTestDatabase,
+  defineQuota,
+  TestClock,
+  type TestDatabase,
+} from '../support/db.js';
 
 // The batched path must be indistinguishable from running each call in its own transaction:
 // same answers, same ledger, same counters. And a transaction that fails takes down exactly
@@ -25,16 +31,6 @@ beforeAll(async () => {
   batchedDeps = { db: batched.db, clock };
 });
 afterAll(() => Promise.all([single.drop(), batched.drop()]));
-
-const cmd = (subject: string, extra: Partial<ConsumeCommand> = {}): ConsumeCommand => ({
-  subject,
-  metric: 'api_calls',
-  amount: 1n,
-  idempotencyKey: null,
-  mode: 'ENFORCE',
-  attributes: {},
-  ...extra,
-});
 
 type Outcome = { ok: true; value: unknown } | { ok: false; code: string; message: string };
 

@@ -3,7 +3,7 @@ import pg from 'pg';
 import { inject } from 'vitest';
 import { createPool, type Db } from '../../src/ledger/db.js';
 import { migrate } from '../../src/ledger/migrate.js';
-import type { LedgerDeps } from '../../src/ledger/commands.js';
+import type { ConsumeCommand, LedgerDeps } from '../../src/ledger/commands.js';
 import { setQuota } from '../../src/ledger/quota-admin.js';
 import type { PeriodKind } from '../../src/domain/period.js';
 
@@ -70,3 +70,17 @@ export function defineQuota(
     'test',
   );
 }
+
+/** A Consume of 1 api_call, ENFORCE, no key, unless said otherwise. */
+export const consumeCommand = (
+  subject: string,
+  extra: Partial<ConsumeCommand> = {},
+): ConsumeCommand => ({
+  subject,
+  metric: 'api_calls',
+  amount: 1n,
+  idempotencyKey: null,
+  mode: 'ENFORCE',
+  attributes: {},
+  ...extra,
+});

@@ -37,6 +37,25 @@ describe('configuration', () => {
     ]);
   });
 
+  it('reads the group-commit settings and keeps them below the pool size', () => {
+    expect(loadConfig({}).config.groupCommit).toEqual({ maxFlushes: 4, maxBatch: 500 });
+    const ok = loadConfig({
+      QUOTA_GROUP_COMMIT_TRANSACTIONS: '2',
+      QUOTA_GROUP_COMMIT_MAX_CALLS: '50',
+    });
+    expect(ok.errors).toEqual([]);
+    expect(ok.config.groupCommit).toEqual({ maxFlushes: 2, maxBatch: 50 });
+    const bad = loadConfig({
+      QUOTA_DB_POOL_SIZE: '4',
+      QUOTA_GROUP_COMMIT_TRANSACTIONS: '4',
+      QUOTA_GROUP_COMMIT_MAX_CALLS: '0',
+    });
+    expect(bad.errors).toEqual([
+      'QUOTA_GROUP_COMMIT_MAX_CALLS: "0" must be a whole number from 1 to 10000',
+      'QUOTA_GROUP_COMMIT_TRANSACTIONS: 4 must be below QUOTA_DB_POOL_SIZE (4), so reads, refunds and resets still get connections',
+    ]);
+  });
+
   it('listens beyond loopback only when API keys are configured', async () => {
     expect(loadConfig({ QUOTA_ADDR: '0.0.0.0:50051' }).errors).toEqual([
       expect.stringMatching(

@@ -1,0 +1,101 @@
+// The report of `npm run bench`: medians over rounds, ratios, the printed table and the JSON.
+import { cpus, totalmem } from 'node:os';
+import { median } from './load.js';
+
+export interface PhaseFigures {
+  phase: string;
+  eventsPerSec: number;
+  callsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+  errors: number;
+  serverCpuUsPerCall: number | null;
+  serverCpuUsPerEvent: number | null;
+  serverRssMb: number | null;
+  /** Share of the server's CPU spent in the kernel (system calls, loopback TCP). */
+  serverSystemShare: number | null;
+  loadGenCores: number;
+  dbCores: number | null;
+}
+
+export interface BenchSettings {
+  clients: number;
+  subjects: number;
+  seconds: number;
+  warmup: number;
+  rounds: number;
+  batch: number;
+  channels: number;
+  database: string;
+}
+
+/** Medians over rounds, ratios to the baseline, a printed table, and the JSON report. */
+export function summarize(
+  rounds: PhaseFigures[][],
+  problems: string[],
+  contention: string,
+  settings: BenchSettings,
+) {
+  const BATCH = settings.batch;
+  const phases = rounds[0]!.map((f, i) => {
+    const all = rounds.map((r) => r[i]!);
+    const m = (k: keyof PhaseFigures) => {
+      const xs = all.map((x) => x[k]).filter((x): x is number => typeof x === 'number');
+      return xs.length ? median(xs) : null;
+    };
+    return {
+      phase: f.phase.replace(/@\d+\/s$/, '@half'),
+      eventsPerSec: m('eventsPerSec'),
+      callsPerSec: m('callsPerSec'),
+      p50Ms: m('p50Ms'),
+      p99Ms: m('p99Ms'),
+      p999Ms: m('p999Ms'),
+      errors: all.reduce((a, x) => a + x.errors, 0),
+      serverCpuUsPerCall: m('serverCpuUsPerCall'),
+      serverCpuUsPerEvent: m('serverCpuUsPerEvent'),
+      serverRssMb: m('serverRssMb'),
+      serverSystemShare: m('serverSystemShare'),
+      loadGenCores: m('loadGenCores'),
+      dbCores: m('dbCores'),
+      rounds: all,
+    };
+  });
+  const rate = (name: string) => phases.find((p) => p.phase === name)?.eventsPerSec ?? NaN;
+  const ratios = {
+    consume: rate('consume') / rate('baseline'),
+    consumeWithKey: rate('consume+key') / rate('baseline'),
+    consumeBatch: rate(`consume-batch-${BATCH}`) / rate('baseline'),
+    hot: rate('consume-hot') / rate('baseline-hot'),
+  };
+  console.log('\nmedians:');
+  console.log(
+    'phase                   events/s    p50     p99    p999 ms  server µs/call  RSS MB  loadgen cores  db cores',
+  );
+  for (const p of phases) {
+    const f = (x: number | null, d = 0) => (x === null ? '-' : x.toFixed(d));
+    console.log(
+      `${p.phase.padEnd(22)} ${f(p.eventsPerSec).padStart(9)} ${f(p.p50Ms, 2).padStart(6)} ${f(p.p99Ms, 2).padStart(7)} ${f(p.p999Ms, 2).padStart(7)}` +
+        `  ${f(p.serverCpuUsPerCall).padStart(14)} ${f(p.serverRssMb).padStart(7)} ${f(p.loadGenCores, 2).padStart(14)} ${f(p.dbCores, 2).padStart(9)}`,
+    );
+  }
+  console.log(
+    `service/baseline: consume ${ratios.consume.toFixed(2)}x, consume+key ${ratios.consumeWithKey.toFixed(2)}x, ` +
+      `batch ${ratios.consumeBatch.toFixed(2)}x, hot key ${ratios.hot.toFixed(2)}x`,
+  );
+  console.log(contention);
+  return {
+    when: new Date().toISOString(),
+    machine: {
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model,
+      memoryGiB: totalmem() / 2 ** 30,
+      node: process.version,
+    },
+    settings,
+    phases,
+    ratios,
+    contention,
+    problems,
+  };
+}
