@@ -58,7 +58,8 @@ interface Row {
 }
 
 /**
- * Reads the state of the given subjects, one plain statement. A subject without a row yet
+ * Reads the state of the given subjects, one statement: for flushes of consumes, and for every
+ * writer that opens a SubjectWriter. A subject without a row yet
  * (nothing ever written) has version null: only a locked transaction may create its row.
  */
 export async function readConsumeState(

@@ -10,7 +10,7 @@ import {
   type EventRow,
 } from './codec.js';
 import { countAppended, type Tx } from './db.js';
-import { loadCounters, loadDefinitions } from './state.js';
+import { readConsumeState } from './consume-state.js';
 
 export { SCHEDULER_ACTOR } from '../domain/consume-batch.js';
 
@@ -51,9 +51,13 @@ export class SubjectWriter {
     now: Date,
     period: PeriodKind | null = null,
   ): Promise<LiveQuota[]> {
-    const defs = await loadDefinitions(this.tx, this.subject, metric);
-    const counters = await loadCounters(this.tx, this.subject, metric);
-    const live = liveQuotasOf(defs, counters, this.subject, now, period);
+    const keys = {
+      subjects: [this.subject],
+      metrics: metric === null ? null : [metric],
+      keyed: [],
+    };
+    const state = (await readConsumeState(this.tx, keys)).get(this.subject)!;
+    const live = liveQuotasOf(state.defs, state.counters, this.subject, now, period);
     for (const q of live) this.appendRoll(q, now);
     return live;
   }
