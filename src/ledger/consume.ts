@@ -10,7 +10,16 @@ import {
 import { COUNTER_COLUMNS, encodeJson } from './codec.js';
 import type { ConsumeCommand, LedgerDeps } from './commands.js';
 import { readConsumeState, type ConsumeKeys, type LoadedSubject } from './consume-state.js';
-import { autocommit, countAppended, inTransaction, mapDbError, type Db, type Tx } from './db.js';
+import {
+  autocommit,
+  countAppended,
+  countByType,
+  inTransaction,
+  mapDbError,
+  pgCode,
+  type Db,
+  type Tx,
+} from './db.js';
 
 export type { ConsumeCall, ConsumeOutcome, ConsumeResult } from '../domain/consume-batch.js';
 export { noQuota } from '../domain/consume-batch.js';
@@ -60,7 +69,7 @@ export async function consumeMany(
       return changes.outcomes;
     }
   } catch (err) {
-    const code = (err as { code?: string }).code;
+    const code = pgCode(err);
     if (code !== CONFLICT && code !== DUPLICATE_KEY) throw mapDbError(err);
   }
   return consumeLocked(deps, calls, keys, signal);
@@ -177,12 +186,6 @@ function decide(
   }
   return changes;
 }
-
-const countByType = (events: readonly SequencedEvent[]): Record<string, number> => {
-  const counts: Record<string, number> = {};
-  for (const e of events) counts[e.type] = (counts[e.type] ?? 0) + 1;
-  return counts;
-};
 
 /**
  * Every event, counter and subject sequence of a flush in one statement of array parameters.

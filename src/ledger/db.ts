@@ -111,6 +111,21 @@ export function afterCommit(tx: Tx, cb: () => void): void {
   commitHooks.get(tx)?.push(cb);
 }
 
+/** How many events of each type: what countAppended and autocommit report. */
+export function countByType(events: readonly { type: string }[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const e of events) counts[e.type] = (counts[e.type] ?? 0) + 1;
+  return counts;
+}
+
+/** The SQLSTATE of a driver error, or of the one a mapped error wraps. */
+export function pgCode(err: unknown): string | undefined {
+  const own = (err as { code?: unknown } | null)?.code;
+  const cause = err instanceof Error ? (err.cause as { code?: unknown } | undefined) : undefined;
+  const code = typeof own === 'string' && own.length === 5 ? own : cause?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
 /** Counts appended events by type, once (and only if) their transaction commits. */
 export function countAppended(tx: Tx, counts: Record<string, number>): void {
   const observer = txObservers.get(tx);

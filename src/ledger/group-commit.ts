@@ -2,6 +2,7 @@ import { cancelledBeforeCommit, type ConsumeOutcome } from '../domain/consume-ba
 import { QuotaError } from '../domain/errors.js';
 import type { ConsumeCommand, LedgerDeps } from './commands.js';
 import { consumeMany, type ConsumeResult, type PendingConsume } from './consume.js';
+import { pgCode } from './db.js';
 
 export interface GroupCommitSettings {
   /** Transactions in flight at once. Each holds one pooled connection while it runs. */
@@ -27,12 +28,6 @@ interface Waiting extends PendingConsume {
 // a deadlock or serialization failure against a writer outside this process.
 const RETRYABLE = new Set(['40P01', '40001']);
 const MAX_ATTEMPTS = 3;
-
-function pgCode(err: unknown): string | undefined {
-  const cause = err instanceof Error ? (err.cause as { code?: unknown } | undefined) : undefined;
-  const code = cause?.code ?? (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : undefined;
-}
 
 /**
  * Group commit for Consume. Calls that arrive while earlier transactions are running are
@@ -102,11 +97,6 @@ export class ConsumeGroupCommitter {
     this.queue.push(...waiting);
     this.schedule();
     return promises;
-  }
-
-  /** Calls queued or in a transaction right now. */
-  get pending(): number {
-    return this.queue.length + this.flushing;
   }
 
   /** Resolves once every call submitted so far has been answered. */

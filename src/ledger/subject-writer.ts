@@ -9,7 +9,7 @@ import {
   eventFromRow,
   type EventRow,
 } from './codec.js';
-import { countAppended, type Tx } from './db.js';
+import { countAppended, countByType, type Tx } from './db.js';
 import { readConsumeState } from './consume-state.js';
 
 export { SCHEDULER_ACTOR } from '../domain/consume-batch.js';
@@ -125,9 +125,7 @@ export class SubjectWriter {
       values,
     );
     this.lastSequence += BigInt(this.pending.length);
-    const counts: Record<string, number> = {};
-    for (const e of this.pending) counts[e.type] = (counts[e.type] ?? 0) + 1;
-    countAppended(this.tx, counts);
+    countAppended(this.tx, countByType(this.pending));
     this.pending.length = 0;
     await this.tx.query('UPDATE subjects SET last_sequence = $2 WHERE subject = $1', [
       this.subject,
