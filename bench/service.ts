@@ -1,7 +1,8 @@
 // The service under benchmark: a real `src/main.ts` process, and grpc-js channels to it.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
+import { startService as startProcess } from '../test/support/process.js';
 
 export interface ServiceUnderTest {
   child: ChildProcess;
@@ -24,37 +25,16 @@ export async function startService(
   env: Record<string, string> = {},
 ): Promise<ServiceUnderTest> {
   const port = await freePort();
-  const args = ['--import', 'tsx'];
-  if (cpuProfDir) args.push('--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`);
-  args.push('src/main.ts');
-  const child = spawn(process.execPath, args, {
-    env: {
-      ...process.env,
-      DATABASE_URL: databaseUrl,
-      QUOTA_ADDR: `127.0.0.1:${port}`,
-      LOG_LEVEL: 'info',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20_000)));
-  child.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20_000)));
-  const exited = new Promise<number | null>((ok) => child.once('exit', (code) => ok(code)));
-  const deadline = Date.now() + 60_000;
-  while (!out.includes('listening')) {
-    if (child.exitCode !== null || Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`the service did not start:\n${out}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const service = await startProcess(
+    { DATABASE_URL: databaseUrl, QUOTA_ADDR: `127.0.0.1:${port}`, LOG_LEVEL: 'info', ...env },
+    cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : [],
+  );
   return {
-    child,
+    child: service.child,
     port,
     async stop() {
-      child.kill('SIGTERM');
-      return exited;
+      service.child.kill('SIGTERM');
+      return service.exited;
     },
   };
 }

@@ -6,9 +6,15 @@ export interface ServiceProcess {
   exited: Promise<number | null>;
 }
 
-/** Starts `src/main.ts` as a real process and waits until it listens. */
-export async function startService(env: Record<string, string>): Promise<ServiceProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+/**
+ * Starts `src/main.ts` as a real process and waits until it listens. `nodeArgs` go to Node
+ * itself (the benchmark passes --cpu-prof).
+ */
+export async function startService(
+  env: Record<string, string>,
+  nodeArgs: string[] = [],
+): Promise<ServiceProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', ...nodeArgs, 'src/main.ts'], {
     env: { ...process.env, DATABASE_URL: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
