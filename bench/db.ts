@@ -21,7 +21,7 @@ export async function benchDatabase(): Promise<{
   if (!admin) {
     const dir = await mkdtemp(join(tmpdir(), 'quota-bench-'));
     await chmod(dir, 0o755);
-    const pgEmbedded = await startEmbedded(dir, { persistent: false });
+    const pgEmbedded = await startEmbedded(dir);
     admin = pgEmbedded.url;
     server = 'embedded';
     stopEmbedded = async () => {

@@ -5,7 +5,11 @@
 CREATE ROLE quota_app LOGIN PASSWORD 'change-me';
 GRANT USAGE ON SCHEMA public TO quota_app;
 GRANT SELECT, INSERT ON ledger_events TO quota_app;
-GRANT SELECT, INSERT, UPDATE ON counters, subjects TO quota_app;
+-- Counters are a projection, rebuilt from the ledger: repair (rebuild) removes stray ones.
+GRANT SELECT, INSERT, UPDATE, DELETE ON counters TO quota_app;
+-- No DELETE on subjects: rows that never got an event go through this function only.
+GRANT SELECT, INSERT, UPDATE ON subjects TO quota_app;
+GRANT EXECUTE ON FUNCTION quota_forget_unused_subjects(text[]) TO quota_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON quotas TO quota_app;
 GRANT SELECT, INSERT, UPDATE ON reset_runs TO quota_app;
 GRANT SELECT ON pgmigrations TO quota_app;

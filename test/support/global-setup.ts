@@ -24,7 +24,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const dir = await mkdtemp(join(tmpdir(), 'quota-test-pg-'));
   // Under root the cluster runs as a separate postgres user, which must be able to enter it.
   await chmod(dir, 0o755);
-  const pg = await startEmbedded(dir, { persistent: false });
+  const pg = await startEmbedded(dir);
   project.provide('adminDatabaseUrl', pg.url);
   return async () => {
     await pg.stop();
