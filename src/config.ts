@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { createSecureContext } from 'node:tls';
 import { isIP } from 'node:net';
+import { IANAZone } from 'luxon';
 import { readKeyFile, type KeyFile } from './auth/api-keys.js';
 import { isValidCron } from './scheduler/reset-scheduler.js';
 import type { GroupCommitSettings } from './ledger/group-commit.js';
@@ -156,8 +157,14 @@ export function loadConfig(env: NodeJS.ProcessEnv): { config: Config; errors: st
   if (!['true', 'false', '1', '0', 'yes', 'no'].includes(enabledRaw)) {
     errors.push(`QUOTA_RESET_ENABLED: "${env.QUOTA_RESET_ENABLED}" must be true or false`);
   }
+  const resetZone = env.QUOTA_RESET_TIME_ZONE?.trim() || 'UTC';
+  if (!IANAZone.isValidZone(resetZone)) {
+    errors.push(
+      `QUOTA_RESET_TIME_ZONE: "${resetZone}" is not an IANA time zone (e.g. UTC, Europe/Berlin)`,
+    );
+  }
   const cron = env.QUOTA_RESET_SCHEDULE?.trim() || '*/5 * * * *';
-  if (!isValidCron(cron)) {
+  if (!isValidCron(cron, IANAZone.isValidZone(resetZone) ? resetZone : 'UTC')) {
     errors.push(
       `QUOTA_RESET_SCHEDULE: "${cron}" is not a cron expression (e.g. "*/5 * * * *": every five minutes)`,
     );
@@ -182,6 +189,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): { config: Config; errors: st
     reset: {
       enabled: ['true', '1', 'yes'].includes(enabledRaw),
       cron,
+      timeZone: resetZone,
       replicaId: env.QUOTA_REPLICA_ID?.trim() || `${hostname()}-${process.pid}`,
       maxAttempts: integer(env, 'QUOTA_RESET_MAX_ATTEMPTS', 3, 1, 100, errors),
       retryBaseMs: integer(env, 'QUOTA_RESET_RETRY_BASE_MS', 5_000, 0, 3_600_000, errors),

@@ -67,6 +67,8 @@ export interface ResetSettings {
   /** Run the boundary timer, the cron sweep and the start-up catch-up. */
   enabled: boolean;
   cron: string;
+  /** The IANA zone the cron expression is read in. */
+  timeZone: string;
   replicaId: string;
   maxAttempts: number;
   retryBaseMs: number;
@@ -76,6 +78,7 @@ export interface ResetSettings {
 export const DEFAULT_RESET: ResetSettings = {
   enabled: false,
   cron: '*/5 * * * *',
+  timeZone: 'UTC',
   replicaId: `${process.pid}`,
   maxAttempts: 3,
   retryBaseMs: 5_000,

@@ -3,11 +3,12 @@
 // directly; the other commands call the service (QUOTA_URL, QUOTA_API_KEY).
 import { parseArgs } from 'node:util';
 import { createKey, listKeys, revokeKey } from '../auth/key-file.js';
-import { cliClient, events, reset, runs, status, verify } from './ops.js';
+import { cliClient, events, reset, runs, schedulerStatus, status, verify } from './ops.js';
 import { table } from './table.js';
 
 const USAGE = `usage: npm run quota -- <command>
 
+  status                                      the reset scheduler: enabled, schedule, next run, last run
   status SUBJECT [--metric M]                 every quota of a subject: used, limit, when it resets
   reset SUBJECT --reason TEXT [--metric M] [--period DAY|WEEK|MONTH|NEVER]
   reset --all --reason TEXT [--metric M] [--period P]   every subject's matching quotas
@@ -92,8 +93,7 @@ async function main(argv: string[]): Promise<number> {
         values.file ?? process.env.QUOTA_API_KEYS_FILE ?? 'quota-keys.json',
       );
     case 'status':
-      if (!arg1) throw new Error('status needs a SUBJECT');
-      out(await status(cliClient(), arg1, values));
+      out(arg1 ? await status(cliClient(), arg1, values) : await schedulerStatus(cliClient()));
       return 0;
     case 'reset':
       out(await reset(cliClient(), arg1, values));

@@ -182,6 +182,26 @@ export async function runs(c: QuotaClient, f: OpsFlags): Promise<string> {
   );
 }
 
+/** The reset scheduler of the replica that answers, and the last run of any replica. */
+export async function schedulerStatus(c: QuotaClient): Promise<string> {
+  const r = await c.admin.getResetStatus({});
+  const last = r.lastRun;
+  const lines: [string, string][] = [
+    ['scheduled resets', r.enabled ? 'enabled' : 'disabled (QUOTA_RESET_ENABLED=false)'],
+    ['schedule', `${r.schedule} (${r.timeZone})`],
+    ['next run', when(r.nextRunTime) || '-'],
+    ['running', r.running ? `yes, since ${when(r.runningSince)}` : 'no'],
+    [
+      'last run',
+      last
+        ? `${last.outcome} at ${when(last.finishedAt)} (${last.trigger}, replica ${last.replicaId}, ${last.countersRolled} rolled)${last.error ? `: ${last.error}` : ''}`
+        : 'none yet',
+    ],
+    ['replica', r.replicaId],
+  ];
+  return lines.map(([k, v]) => `${k.padEnd(17)}${v}`).join('\n');
+}
+
 /** Compares every counter with the ledger's fold; with repair, rewrites those that differ. */
 export async function verify(
   c: QuotaClient,

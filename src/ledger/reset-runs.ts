@@ -1,7 +1,7 @@
 import { query, type Db } from './db.js';
 
 export type ResetTrigger = 'timer' | 'cron' | 'manual' | 'startup';
-export type ResetOutcome = 'running' | 'success' | 'failure' | 'interrupted';
+export type ResetOutcome = 'running' | 'success' | 'failure' | 'interrupted' | 'skipped';
 
 /** One attempt of a sweep, as kept in reset_runs. */
 export interface ResetAttempt {
@@ -82,4 +82,13 @@ export async function listAttempts(
     [beforeId, pageSize + 1],
   );
   return { runs: rows.slice(0, pageSize).map(fromRow), more: rows.length > pageSize };
+}
+
+/** The newest attempt of any replica that is no longer running, if any. */
+export async function lastFinishedAttempt(db: Db): Promise<ResetAttempt | null> {
+  const rows = await query<RunRow>(
+    db,
+    `SELECT ${COLUMNS} FROM reset_runs WHERE outcome <> 'running' ORDER BY id DESC LIMIT 1`,
+  );
+  return rows[0] ? fromRow(rows[0]) : null;
 }

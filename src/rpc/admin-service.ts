@@ -1,4 +1,5 @@
 import { create } from '@bufbuild/protobuf';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { invalid, QuotaError } from '../domain/errors.js';
 import { EVENT_TYPES } from '../domain/events.js';
 import {
@@ -19,6 +20,9 @@ import {
   ListQuotasResponseSchema,
   ListResetRunsResponseSchema,
   TriggerResetSweepResponseSchema,
+  GetResetStatusResponseSchema,
+  type GetResetStatusRequest,
+  type GetResetStatusResponse,
   ResetQuotaResponseSchema,
   SetQuotaResponseSchema,
   type DeleteQuotaRequest,
@@ -41,7 +45,7 @@ import {
 } from '../gen/quota/v1/quota_admin_service_pb.js';
 import type { LedgerDeps } from '../ledger/commands.js';
 import { listEvents } from '../ledger/list-events.js';
-import { listAttempts } from '../ledger/reset-runs.js';
+import { lastFinishedAttempt, listAttempts } from '../ledger/reset-runs.js';
 import { verifyProjection } from '../ledger/verify.js';
 import type { ResetScheduler } from '../scheduler/reset-scheduler.js';
 import { deleteQuota, listQuotas, setQuota } from '../ledger/quota-admin.js';
@@ -68,6 +72,7 @@ export interface AdminServiceHandlers {
   listEvents: Handler<ListEventsRequest, ListEventsResponse>;
   listResetRuns: Handler<ListResetRunsRequest, ListResetRunsResponse>;
   triggerResetSweep: Handler<TriggerResetSweepRequest, TriggerResetSweepResponse>;
+  getResetStatus: Handler<GetResetStatusRequest, GetResetStatusResponse>;
   verifyProjection: Handler<VerifyProjectionRequest, VerifyProjectionResponse>;
 }
 
@@ -192,6 +197,21 @@ export function adminServiceHandlers(
         );
       });
       return create(TriggerResetSweepResponseSchema, { run: runToProto(run) });
+    },
+
+    async getResetStatus() {
+      const st = scheduler.status();
+      const last = await lastFinishedAttempt(deps.db);
+      return create(GetResetStatusResponseSchema, {
+        enabled: st.enabled,
+        schedule: st.schedule,
+        timeZone: st.timeZone,
+        replicaId: st.replicaId,
+        nextRunTime: st.nextRunTime ? timestampFromDate(st.nextRunTime) : undefined,
+        running: st.runningSince !== null,
+        runningSince: st.runningSince ? timestampFromDate(st.runningSince) : undefined,
+        lastRun: last ? runToProto(last) : undefined,
+      });
     },
 
     async verifyProjection(req) {

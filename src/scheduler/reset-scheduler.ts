@@ -16,6 +16,8 @@ export interface ResetSchedulerOptions {
   metrics: Metrics;
   /** Cron expression of the safety-net sweep. */
   cron: string;
+  /** The IANA zone the cron expression is read in (not the process's TZ). */
+  timeZone: string;
   replicaId: string;
   maxAttempts: number;
   retryBaseMs: number;
@@ -28,12 +30,22 @@ export interface ResetSchedulerOptions {
 
 const tracer = trace.getTracer('quota-ledger');
 
-/** Whether node-schedule accepts a cron expression. */
-export function isValidCron(expr: string): boolean {
-  const job = schedule.scheduleJob(expr, () => {});
+/** Whether node-schedule accepts a cron expression (in a zone). */
+export function isValidCron(expr: string, timeZone = 'UTC'): boolean {
+  const job = schedule.scheduleJob({ rule: expr, tz: timeZone }, () => {});
   if (!job) return false;
   job.cancel();
   return true;
+}
+
+/** What GetResetStatus reports about this replica's scheduler. */
+export interface ResetStatus {
+  enabled: boolean;
+  schedule: string;
+  timeZone: string;
+  replicaId: string;
+  nextRunTime: Date | null;
+  runningSince: Date | null;
 }
 
 /**
@@ -45,34 +57,102 @@ export class ResetScheduler {
   private cronJob: Job | null = null;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<ResetAttempt> | null = null;
+  private runningSince: Date | null = null;
+  private nextTimerAt: Date | null = null;
   private stopping = false;
   private readonly abort = new AbortController();
   /** Attempts that could not be written while the database was away; written on its return. */
   private readonly unrecorded: ResetAttempt[] = [];
-  nextTimerAt: Date | null = null;
 
   constructor(private readonly o: ResetSchedulerOptions) {}
 
   /** Arms the cron job and the boundary timer, and starts the catch-up sweep. */
   start(): void {
-    this.cronJob = schedule.scheduleJob(this.o.cron, () => void this.trigger('cron'));
+    const rule = { rule: this.o.cron, tz: this.o.timeZone };
+    this.cronJob = schedule.scheduleJob(rule, () => void this.cronTick());
     if (!this.cronJob)
       throw new Error(`QUOTA_RESET_SCHEDULE: "${this.o.cron}" is not a valid cron expression`);
+    const next = this.cronJob.nextInvocation();
+    this.o.logger.info(
+      {
+        schedule: this.o.cron,
+        timeZone: this.o.timeZone,
+        nextCron: next ? new Date(next.getTime()).toISOString() : null,
+        replicaId: this.o.replicaId,
+      },
+      'reset scheduler enabled: boundary timer, cron safety net and a catch-up sweep now',
+    );
     void this.trigger('startup');
   }
 
-  /** Runs a sweep now unless one is already running on this replica (then that one counts). */
+  /**
+   * This replica's scheduler as GetResetStatus shows it (the last run is read elsewhere).
+   * Enabled once started; the next run is the earlier of what is armed.
+   */
+  status(): ResetStatus {
+    const enabled = this.cronJob !== null && !this.stopping;
+    const cronNext = this.cronJob?.nextInvocation();
+    const times = [this.nextTimerAt, cronNext ? new Date(cronNext.getTime()) : null].filter(
+      (d): d is Date => d !== null,
+    );
+    return {
+      enabled,
+      schedule: this.o.cron,
+      timeZone: this.o.timeZone,
+      replicaId: this.o.replicaId,
+      nextRunTime:
+        !this.stopping && times.length
+          ? new Date(Math.min(...times.map((d) => d.getTime())))
+          : null,
+      runningSince: this.running ? this.runningSince : null,
+    };
+  }
+
+  /** What the cron job does on each tick (tests call it rather than wait for the clock). */
+  cronTick(): Promise<void> {
+    return this.trigger('cron');
+  }
+
+  /**
+   * Runs a sweep now unless one is already running on this replica (then that one counts).
+   * A cron tick that finds one running is recorded as a skipped run, so it leaves a trace.
+   */
   private async trigger(trigger: ResetTrigger): Promise<void> {
-    if (this.stopping || this.running) return;
+    if (this.stopping) return;
+    if (this.running) {
+      if (trigger === 'cron') await this.recordSkip(trigger);
+      return;
+    }
     await this.run(trigger).catch((err: unknown) =>
       this.o.logger.error({ err: safeError(err) }, 'reset run crashed'),
     );
+  }
+
+  private async recordSkip(trigger: ResetTrigger): Promise<void> {
+    const now = this.o.clock.now();
+    const since = this.runningSince?.toISOString() ?? 'earlier';
+    const skip: ResetAttempt = {
+      id: null,
+      runId: randomUUID(),
+      trigger,
+      replicaId: this.o.replicaId,
+      attempt: 1,
+      startedAt: now,
+      finishedAt: now,
+      countersRolled: 0,
+      outcome: 'skipped',
+      error: `a sweep of this replica has been running since ${since}`,
+    };
+    this.o.metrics.resetRuns.inc({ trigger, outcome: 'skipped' });
+    this.o.logger.warn({ trigger, runningSince: since }, 'reset tick skipped: a sweep is running');
+    await this.record(skip);
   }
 
   /** Runs a sweep (waiting for one in progress first) and returns its last attempt. */
   async run(trigger: ResetTrigger): Promise<ResetAttempt> {
     while (this.running) await this.running.catch(() => {});
     if (this.stopping) throw new Error('the scheduler is stopping');
+    this.runningSince = this.o.clock.now();
     this.running = this.attempts(trigger);
     try {
       return await this.running;
@@ -111,9 +191,10 @@ export class ResetScheduler {
       error: null,
     };
     const t0 = process.hrtime.bigint();
+    // Attribute names of the reset-job design (seed 000) that operators already query.
     return tracer.startActiveSpan(
       'quota_reset.execute',
-      { attributes: { trigger, attempt } },
+      { attributes: { 'quota_reset.trigger': trigger, 'quota_reset.attempt': attempt } },
       async (span) => {
         await this.record(a);
         try {
@@ -136,7 +217,14 @@ export class ResetScheduler {
         a.finishedAt = this.o.clock.now();
         const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
         const ok = a.outcome === 'success';
-        span.setAttributes({ rows_updated: a.countersRolled, success: ok });
+        span.setAttributes({
+          'quota_reset.rows_updated': a.countersRolled,
+          'quota_reset.success': ok,
+          'quota_reset.outcome': a.outcome,
+        });
+        if (ok) span.setStatus({ code: SpanStatusCode.OK });
+        else if (a.outcome === 'interrupted')
+          span.setStatus({ code: SpanStatusCode.ERROR, message: a.error ?? 'interrupted' });
         span.end();
         this.o.metrics.resetRuns.inc({ trigger, outcome: a.outcome });
         this.o.metrics.resetRunDuration.observe({ trigger }, seconds);

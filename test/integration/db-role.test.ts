@@ -96,7 +96,9 @@ describe('running as the least-privileged application role', () => {
     expect(rows.rows).toEqual([]);
     // The first call that records something does create the row.
     expect((await consume(deps, consumeCommand('new-a', img), 'svc')).allowed).toBe(true);
-    expect((await t.owner.query("SELECT 1 FROM subjects WHERE subject = 'new-a'")).rowCount).toBe(1);
+    expect((await t.owner.query("SELECT 1 FROM subjects WHERE subject = 'new-a'")).rowCount).toBe(
+      1,
+    );
   });
 
   it('repairs a counter the ledger does not know (rebuild)', async () => {

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file quota/v1/quota_admin_service.proto.
  */
 export const file_quota_v1_quota_admin_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJxdW90YS92MS9xdW90YV9hZG1pbl9zZXJ2aWNlLnByb3RvEghxdW90YS52MSKaAQoPU2V0UXVvdGFSZXF1ZXN0Eg8KB3N1YmplY3QYASABKAkSDgoGbWV0cmljGAIgASgJEiAKBnBlcmlvZBgDIAEoDjIQLnF1b3RhLnYxLlBlcmlvZBINCgVsaW1pdBgEIAEoAxIRCgl0aW1lX3pvbmUYBSABKAkSEgoKYW5jaG9yX2RheRgGIAEoBRIOCgZyZWFzb24YByABKAkiRAoQU2V0UXVvdGFSZXNwb25zZRIeCgVxdW90YRgBIAEoCzIPLnF1b3RhLnYxLlF1b3RhEhAKCHNlcXVlbmNlGAIgASgDImcKEkRlbGV0ZVF1b3RhUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIgCgZwZXJpb2QYAyABKA4yEC5xdW90YS52MS5QZXJpb2QSDgoGcmVhc29uGAQgASgJIicKE0RlbGV0ZVF1b3RhUmVzcG9uc2USEAoIc2VxdWVuY2UYASABKAMifAoRUmVzZXRRdW90YVJlcXVlc3QSDwoHc3ViamVjdBgBIAEoCRIOCgZtZXRyaWMYAiABKAkSIAoGcGVyaW9kGAMgASgOMhAucXVvdGEudjEuUGVyaW9kEhQKDGFsbF9zdWJqZWN0cxgEIAEoCBIOCgZyZWFzb24YBSABKAkiVAoSUmVzZXRRdW90YVJlc3BvbnNlEiUKBnF1b3RhcxgBIAMoCzIVLnF1b3RhLnYxLlF1b3RhU3RhdHVzEhcKD2V2ZW50c19hcHBlbmRlZBgCIAEoAyJbChFMaXN0UXVvdGFzUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJOChJMaXN0UXVvdGFzUmVzcG9uc2USHwoGcXVvdGFzGAEgAygLMg8ucXVvdGEudjEuUXVvdGESFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIpoCChFMaXN0RXZlbnRzUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIiCgV0eXBlcxgDIAMoDjITLnF1b3RhLnYxLkV2ZW50VHlwZRIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAYgASgFEhIKCnBhZ2VfdG9rZW4YByABKAkSDQoFYWN0b3IYCCABKAkSFgoOYWZ0ZXJfcG9zaXRpb24YCSABKAMSFAoMbmV3ZXN0X2ZpcnN0GAogASgIIlQKEkxpc3RFdmVudHNSZXNwb25zZRIlCgZldmVudHMYASADKAsyFS5xdW90YS52MS5MZWRnZXJFdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPQoUTGlzdFJlc2V0UnVuc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiUgoVTGlzdFJlc2V0UnVuc1Jlc3BvbnNlEiAKBHJ1bnMYASADKAsyEi5xdW90YS52MS5SZXNldFJ1bhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiGgoYVHJpZ2dlclJlc2V0U3dlZXBSZXF1ZXN0IjwKGVRyaWdnZXJSZXNldFN3ZWVwUmVzcG9uc2USHwoDcnVuGAEgASgLMhIucXVvdGEudjEuUmVzZXRSdW4iOgoXVmVyaWZ5UHJvamVjdGlvblJlcXVlc3QSDwoHc3ViamVjdBgBIAEoCRIOCgZyZXBhaXIYAiABKAgikwEKGFZlcmlmeVByb2plY3Rpb25SZXNwb25zZRIYChBzdWJqZWN0c19jaGVja2VkGAEgASgDEjAKC2RpZmZlcmVuY2VzGAIgAygLMhsucXVvdGEudjEuQ291bnRlckRpZmZlcmVuY2USGQoRZGlmZmVyZW5jZXNfZm91bmQYAyABKAMSEAoIcmVwYWlyZWQYBCABKAMivQEKEUNvdW50ZXJEaWZmZXJlbmNlEg8KB3N1YmplY3QYASABKAkSDgoGbWV0cmljGAIgASgJEiAKBnBlcmlvZBgDIAEoDjIQLnF1b3RhLnYxLlBlcmlvZBImCgZsZWRnZXIYBCABKAsyFi5xdW90YS52MS5Db3VudGVyU3RhdGUSKgoKcHJvamVjdGlvbhgFIAEoCzIWLnF1b3RhLnYxLkNvdW50ZXJTdGF0ZRIRCglwb3NpdGlvbnMYBiADKAMiyAEKDENvdW50ZXJTdGF0ZRIMCgR1c2VkGAEgASgDEjAKDHBlcmlvZF9zdGFydBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcGVyaW9kX2VuZBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNbGFzdF9yZXNldF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNbGFzdF9zZXF1ZW5jZRgFIAEoAzKIBQoRUXVvdGFBZG1pblNlcnZpY2USQQoIU2V0UXVvdGESGS5xdW90YS52MS5TZXRRdW90YVJlcXVlc3QaGi5xdW90YS52MS5TZXRRdW90YVJlc3BvbnNlEkoKC0RlbGV0ZVF1b3RhEhwucXVvdGEudjEuRGVsZXRlUXVvdGFSZXF1ZXN0Gh0ucXVvdGEudjEuRGVsZXRlUXVvdGFSZXNwb25zZRJHCgpSZXNldFF1b3RhEhsucXVvdGEudjEuUmVzZXRRdW90YVJlcXVlc3QaHC5xdW90YS52MS5SZXNldFF1b3RhUmVzcG9uc2USRwoKTGlzdFF1b3RhcxIbLnF1b3RhLnYxLkxpc3RRdW90YXNSZXF1ZXN0GhwucXVvdGEudjEuTGlzdFF1b3Rhc1Jlc3BvbnNlEkcKCkxpc3RFdmVudHMSGy5xdW90YS52MS5MaXN0RXZlbnRzUmVxdWVzdBocLnF1b3RhLnYxLkxpc3RFdmVudHNSZXNwb25zZRJQCg1MaXN0UmVzZXRSdW5zEh4ucXVvdGEudjEuTGlzdFJlc2V0UnVuc1JlcXVlc3QaHy5xdW90YS52MS5MaXN0UmVzZXRSdW5zUmVzcG9uc2USXAoRVHJpZ2dlclJlc2V0U3dlZXASIi5xdW90YS52MS5UcmlnZ2VyUmVzZXRTd2VlcFJlcXVlc3QaIy5xdW90YS52MS5UcmlnZ2VyUmVzZXRTd2VlcFJlc3BvbnNlElkKEFZlcmlmeVByb2plY3Rpb24SIS5xdW90YS52MS5WZXJpZnlQcm9qZWN0aW9uUmVxdWVzdBoiLnF1b3RhLnYxLlZlcmlmeVByb2plY3Rpb25SZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_quota_v1_types]);
+  fileDesc("CiJxdW90YS92MS9xdW90YV9hZG1pbl9zZXJ2aWNlLnByb3RvEghxdW90YS52MSKaAQoPU2V0UXVvdGFSZXF1ZXN0Eg8KB3N1YmplY3QYASABKAkSDgoGbWV0cmljGAIgASgJEiAKBnBlcmlvZBgDIAEoDjIQLnF1b3RhLnYxLlBlcmlvZBINCgVsaW1pdBgEIAEoAxIRCgl0aW1lX3pvbmUYBSABKAkSEgoKYW5jaG9yX2RheRgGIAEoBRIOCgZyZWFzb24YByABKAkiRAoQU2V0UXVvdGFSZXNwb25zZRIeCgVxdW90YRgBIAEoCzIPLnF1b3RhLnYxLlF1b3RhEhAKCHNlcXVlbmNlGAIgASgDImcKEkRlbGV0ZVF1b3RhUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIgCgZwZXJpb2QYAyABKA4yEC5xdW90YS52MS5QZXJpb2QSDgoGcmVhc29uGAQgASgJIicKE0RlbGV0ZVF1b3RhUmVzcG9uc2USEAoIc2VxdWVuY2UYASABKAMifAoRUmVzZXRRdW90YVJlcXVlc3QSDwoHc3ViamVjdBgBIAEoCRIOCgZtZXRyaWMYAiABKAkSIAoGcGVyaW9kGAMgASgOMhAucXVvdGEudjEuUGVyaW9kEhQKDGFsbF9zdWJqZWN0cxgEIAEoCBIOCgZyZWFzb24YBSABKAkiVAoSUmVzZXRRdW90YVJlc3BvbnNlEiUKBnF1b3RhcxgBIAMoCzIVLnF1b3RhLnYxLlF1b3RhU3RhdHVzEhcKD2V2ZW50c19hcHBlbmRlZBgCIAEoAyJbChFMaXN0UXVvdGFzUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJOChJMaXN0UXVvdGFzUmVzcG9uc2USHwoGcXVvdGFzGAEgAygLMg8ucXVvdGEudjEuUXVvdGESFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIpoCChFMaXN0RXZlbnRzUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIiCgV0eXBlcxgDIAMoDjITLnF1b3RhLnYxLkV2ZW50VHlwZRIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAYgASgFEhIKCnBhZ2VfdG9rZW4YByABKAkSDQoFYWN0b3IYCCABKAkSFgoOYWZ0ZXJfcG9zaXRpb24YCSABKAMSFAoMbmV3ZXN0X2ZpcnN0GAogASgIIlQKEkxpc3RFdmVudHNSZXNwb25zZRIlCgZldmVudHMYASADKAsyFS5xdW90YS52MS5MZWRnZXJFdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPQoUTGlzdFJlc2V0UnVuc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiUgoVTGlzdFJlc2V0UnVuc1Jlc3BvbnNlEiAKBHJ1bnMYASADKAsyEi5xdW90YS52MS5SZXNldFJ1bhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiGgoYVHJpZ2dlclJlc2V0U3dlZXBSZXF1ZXN0IjwKGVRyaWdnZXJSZXNldFN3ZWVwUmVzcG9uc2USHwoDcnVuGAEgASgLMhIucXVvdGEudjEuUmVzZXRSdW4iFwoVR2V0UmVzZXRTdGF0dXNSZXF1ZXN0Iv8BChZHZXRSZXNldFN0YXR1c1Jlc3BvbnNlEg8KB2VuYWJsZWQYASABKAgSEAoIc2NoZWR1bGUYAiABKAkSEQoJdGltZV96b25lGAMgASgJEjEKDW5leHRfcnVuX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3J1bm5pbmcYBSABKAgSMQoNcnVubmluZ19zaW5jZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJAoIbGFzdF9ydW4YByABKAsyEi5xdW90YS52MS5SZXNldFJ1bhISCgpyZXBsaWNhX2lkGAggASgJIjoKF1ZlcmlmeVByb2plY3Rpb25SZXF1ZXN0Eg8KB3N1YmplY3QYASABKAkSDgoGcmVwYWlyGAIgASgIIpMBChhWZXJpZnlQcm9qZWN0aW9uUmVzcG9uc2USGAoQc3ViamVjdHNfY2hlY2tlZBgBIAEoAxIwCgtkaWZmZXJlbmNlcxgCIAMoCzIbLnF1b3RhLnYxLkNvdW50ZXJEaWZmZXJlbmNlEhkKEWRpZmZlcmVuY2VzX2ZvdW5kGAMgASgDEhAKCHJlcGFpcmVkGAQgASgDIr0BChFDb3VudGVyRGlmZmVyZW5jZRIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIgCgZwZXJpb2QYAyABKA4yEC5xdW90YS52MS5QZXJpb2QSJgoGbGVkZ2VyGAQgASgLMhYucXVvdGEudjEuQ291bnRlclN0YXRlEioKCnByb2plY3Rpb24YBSABKAsyFi5xdW90YS52MS5Db3VudGVyU3RhdGUSEQoJcG9zaXRpb25zGAYgAygDIsgBCgxDb3VudGVyU3RhdGUSDAoEdXNlZBgBIAEoAxIwCgxwZXJpb2Rfc3RhcnQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnBlcmlvZF9lbmQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDWxhc3RfcmVzZXRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWxhc3Rfc2VxdWVuY2UYBSABKAMy3QUKEVF1b3RhQWRtaW5TZXJ2aWNlEkEKCFNldFF1b3RhEhkucXVvdGEudjEuU2V0UXVvdGFSZXF1ZXN0GhoucXVvdGEudjEuU2V0UXVvdGFSZXNwb25zZRJKCgtEZWxldGVRdW90YRIcLnF1b3RhLnYxLkRlbGV0ZVF1b3RhUmVxdWVzdBodLnF1b3RhLnYxLkRlbGV0ZVF1b3RhUmVzcG9uc2USRwoKUmVzZXRRdW90YRIbLnF1b3RhLnYxLlJlc2V0UXVvdGFSZXF1ZXN0GhwucXVvdGEudjEuUmVzZXRRdW90YVJlc3BvbnNlEkcKCkxpc3RRdW90YXMSGy5xdW90YS52MS5MaXN0UXVvdGFzUmVxdWVzdBocLnF1b3RhLnYxLkxpc3RRdW90YXNSZXNwb25zZRJHCgpMaXN0RXZlbnRzEhsucXVvdGEudjEuTGlzdEV2ZW50c1JlcXVlc3QaHC5xdW90YS52MS5MaXN0RXZlbnRzUmVzcG9uc2USUAoNTGlzdFJlc2V0UnVucxIeLnF1b3RhLnYxLkxpc3RSZXNldFJ1bnNSZXF1ZXN0Gh8ucXVvdGEudjEuTGlzdFJlc2V0UnVuc1Jlc3BvbnNlElwKEVRyaWdnZXJSZXNldFN3ZWVwEiIucXVvdGEudjEuVHJpZ2dlclJlc2V0U3dlZXBSZXF1ZXN0GiMucXVvdGEudjEuVHJpZ2dlclJlc2V0U3dlZXBSZXNwb25zZRJTCg5HZXRSZXNldFN0YXR1cxIfLnF1b3RhLnYxLkdldFJlc2V0U3RhdHVzUmVxdWVzdBogLnF1b3RhLnYxLkdldFJlc2V0U3RhdHVzUmVzcG9uc2USWQoQVmVyaWZ5UHJvamVjdGlvbhIhLnF1b3RhLnYxLlZlcmlmeVByb2plY3Rpb25SZXF1ZXN0GiIucXVvdGEudjEuVmVyaWZ5UHJvamVjdGlvblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_quota_v1_types]);
 
 /**
  * @generated from message quota.v1.SetQuotaRequest
@@ -453,6 +453,86 @@ export const TriggerResetSweepResponseSchema: GenMessage<TriggerResetSweepRespon
   messageDesc(file_quota_v1_quota_admin_service, 13);
 
 /**
+ * @generated from message quota.v1.GetResetStatusRequest
+ */
+export type GetResetStatusRequest = Message<"quota.v1.GetResetStatusRequest"> & {
+};
+
+/**
+ * Describes the message quota.v1.GetResetStatusRequest.
+ * Use `create(GetResetStatusRequestSchema)` to create a new message.
+ */
+export const GetResetStatusRequestSchema: GenMessage<GetResetStatusRequest> = /*@__PURE__*/
+  messageDesc(file_quota_v1_quota_admin_service, 14);
+
+/**
+ * @generated from message quota.v1.GetResetStatusResponse
+ */
+export type GetResetStatusResponse = Message<"quota.v1.GetResetStatusResponse"> & {
+  /**
+   * Whether this replica runs scheduled resets (QUOTA_RESET_ENABLED). Lazy rolls, manual
+   * resets and TriggerResetSweep work either way.
+   *
+   * @generated from field: bool enabled = 1;
+   */
+  enabled: boolean;
+
+  /**
+   * The cron expression of the safety-net sweep (QUOTA_RESET_SCHEDULE).
+   *
+   * @generated from field: string schedule = 2;
+   */
+  schedule: string;
+
+  /**
+   * The IANA zone the schedule is read in (QUOTA_RESET_TIME_ZONE).
+   *
+   * @generated from field: string time_zone = 3;
+   */
+  timeZone: string;
+
+  /**
+   * The earlier of the next period-boundary timer and the next cron tick; unset when disabled.
+   *
+   * @generated from field: google.protobuf.Timestamp next_run_time = 4;
+   */
+  nextRunTime?: Timestamp | undefined;
+
+  /**
+   * Whether a sweep is running on this replica now, and since when.
+   *
+   * @generated from field: bool running = 5;
+   */
+  running: boolean;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp running_since = 6;
+   */
+  runningSince?: Timestamp | undefined;
+
+  /**
+   * The newest finished or skipped run of any replica, if there is one.
+   *
+   * @generated from field: quota.v1.ResetRun last_run = 7;
+   */
+  lastRun?: ResetRun | undefined;
+
+  /**
+   * The replica that answered.
+   *
+   * @generated from field: string replica_id = 8;
+   */
+  replicaId: string;
+};
+
+/**
+ * Describes the message quota.v1.GetResetStatusResponse.
+ * Use `create(GetResetStatusResponseSchema)` to create a new message.
+ */
+export const GetResetStatusResponseSchema: GenMessage<GetResetStatusResponse> = /*@__PURE__*/
+  messageDesc(file_quota_v1_quota_admin_service, 15);
+
+/**
  * @generated from message quota.v1.VerifyProjectionRequest
  */
 export type VerifyProjectionRequest = Message<"quota.v1.VerifyProjectionRequest"> & {
@@ -476,7 +556,7 @@ export type VerifyProjectionRequest = Message<"quota.v1.VerifyProjectionRequest"
  * Use `create(VerifyProjectionRequestSchema)` to create a new message.
  */
 export const VerifyProjectionRequestSchema: GenMessage<VerifyProjectionRequest> = /*@__PURE__*/
-  messageDesc(file_quota_v1_quota_admin_service, 14);
+  messageDesc(file_quota_v1_quota_admin_service, 16);
 
 /**
  * @generated from message quota.v1.VerifyProjectionResponse
@@ -510,7 +590,7 @@ export type VerifyProjectionResponse = Message<"quota.v1.VerifyProjectionRespons
  * Use `create(VerifyProjectionResponseSchema)` to create a new message.
  */
 export const VerifyProjectionResponseSchema: GenMessage<VerifyProjectionResponse> = /*@__PURE__*/
-  messageDesc(file_quota_v1_quota_admin_service, 15);
+  messageDesc(file_quota_v1_quota_admin_service, 17);
 
 /**
  * One counter whose stored state is not the fold of the ledger.
@@ -560,7 +640,7 @@ export type CounterDifference = Message<"quota.v1.CounterDifference"> & {
  * Use `create(CounterDifferenceSchema)` to create a new message.
  */
 export const CounterDifferenceSchema: GenMessage<CounterDifference> = /*@__PURE__*/
-  messageDesc(file_quota_v1_quota_admin_service, 16);
+  messageDesc(file_quota_v1_quota_admin_service, 18);
 
 /**
  * @generated from message quota.v1.CounterState
@@ -597,7 +677,7 @@ export type CounterState = Message<"quota.v1.CounterState"> & {
  * Use `create(CounterStateSchema)` to create a new message.
  */
 export const CounterStateSchema: GenMessage<CounterState> = /*@__PURE__*/
-  messageDesc(file_quota_v1_quota_admin_service, 17);
+  messageDesc(file_quota_v1_quota_admin_service, 19);
 
 /**
  * Operator actions. Role admin; the List* methods also role reader.
@@ -665,6 +745,17 @@ export const QuotaAdminService: GenService<{
     methodKind: "unary";
     input: typeof TriggerResetSweepRequestSchema;
     output: typeof TriggerResetSweepResponseSchema;
+  },
+  /**
+   * The reset scheduler of the replica that answers: whether it runs, on which schedule, when
+   * it runs next, whether a sweep is running now, and the last run of any replica.
+   *
+   * @generated from rpc quota.v1.QuotaAdminService.GetResetStatus
+   */
+  getResetStatus: {
+    methodKind: "unary";
+    input: typeof GetResetStatusRequestSchema;
+    output: typeof GetResetStatusResponseSchema;
   },
   /**
    * Folds the ledger and compares it with the counters; with repair, rewrites those that

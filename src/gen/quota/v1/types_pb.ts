@@ -370,7 +370,8 @@ export type ResetRun = Message<"quota.v1.ResetRun"> & {
   attempt: number;
 
   /**
-   * running, success, failure, or interrupted (the service stopped before the sweep was done).
+   * running, success, failure, interrupted (the service stopped before the sweep was done),
+   * or skipped (a cron tick that found a sweep of this replica still running; error says so).
    *
    * @generated from field: string outcome = 8;
    */
