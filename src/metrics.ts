@@ -49,6 +49,12 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly rpcInFlight = new Gauge({
+    name: 'quota_rpc_in_flight',
+    help: 'Calls started and not yet answered, by method and transport (a stop drains them).',
+    labelNames: ['method', 'transport'] as const,
+    registers: [this.registry],
+  });
   readonly rpcRequests = new Counter({
     name: 'quota_rpc_requests_total',
     help: 'Finished RPCs, by method, transport (grpc or connect) and gRPC status code.',

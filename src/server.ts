@@ -138,7 +138,11 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
   ];
   const hooks: TransportHooks = {
     authenticate: o.authenticate ?? (() => ANONYMOUS),
+    onCallStart(method, transport) {
+      metrics.rpcInFlight.inc({ method, transport });
+    },
     onCallEnd(method, transport, code, seconds, failure) {
+      metrics.rpcInFlight.dec({ method, transport });
       metrics.rpcRequests.inc({ method, transport, code: codeName(code) });
       metrics.rpcDuration.observe({ method, transport }, seconds);
       if (failure?.internal)

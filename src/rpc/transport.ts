@@ -30,6 +30,8 @@ export interface MountedService {
 
 export interface TransportHooks {
   authenticate: Authenticator;
+  /** Called once per call as it starts (the in-flight gauge). */
+  onCallStart?: (method: string, transport: 'grpc' | 'connect') => void;
   /** Called once per finished call, for logs and metrics. */
   onCallEnd?: (
     method: string,
@@ -64,6 +66,7 @@ async function run(
 ): Promise<unknown> {
   const started = process.hrtime.bigint();
   const name = methodName(m);
+  hooks.onCallStart?.(name, transport);
   const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
   const parent = propagation.extract(context.active(), header, headerGetter);
   const attributes = {

@@ -10,6 +10,7 @@ import {
   createAppRole,
   createTestDatabase,
   defineQuota,
+  dropRole,
   TestClock,
   type TestDatabase,
 } from '../support/db.js';
@@ -19,15 +20,18 @@ import {
 
 let t: TestDatabase;
 let app: Db;
+let role: string;
 
 beforeAll(async () => {
   t = await createTestDatabase();
-  const role = await createAppRole(t.ownerUrl, t.owner);
-  app = createPool({ connectionString: role.url, max: 4 });
+  const made = await createAppRole(t.ownerUrl, t.owner);
+  role = made.role;
+  app = createPool({ connectionString: made.url, max: 4 });
 });
 afterAll(async () => {
   await app.end();
   await t.drop();
+  await dropRole(role);
 });
 
 describe('running as the least-privileged application role', () => {

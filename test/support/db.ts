@@ -53,6 +53,9 @@ export async function createAppRole(
   return { url: url.toString(), role };
 }
 
+/** Drops a role made by createAppRole, once the database holding its grants is gone. */
+export const dropRole = (role: string): Promise<void> => adminQuery(`DROP ROLE IF EXISTS ${role}`);
+
 /** A fresh, migrated database of its own for one test file. */
 export async function createTestDatabase(): Promise<TestDatabase> {
   const name = `quota_test_${randomBytes(6).toString('hex')}`;
