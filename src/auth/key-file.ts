@@ -1,5 +1,5 @@
 import { existsSync, unwatchFile, watchFile } from 'node:fs';
-import { chmod, chown, open, readFile, rename, stat } from 'node:fs/promises';
+import { chmod, chown, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import {
   generateKey,
@@ -64,9 +64,55 @@ async function save(path: string, file: KeyFile): Promise<void> {
   await rename(tmp, path);
 }
 
+/**
+ * Runs a read-modify-write of the keys file under an exclusive lock file beside it (created
+ * with O_EXCL), so two operators editing at once both land. A lock left by a process that no
+ * longer exists is taken over; a live one is waited for, up to 10 s.
+ */
+async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
+  const lock = `${path}.lock`;
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      const h = await open(lock, 'wx', 0o600);
+      await h.writeFile(String(process.pid));
+      await h.close();
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const holder = Number(await readFile(lock, 'utf8').catch(() => ''));
+      if (holder > 0 && !isAlive(holder)) {
+        await unlink(lock).catch(() => {});
+        continue;
+      }
+      if (Date.now() > deadline)
+        throw new Error(`${lock} is held by process ${holder || '?'}; try again, or remove it`);
+      await new Promise((r) => setTimeout(r, 20 + Math.random() * 30));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await unlink(lock).catch(() => {});
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** Adds a key; returns the key itself, which exists nowhere else afterwards. */
 export async function createKey(path: string, name: string, role: string): Promise<string> {
   if (!ROLES.includes(role as Role)) throw new Error(`--role must be one of ${ROLES.join(', ')}`);
+  return withLock(path, () => addKey(path, name, role as Role));
+}
+
+async function addKey(path: string, name: string, role: Role): Promise<string> {
   const file = await load(path);
   if (file.keys.some((k) => k.name === name))
     throw new Error(`a key named "${name}" exists already; revoke it first`);
@@ -74,7 +120,7 @@ export async function createKey(path: string, name: string, role: string): Promi
   const next: KeyFile = {
     keys: [
       ...file.keys,
-      { name, role: role as Role, sha256: hashKey(key), created_at: new Date().toISOString() },
+      { name, role, sha256: hashKey(key), created_at: new Date().toISOString() },
     ],
   };
   parseKeyFile(JSON.stringify(next), path); // the same checks the server applies
@@ -82,11 +128,13 @@ export async function createKey(path: string, name: string, role: string): Promi
   return key;
 }
 
-export async function revokeKey(path: string, name: string): Promise<void> {
-  const file = await load(path);
-  const keys = file.keys.filter((k) => k.name !== name);
-  if (keys.length === file.keys.length) throw new Error(`no key named "${name}" in ${path}`);
-  await save(path, { keys });
+export function revokeKey(path: string, name: string): Promise<void> {
+  return withLock(path, async () => {
+    const file = await load(path);
+    const keys = file.keys.filter((k) => k.name !== name);
+    if (keys.length === file.keys.length) throw new Error(`no key named "${name}" in ${path}`);
+    await save(path, { keys });
+  });
 }
 
 export async function listKeys(path: string): Promise<KeyFile['keys']> {
