@@ -19,6 +19,9 @@ beforeAll(async () => {
 // The test closes the server itself; the database goes afterwards.
 afterAll(() => s.database.drop());
 
+const inFlight = async (): Promise<number> =>
+  (await s.server.metrics.rpcInFlight.get()).values.reduce((n, v) => n + v.value, 0);
+
 describe('graceful stop', () => {
   it('answers the calls in flight over gRPC and Connect, then closes every connection', async () => {
     // An idle keep-alive HTTP/1.1 connection: it must be closed, not waited for.
@@ -42,7 +45,11 @@ describe('graceful stop', () => {
       metric: 'api_calls',
       amount: 2n,
     });
-    await new Promise((r) => setTimeout(r, 150));
+    // Both calls have reached the service (not merely left the client) before the stop.
+    for (let i = 0; (await inFlight()) < 2; i++) {
+      if (i > 400) throw new Error('the two calls never reached the service');
+      await new Promise((r) => setTimeout(r, 10));
+    }
 
     let closed = false;
     const closing = s.server.close().then(() => (closed = true));
