@@ -2,6 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { QuotaError } from '../domain/errors.js';
 import type { HeaderReader } from '../rpc/transport.js';
+import type { SubjectScope } from './scope.js';
 
 export type Role = 'consumer' | 'reader' | 'admin';
 export const ROLES: readonly Role[] = ['consumer', 'reader', 'admin'];
@@ -12,6 +13,17 @@ export interface KeyEntry {
   role: Role;
   sha256: string;
   created_at?: string;
+  /** Optional scope: the key may act only on these subjects ... */
+  subjects?: string[];
+  /** ... and/or on those starting with this prefix. Neither: every subject. */
+  subject_prefix?: string;
+}
+
+/** Who is calling, as the handlers see it. Role null: authentication is off. */
+export interface Caller {
+  actor: string;
+  role: Role | null;
+  scope: SubjectScope | null;
 }
 
 export interface KeyFile {
@@ -64,6 +76,18 @@ export function parseKeyFile(text: string, source: string): KeyFile {
     else names.add(k.name);
     if (!ROLES.includes(k?.role as Role))
       problems.push(`${where}.role must be one of ${ROLES.join(', ')}`);
+    if (
+      k?.subjects !== undefined &&
+      (!Array.isArray(k.subjects) ||
+        k.subjects.length === 0 ||
+        !k.subjects.every((x) => typeof x === 'string' && x.length > 0 && x !== '*'))
+    )
+      problems.push(`${where}.subjects must be a non-empty list of subjects (not "*")`);
+    if (
+      k?.subject_prefix !== undefined &&
+      (typeof k.subject_prefix !== 'string' || k.subject_prefix.length === 0)
+    )
+      problems.push(`${where}.subject_prefix must be a non-empty string`);
     if (typeof k?.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(k.sha256)) {
       problems.push(
         `${where}.sha256 must be 64 lowercase hex digits (the SHA-256 of the key, never the key)`,
@@ -78,8 +102,10 @@ export function readKeyFile(path: string): KeyFile {
   return parseKeyFile(readFileSync(path, 'utf8'), path);
 }
 
+// Both headers are trimmed: HTTP/1.1 strips surrounding whitespace before we see a header and
+// HTTP/2 does not, and a key must be read the same way whichever transport carried it.
 function presentedKey(header: HeaderReader): string | null {
-  const auth = header('authorization');
+  const auth = header('authorization')?.trim();
   if (auth) {
     const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
     return m ? m[1]! : null;
@@ -98,7 +124,7 @@ const UNAUTHENTICATED = new QuotaError(
  * says nothing about which keys exist.
  */
 export class KeyStore {
-  private entries: { name: string; role: Role; hash: Buffer }[] = [];
+  private entries: { name: string; role: Role; hash: Buffer; scope: SubjectScope | null }[] = [];
 
   constructor(file: KeyFile) {
     this.replace(file);
@@ -109,6 +135,10 @@ export class KeyStore {
       name: k.name,
       role: k.role,
       hash: Buffer.from(k.sha256, 'hex'),
+      scope:
+        k.subjects || k.subject_prefix
+          ? { subjects: k.subjects ?? [], prefix: k.subject_prefix ?? null }
+          : null,
     }));
   }
 
@@ -116,12 +146,12 @@ export class KeyStore {
     return this.entries.length;
   }
 
-  /** Returns the key's name (the actor) or throws UNAUTHENTICATED / PERMISSION_DENIED. */
-  authenticate(header: HeaderReader, method: string): string {
+  /** Returns the caller (key name, role, scope) or throws UNAUTHENTICATED / PERMISSION_DENIED. */
+  authenticate(header: HeaderReader, method: string): Caller {
     const key = presentedKey(header);
     if (!key || key.length > 256) throw UNAUTHENTICATED;
     const hash = createHash('sha256').update(key, 'utf8').digest();
-    let found: { name: string; role: Role } | null = null;
+    let found: (typeof this.entries)[number] | null = null;
     for (const e of this.entries) {
       if (timingSafeEqual(e.hash, hash) && !found) found = e;
     }
@@ -133,6 +163,6 @@ export class KeyStore {
         `${method} needs role ${allowed.join(' or ')}; this key has role ${found.role}`,
       );
     }
-    return found.name;
+    return { actor: found.name, role: found.role, scope: found.scope };
   }
 }

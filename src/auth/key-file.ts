@@ -107,12 +107,22 @@ function isAlive(pid: number): boolean {
 }
 
 /** Adds a key; returns the key itself, which exists nowhere else afterwards. */
-export async function createKey(path: string, name: string, role: string): Promise<string> {
+export async function createKey(
+  path: string,
+  name: string,
+  role: string,
+  scope: { subjects?: string[]; subjectPrefix?: string } = {},
+): Promise<string> {
   if (!ROLES.includes(role as Role)) throw new Error(`--role must be one of ${ROLES.join(', ')}`);
-  return withLock(path, () => addKey(path, name, role as Role));
+  return withLock(path, () => addKey(path, name, role as Role, scope));
 }
 
-async function addKey(path: string, name: string, role: Role): Promise<string> {
+async function addKey(
+  path: string,
+  name: string,
+  role: Role,
+  scope: { subjects?: string[]; subjectPrefix?: string },
+): Promise<string> {
   const file = await load(path);
   if (file.keys.some((k) => k.name === name))
     throw new Error(`a key named "${name}" exists already; revoke it first`);
@@ -120,7 +130,14 @@ async function addKey(path: string, name: string, role: Role): Promise<string> {
   const next: KeyFile = {
     keys: [
       ...file.keys,
-      { name, role, sha256: hashKey(key), created_at: new Date().toISOString() },
+      {
+        name,
+        role,
+        sha256: hashKey(key),
+        created_at: new Date().toISOString(),
+        ...(scope.subjects?.length ? { subjects: scope.subjects } : {}),
+        ...(scope.subjectPrefix !== undefined ? { subject_prefix: scope.subjectPrefix } : {}),
+      },
     ],
   };
   parseKeyFile(JSON.stringify(next), path); // the same checks the server applies

@@ -20,7 +20,9 @@ const USAGE = `usage: npm run quota -- <command>
   rebuild [--subject S]                       rewrite the counters that differ from the ledger
 
   keys create NAME --role consumer|reader|admin [--file PATH]
-        make a new API key, print it once, store only its SHA-256 in the keys file
+             [--subject S ...] [--subject-prefix P]
+        make a new API key, print it once, store only its SHA-256 in the keys file;
+        --subject / --subject-prefix limit it to those subjects (default: every subject)
   keys list [--file PATH]
   keys revoke NAME [--file PATH]
 
@@ -33,11 +35,12 @@ async function keys(
   name: string | undefined,
   role: string | undefined,
   file: string,
+  scope: { subjects?: string[]; subjectPrefix?: string },
 ): Promise<number> {
   switch (command) {
     case 'create': {
       if (!name || !role) throw new Error('keys create needs a NAME and --role');
-      const key = await createKey(file, name, role);
+      const key = await createKey(file, name, role, scope);
       process.stderr.write(
         `created key "${name}" (${role}) in ${file}; it is shown once, store it now:\n`,
       );
@@ -70,7 +73,8 @@ async function main(argv: string[]): Promise<number> {
       metric: { type: 'string' },
       period: { type: 'string' },
       reason: { type: 'string' },
-      subject: { type: 'string' },
+      subject: { type: 'string', multiple: true },
+      'subject-prefix': { type: 'string' },
       type: { type: 'string', multiple: true },
       limit: { type: 'string' },
       all: { type: 'boolean' },
@@ -83,6 +87,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE + '\n');
     return values.help ? 0 : 2;
   }
+  // --subject may repeat for keys create; the service commands take one (the last).
+  const flags = { ...values, subject: values.subject?.at(-1) };
   const out = (text: string) => process.stdout.write(text.endsWith('\n') ? text : text + '\n');
   switch (command) {
     case 'keys':
@@ -91,25 +97,26 @@ async function main(argv: string[]): Promise<number> {
         arg2,
         values.role,
         values.file ?? process.env.QUOTA_API_KEYS_FILE ?? 'quota-keys.json',
+        { subjects: values.subject, subjectPrefix: values['subject-prefix'] },
       );
     case 'status':
-      out(arg1 ? await status(cliClient(), arg1, values) : await schedulerStatus(cliClient()));
+      out(arg1 ? await status(cliClient(), arg1, flags) : await schedulerStatus(cliClient()));
       return 0;
     case 'reset':
-      out(await reset(cliClient(), arg1, values));
+      out(await reset(cliClient(), arg1, flags));
       return 0;
     case 'events': {
       const stop = new AbortController();
       process.once('SIGINT', () => stop.abort());
-      await events(cliClient(), values, (t) => process.stdout.write(t), stop.signal);
+      await events(cliClient(), flags, (t) => process.stdout.write(t), stop.signal);
       return 0;
     }
     case 'runs':
-      out(await runs(cliClient(), values));
+      out(await runs(cliClient(), flags));
       return 0;
     case 'verify':
     case 'rebuild': {
-      const r = await verify(cliClient(), values, command === 'rebuild');
+      const r = await verify(cliClient(), flags, command === 'rebuild');
       out(r.text);
       return r.clean ? 0 : 1;
     }

@@ -17,6 +17,11 @@ export interface RefundCommand {
   idempotencyKey: string | null;
   usageIdempotencyKey: string | null;
   reason: string | null;
+  /**
+   * Whether a refund may give back usage without naming it (admin): a consumer's refund must
+   * name the usage it returns, and is capped by it.
+   */
+  unnamedAllowed?: boolean;
 }
 
 export interface SetQuotaCommand {

@@ -73,6 +73,12 @@ export async function refund(
         }
       }
       const usage = await referencedUsage(w, cmd);
+      if (!usage && cmd.unnamedAllowed === false) {
+        throw new QuotaError(
+          'PERMISSION_DENIED',
+          'a refund that names no usage (usage_idempotency_key, or an idempotency_key a usage carries) needs role admin',
+        );
+      }
       if (usage) {
         if (usage.metric !== cmd.metric) {
           throw invalid(

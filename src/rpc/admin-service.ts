@@ -50,7 +50,7 @@ import { verifyProjection } from '../ledger/verify.js';
 import type { ResetScheduler } from '../scheduler/reset-scheduler.js';
 import { deleteQuota, listQuotas, setQuota } from '../ledger/quota-admin.js';
 import { resetAllSubjects, resetSubject } from '../ledger/reset.js';
-import type { Handler } from './context.js';
+import { allowSubject, requireUnscoped, type Handler } from './context.js';
 import {
   dateFromProto,
   eventToProto,
@@ -99,6 +99,7 @@ export function adminServiceHandlers(
         anchorDay: checkAnchorDay(req.anchorDay, period),
         reason: checkReason(req.reason),
       };
+      allowSubject(ctx, cmd.subject);
       const r = await setQuota(deps, cmd, ctx.actor, ctx.signal);
       return create(SetQuotaResponseSchema, { quota: quotaToProto(r.quota), sequence: r.sequence });
     },
@@ -110,6 +111,7 @@ export function adminServiceHandlers(
         period: periodFromProto(req.period),
         reason: checkReason(req.reason),
       };
+      allowSubject(ctx, cmd.subject);
       return create(DeleteQuotaResponseSchema, {
         sequence: await deleteQuota(deps, cmd, ctx.actor, ctx.signal),
       });
@@ -125,9 +127,11 @@ export function adminServiceHandlers(
       let r;
       if (req.allSubjects) {
         if (req.subject !== '') throw invalid('subject', 'must be empty when all_subjects is true');
+        requireUnscoped(ctx, 'all_subjects');
         r = await resetAllSubjects(deps, cmd, ctx.actor, ctx.signal);
       } else {
         const subject = checkSubject(req.subject);
+        allowSubject(ctx, subject);
         r = await resetSubject(deps, subject, { ...cmd, subject }, ctx.actor, ctx.signal);
       }
       return create(ResetQuotaResponseSchema, {
@@ -136,11 +140,13 @@ export function adminServiceHandlers(
       });
     },
 
-    async listQuotas(req) {
+    async listQuotas(req, ctx) {
       const filter = {
         subject: req.subject === '' ? null : checkSubject(req.subject, 'subject', true),
         metric: checkOptionalMetric(req.metric),
       };
+      if (filter.subject === null) requireUnscoped(ctx, 'a list without a subject');
+      else allowSubject(ctx, filter.subject);
       const pageSize = checkPageSize(req.pageSize);
       const after = decodePageToken(req.pageToken, filter, isQuotaKey);
       const page = await listQuotas(deps, filter, pageSize, after);
@@ -150,7 +156,7 @@ export function adminServiceHandlers(
       });
     },
 
-    async listEvents(req) {
+    async listEvents(req, ctx) {
       const filter = {
         newestFirst: req.newestFirst,
         subject: req.subject === '' ? null : checkSubject(req.subject, 'subject', true),
@@ -162,6 +168,8 @@ export function adminServiceHandlers(
         start: dateFromProto(req.startTime, 'start_time'),
         end: dateFromProto(req.endTime, 'end_time'),
       };
+      if (filter.subject === null) requireUnscoped(ctx, 'a list without a subject');
+      else allowSubject(ctx, filter.subject);
       if (filter.start && filter.end && filter.end < filter.start) {
         throw invalid('end_time', 'is before start_time');
       }
@@ -189,7 +197,8 @@ export function adminServiceHandlers(
       });
     },
 
-    async triggerResetSweep() {
+    async triggerResetSweep(_req, ctx) {
+      requireUnscoped(ctx, 'a sweep');
       const run = await scheduler.run('manual').catch((err: unknown) => {
         throw new QuotaError(
           'UNAVAILABLE',
@@ -214,8 +223,10 @@ export function adminServiceHandlers(
       });
     },
 
-    async verifyProjection(req) {
+    async verifyProjection(req, ctx) {
       const subject = req.subject === '' ? null : checkSubject(req.subject, 'subject', true);
+      if (subject === null) requireUnscoped(ctx, 'a verification without a subject');
+      else allowSubject(ctx, subject);
       const r = await verifyProjection(deps.db, { subject, repair: req.repair });
       return create(VerifyProjectionResponseSchema, {
         subjectsChecked: BigInt(r.subjectsChecked),

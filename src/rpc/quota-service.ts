@@ -32,7 +32,7 @@ import type { ConsumeResult } from '../ledger/consume.js';
 import { getQuota, getQuotaAsOf } from '../ledger/read.js';
 import { refund } from '../ledger/refund.js';
 import type { Metrics } from '../metrics.js';
-import type { Handler } from './context.js';
+import { allowSubject, isAdmin, type Handler } from './context.js';
 import { toFailure } from './errors.js';
 import { dateFromProto, modeFromProto, periodAmountToProto, statusToProto, ts } from './convert.js';
 
@@ -96,6 +96,7 @@ export function quotaServiceHandlers(
   return {
     async consume(req, ctx) {
       const cmd = consumeCommand(req);
+      allowSubject(ctx, cmd.subject);
       return answer(cmd, await consumer.submit(cmd, ctx.actor, ctx.signal));
     },
 
@@ -107,7 +108,9 @@ export function quotaServiceHandlers(
       // on its own.
       const cmds: (ConsumeCommand | QuotaError)[] = req.items.map((item) => {
         try {
-          return consumeCommand(item);
+          const cmd = consumeCommand(item);
+          allowSubject(ctx, cmd.subject);
+          return cmd;
         } catch (err) {
           if (err instanceof QuotaError) return err;
           throw err;
@@ -145,7 +148,9 @@ export function quotaServiceHandlers(
         idempotencyKey: checkIdempotencyKey(req.idempotencyKey),
         usageIdempotencyKey: checkIdempotencyKey(req.usageIdempotencyKey, 'usage_idempotency_key'),
         reason: checkReason(req.reason),
+        unnamedAllowed: isAdmin(ctx),
       };
+      allowSubject(ctx, cmd.subject);
       const r = await refund(deps, cmd, ctx.actor, ctx.signal);
       return create(RefundResponseSchema, {
         quotas: r.quotas.map(statusToProto),
@@ -155,8 +160,9 @@ export function quotaServiceHandlers(
       });
     },
 
-    async getQuota(req) {
+    async getQuota(req, ctx) {
       const subject = checkSubject(req.subject);
+      allowSubject(ctx, subject);
       const metric = checkOptionalMetric(req.metric);
       const asOf = dateFromProto(req.asOf, 'as_of');
       if (asOf && asOf.getTime() > deps.clock.now().getTime()) {

@@ -9,6 +9,7 @@ import {
   trace,
   type TextMapGetter,
 } from '@opentelemetry/api';
+import type { Caller } from '../auth/api-keys.js';
 import type { CallContext, Handler } from './context.js';
 import { decodeRequest } from './decode.js';
 import { toConnectError, toFailure, type RpcFailure } from './errors.js';
@@ -20,7 +21,7 @@ export type HeaderReader = (name: string) => string | undefined;
  * Decides who is calling from the request headers, or throws UNAUTHENTICATED /
  * PERMISSION_DENIED. `method` is the full name, e.g. "quota.v1.QuotaService/Consume".
  */
-export type Authenticator = (header: HeaderReader, method: string) => string;
+export type Authenticator = (header: HeaderReader, method: string) => Caller;
 
 export interface MountedService {
   desc: DescService;
@@ -80,7 +81,7 @@ async function run(
     parent,
     async (span) => {
       try {
-        const ctx: CallContext = { actor: hooks.authenticate(header, name), signal };
+        const ctx: CallContext = { ...hooks.authenticate(header, name), signal };
         const res = await handler(decode() as never, ctx);
         span.setAttribute('rpc.grpc.status_code', 0);
         hooks.onCallEnd?.(name, transport, 0, seconds());

@@ -23,13 +23,17 @@ describe('API keys', () => {
   });
 
   it('accepts a key as a Bearer token or as x-api-key, and names the caller', () => {
-    expect(store.authenticate(headers({ authorization: `Bearer ${consumerKey}` }), CONSUME)).toBe(
-      'billing',
-    );
-    expect(store.authenticate(headers({ authorization: `bearer  ${consumerKey}` }), CONSUME)).toBe(
-      'billing',
-    );
-    expect(store.authenticate(headers({ 'x-api-key': adminKey }), CONSUME)).toBe('ops');
+    const who = (h: Record<string, string>) => store.authenticate(headers(h), CONSUME).actor;
+    expect(who({ authorization: `Bearer ${consumerKey}` })).toBe('billing');
+    expect(who({ authorization: `bearer  ${consumerKey}` })).toBe('billing');
+    expect(who({ authorization: `  Bearer ${consumerKey} ` })).toBe('billing');
+    expect(who({ 'x-api-key': adminKey })).toBe('ops');
+    expect(who({ 'x-api-key': ` ${adminKey}\t` })).toBe('ops');
+    expect(store.authenticate(headers({ 'x-api-key': adminKey }), CONSUME)).toEqual({
+      actor: 'ops',
+      role: 'admin',
+      scope: null,
+    });
   });
 
   it('refuses a missing, malformed or unknown key alike, saying nothing of which keys exist', () => {
@@ -54,7 +58,7 @@ describe('API keys', () => {
   it('lets each role call only its methods', () => {
     const call = (key: string, method: string) => {
       try {
-        return store.authenticate(headers({ 'x-api-key': key }), method);
+        return store.authenticate(headers({ 'x-api-key': key }), method).actor;
       } catch (err) {
         return (err as { code: string }).code;
       }
