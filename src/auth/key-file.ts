@@ -11,6 +11,7 @@ import {
   type KeyStore,
   type Role,
 } from './api-keys.js';
+import { isAlive } from '../process-alive.js';
 
 /**
  * Keeps a KeyStore in step with its file: reloaded when the file changes and on SIGHUP. A
@@ -94,15 +95,6 @@ async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
     return await fn();
   } finally {
     await unlink(lock).catch(() => {});
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -40,6 +40,14 @@ const consume = (port: number, key: string) =>
     idempotencyKey: key,
   });
 
+const setLimit = (port: number, limit: string) =>
+  callJson(port, 'quota.v1.QuotaAdminService/SetQuota', {
+    subject: 'acme',
+    metric: 'api_calls',
+    period: 'PERIOD_DAY',
+    limit,
+  });
+
 async function used(port: number): Promise<string> {
   const q = await callJson(port, 'quota.v1.QuotaService/GetQuota', { subject: 'acme' });
   return (q.body.quotas as { used: string }[])[0]!.used;
@@ -55,12 +63,7 @@ async function stopUnderLoad(
   port: number,
   signal: () => void,
 ): Promise<{ connect: boolean[]; grpc: boolean[] }> {
-  await callJson(port, 'quota.v1.QuotaAdminService/SetQuota', {
-    subject: 'acme',
-    metric: 'api_calls',
-    period: 'PERIOD_DAY',
-    limit: '1000',
-  });
+  await setLimit(port, '1000');
   expect((await consume(port, 'warm')).body.allowed).toBe(true);
   const db = await embeddedClient(dir);
   const holder = await embeddedClient(dir);
@@ -125,18 +128,13 @@ describe('npm start', () => {
     const { dir, port, env } = await setUp();
     const svc = await npmStart(env);
     services.push(svc);
-    await callJson(port, 'quota.v1.QuotaAdminService/SetQuota', {
-      subject: 'acme',
-      metric: 'api_calls',
-      period: 'PERIOD_DAY',
-      limit: '10',
-    });
+    await setLimit(port, '10');
     const holder = await embeddedClient(dir);
     await holder.query('BEGIN');
-    await holder.query("SELECT 1 FROM subjects WHERE subject = 'acme' FOR UPDATE").catch(() => {});
+    // Nothing reads or writes counters until this transaction ends: the call is stuck.
     await holder.query('LOCK TABLE counters IN ACCESS EXCLUSIVE MODE');
     const stuck = consume(port, 'stuck').catch(() => null);
-    await new Promise((r) => setTimeout(r, 300));
+    await untilInFlight(port, 1);
     svc.npm.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 1_200)); // later than a forwarded copy would come
     svc.npm.kill('SIGTERM');
@@ -156,12 +154,7 @@ describe('npm start', () => {
     const { dir, port, env } = await setUp();
     let svc = await npmStart(env);
     services.push(svc);
-    await callJson(port, 'quota.v1.QuotaAdminService/SetQuota', {
-      subject: 'acme',
-      metric: 'api_calls',
-      period: 'PERIOD_DAY',
-      limit: '1000',
-    });
+    await setLimit(port, '1000');
     let acknowledged = 0;
     for (const kill of ['service', 'group'] as const) {
       for (let i = 0; i < 5; i++) {
