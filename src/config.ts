@@ -6,6 +6,7 @@ import { IANAZone } from 'luxon';
 import { readKeyFile, type KeyFile } from './auth/api-keys.js';
 import { isValidCron } from './scheduler/reset-scheduler.js';
 import type { GroupCommitSettings } from './ledger/group-commit.js';
+import { DEFAULT_LIMITS, type ConnectionLimits } from './transport/limits.js';
 import type { ResetSettings } from './server.js';
 
 export interface Config {
@@ -25,6 +26,7 @@ export interface Config {
   drainTimeoutMs: number;
   reset: ResetSettings;
   groupCommit: GroupCommitSettings;
+  limits: ConnectionLimits;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -182,6 +184,64 @@ export function loadConfig(env: NodeJS.ProcessEnv): { config: Config; errors: st
     poolSize: integer(env, 'QUOTA_DB_POOL_SIZE', 16, 1, 1000, errors),
     statementTimeoutMs: integer(env, 'QUOTA_STATEMENT_TIMEOUT_MS', 10_000, 0, 3_600_000, errors),
     drainTimeoutMs: integer(env, 'QUOTA_DRAIN_TIMEOUT_MS', 10_000, 0, 600_000, errors),
+    limits: {
+      handshakeTimeoutMs: integer(
+        env,
+        'QUOTA_HANDSHAKE_TIMEOUT_MS',
+        DEFAULT_LIMITS.handshakeTimeoutMs,
+        100,
+        600_000,
+        errors,
+      ),
+      idleTimeoutMs: integer(
+        env,
+        'QUOTA_IDLE_TIMEOUT_MS',
+        DEFAULT_LIMITS.idleTimeoutMs,
+        100,
+        86_400_000,
+        errors,
+      ),
+      maxConnections: integer(
+        env,
+        'QUOTA_MAX_CONNECTIONS',
+        DEFAULT_LIMITS.maxConnections,
+        1,
+        1_000_000,
+        errors,
+      ),
+      http2MaxStreams: integer(
+        env,
+        'QUOTA_HTTP2_MAX_STREAMS',
+        DEFAULT_LIMITS.http2MaxStreams,
+        1,
+        10_000,
+        errors,
+      ),
+      http2MaxSessionMemoryMb: integer(
+        env,
+        'QUOTA_HTTP2_MAX_SESSION_MEMORY_MB',
+        DEFAULT_LIMITS.http2MaxSessionMemoryMb,
+        1,
+        1_024,
+        errors,
+      ),
+      http1HeadersTimeoutMs: integer(
+        env,
+        'QUOTA_HTTP1_HEADERS_TIMEOUT_MS',
+        DEFAULT_LIMITS.http1HeadersTimeoutMs,
+        100,
+        600_000,
+        errors,
+      ),
+      http1RequestTimeoutMs: integer(
+        env,
+        'QUOTA_HTTP1_REQUEST_TIMEOUT_MS',
+        DEFAULT_LIMITS.http1RequestTimeoutMs,
+        100,
+        3_600_000,
+        errors,
+      ),
+    },
     groupCommit: {
       maxFlushes: integer(env, 'QUOTA_GROUP_COMMIT_TRANSACTIONS', 4, 1, 1000, errors),
       maxBatch: integer(env, 'QUOTA_GROUP_COMMIT_MAX_CALLS', 500, 1, 10_000, errors),
