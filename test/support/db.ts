@@ -38,6 +38,23 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   };
 }
 
+/**
+ * Resolves once another session of this database waits for a lock: the explicit sign that a
+ * writer or sweep has reached a row the test holds (rather than a sleep that hopes it has).
+ */
+export async function waitForLockWaiter(db: Db, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { rows } = await db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_stat_activity
+        WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`,
+    );
+    if (rows[0]!.n > 0) return;
+    if (Date.now() > deadline) throw new Error('no session came to wait for the held lock');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 /** A clock the test moves by hand. */
 export class TestClock {
   constructor(private t: Date) {}

@@ -11,14 +11,23 @@ export class TcpProxy {
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
   private up = true;
+  private refusedWaiters: { n: number; ok: () => void }[] = [];
   port = 0;
+  /** Connections refused while cut: how often a client tried to reach the database. */
+  refused = 0;
 
   constructor(
     private readonly targetHost: string,
     private readonly targetPort: number,
   ) {
     this.server = createServer((client) => {
-      if (!this.up) return client.destroy();
+      if (!this.up) {
+        client.destroy();
+        this.refused++;
+        for (const w of this.refusedWaiters.filter((x) => this.refused >= x.n)) w.ok();
+        this.refusedWaiters = this.refusedWaiters.filter((x) => this.refused < x.n);
+        return;
+      }
       const upstream = createConnection(this.targetPort, this.targetHost);
       for (const s of [client, upstream]) {
         this.sockets.add(s);
@@ -46,6 +55,12 @@ export class TcpProxy {
   cut(): void {
     this.up = false;
     for (const s of this.sockets) s.destroy();
+  }
+
+  /** Resolves once `n` connections in all have been refused: a client did try while cut. */
+  waitForRefused(n: number): Promise<void> {
+    if (this.refused >= n) return Promise.resolve();
+    return new Promise((ok) => this.refusedWaiters.push({ n, ok }));
   }
 
   restore(): void {
