@@ -19,6 +19,8 @@ export class TcpProxy {
   constructor(
     private readonly targetHost: string,
     private readonly targetPort: number,
+    /** Delay for everything sent towards the database (0: none). */
+    private readonly delayMs = 0,
   ) {
     this.server = createServer((client) => {
       if (!this.up) {
@@ -37,7 +39,17 @@ export class TcpProxy {
           upstream.destroy();
         });
       }
-      client.pipe(upstream).pipe(client);
+      if (this.delayMs > 0) {
+        // Every byte towards the database arrives delayMs late, in order: a statement is sent
+        // at once but takes effect (commits) only later.
+        client.on('data', (chunk: Buffer) => {
+          setTimeout(() => upstream.destroyed || upstream.write(chunk), this.delayMs);
+        });
+        client.on('end', () => setTimeout(() => upstream.end(), this.delayMs));
+        upstream.pipe(client);
+      } else {
+        client.pipe(upstream).pipe(client);
+      }
     });
   }
 
