@@ -110,6 +110,28 @@ const fail = (code: string): { ok: false; code: string } => ({ ok: false, code }
 export class QuotaModel {
   readonly subjects = new Map<string, SubjectModel>();
 
+  /** An independent copy (for searches that try several orders). */
+  clone(): QuotaModel {
+    const c = new QuotaModel();
+    for (const [k, v] of this.subjects) c.subjects.set(k, structuredClone(v));
+    return c;
+  }
+
+  /** The whole state as a string: equal strings, equal states. */
+  fingerprint(): string {
+    return JSON.stringify(
+      [...this.subjects].map(([k, v]) => [
+        k,
+        [...v.quotas],
+        [...v.counters],
+        [...v.usages].sort(([a], [b]) => a.localeCompare(b)),
+        [...v.refunds].sort(([a], [b]) => a.localeCompare(b)),
+        Object.entries(v.events).sort(([a], [b]) => a.localeCompare(b)),
+      ]),
+      (_k, x: unknown) => (typeof x === 'bigint' ? `${x}n` : x),
+    );
+  }
+
   private subject(s: string): SubjectModel {
     let m = this.subjects.get(s);
     if (!m) {
