@@ -1,0 +1,349 @@
+import { performance } from 'node:perf_hooks';
+import { ConnectError, createClient, type Client } from '@connectrpc/connect';
+import { createConnectTransport } from '@connectrpc/connect-node';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { status } from '@grpc/grpc-js';
+import { QuotaService } from '../../src/gen/quota/v1/quota_service_pb.js';
+import { ConsumeMode, Period as ProtoPeriod } from '../../src/gen/quota/v1/types_pb.js';
+import { createPool, type Db } from '../../src/ledger/db.js';
+import { verifyProjection } from '../../src/ledger/verify.js';
+import { createQuotaServer, type QuotaServer } from '../../src/server.js';
+import { createTestDatabase, defineQuota, TestClock, type TestDatabase } from '../support/db.js';
+import {
+  checkLinearizable,
+  describeHistory,
+  minimalFailing,
+  type Op,
+  type Spec,
+} from '../support/linearizability.js';
+import { QuotaModel, type Mode, type Period } from '../support/model.js';
+import { GrpcCaller } from '../support/server.js';
+
+// Many clients issue random Consume / Refund / GetQuota calls against several replicas of the
+// service on one database, over gRPC and Connect, and one replica is shut down hard in the
+// middle. Every invocation and answer is recorded with its time. Afterwards, for each subject,
+// a linearizability check must find an order of the calls that respects real time, in which
+// the model (test/support/model.ts) gives every recorded answer, and which ends in exactly the
+// counters and ledger the database holds. Calls that got no answer may have happened or not.
+
+const SUBJECTS = ['h0', 'h1', 'h2', 'h3'];
+const OPS_PER_SUBJECT = 40;
+const CLIENTS = 8;
+const REPLICAS = 3;
+const NOW = new Date('2026-03-10T12:00:00Z');
+const LIMITS: [Period, bigint][] = [
+  ['DAY', 7n],
+  ['WEEK', 12n],
+];
+
+type Input =
+  | { k: 'consume'; amount: bigint; mode: Mode; key: string | null }
+  | { k: 'refund'; amount: bigint }
+  | { k: 'get' };
+/** What a call answered, reduced to what the model decides. */
+type Output = string;
+
+let database: TestDatabase;
+const clock = new TestClock(NOW);
+interface Replica {
+  server: QuotaServer;
+  db: Db;
+  grpc: GrpcCaller;
+  connect: Client<typeof QuotaService>;
+  alive: boolean;
+}
+const replicas: Replica[] = [];
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  for (let i = 0; i < REPLICAS; i++) {
+    // Each replica its own pool, as separate processes would have.
+    const db = createPool({ connectionString: database.url, max: 4 });
+    const server = createQuotaServer({
+      db,
+      clock,
+      addr: { host: '127.0.0.1', port: 0 },
+      drainTimeoutMs: 0,
+    });
+    const { addr } = await server.listen();
+    replicas.push({
+      server,
+      db,
+      grpc: new GrpcCaller(`127.0.0.1:${addr.port}`),
+      connect: createClient(
+        QuotaService,
+        createConnectTransport({ baseUrl: `http://127.0.0.1:${addr.port}`, httpVersion: '1.1' }),
+      ),
+      alive: true,
+    });
+  }
+  for (const subject of SUBJECTS) {
+    for (const [period, limit] of LIMITS) {
+      await defineQuota({ db: database.db, clock }, { subject, metric: 'm', period, limit });
+    }
+  }
+});
+afterAll(async () => {
+  for (const r of replicas) {
+    r.grpc.close();
+    if (r.alive) await r.server.close();
+    await r.db.end();
+  }
+  await database?.drop();
+});
+
+const big = (_k: string, v: unknown): unknown => (typeof v === 'bigint' ? `${v}n` : v);
+const PERIOD_OF: Record<number, Period> = {
+  [ProtoPeriod.DAY]: 'DAY',
+  [ProtoPeriod.WEEK]: 'WEEK',
+  [ProtoPeriod.MONTH]: 'MONTH',
+  [ProtoPeriod.NEVER]: 'NEVER',
+};
+
+// Codes after which the caller cannot know whether the call took effect. (The service never
+// answers ABORTED itself; connect-node reports a connection cut mid-call with it.)
+const UNKNOWN_OUTCOME = new Set([
+  status.ABORTED,
+  status.UNAVAILABLE,
+  status.DEADLINE_EXCEEDED,
+  status.CANCELLED,
+  status.INTERNAL,
+  status.UNKNOWN,
+]);
+
+interface QuotaLike {
+  period: number | Period;
+  used: bigint;
+  exceeded: boolean;
+  periodStart?: { seconds: bigint; nanos: number } | Date | number;
+}
+const quotasOut = (qs: QuotaLike[]) =>
+  qs.map((q) => [
+    typeof q.period === 'number' ? PERIOD_OF[q.period] : q.period,
+    q.used,
+    q.exceeded,
+  ]);
+
+/** One call through a replica and transport; the answer reduced to a comparable string. */
+async function invoke(r: Replica, transport: 'grpc' | 'connect', subject: string, input: Input) {
+  const req =
+    input.k === 'consume'
+      ? {
+          subject,
+          metric: 'm',
+          amount: input.amount,
+          mode: ConsumeMode[input.mode],
+          idempotencyKey: input.key ?? '',
+        }
+      : input.k === 'refund'
+        ? { subject, metric: 'm', amount: input.amount }
+        : { subject, metric: 'm' };
+  const method =
+    input.k === 'consume'
+      ? QuotaService.method.consume
+      : input.k === 'refund'
+        ? QuotaService.method.refund
+        : QuotaService.method.getQuota;
+  const res: Record<string, unknown> =
+    transport === 'grpc'
+      ? await r.grpc.call(QuotaService, method as never, req as never)
+      : await (
+          r.connect as unknown as Record<string, (x: object) => Promise<Record<string, unknown>>>
+        )[method.localName]!(req);
+  const quotas = quotasOut(res.quotas as QuotaLike[]);
+  if (input.k === 'consume')
+    return JSON.stringify([res.allowed, res.recorded, res.replayed, quotas], big);
+  if (input.k === 'refund') {
+    const credited = (res.credited as { period: number; amount: bigint }[]).map((c) => [
+      PERIOD_OF[c.period],
+      c.amount,
+    ]);
+    return JSON.stringify([credited, quotas], big);
+  }
+  return JSON.stringify([quotas], big);
+}
+
+/** The model's answer, reduced the same way. */
+function modelStep(m: QuotaModel, subject: string, input: Input): Output {
+  const now = NOW.getTime();
+  if (input.k === 'consume') {
+    const r = m.consume(subject, input.amount, input.mode, input.key, now);
+    return r.ok
+      ? JSON.stringify(
+          [r.value.allowed, r.value.recorded, r.value.replayed, quotasOut(r.value.quotas)],
+          big,
+        )
+      : `error ${r.code}`;
+  }
+  if (input.k === 'refund') {
+    const r = m.refund(subject, input.amount, null, null, now);
+    return r.ok
+      ? JSON.stringify([r.value.credited, quotasOut(r.value.quotas)], big)
+      : `error ${r.code}`;
+  }
+  const r = m.getQuota(subject, now);
+  return r.ok ? JSON.stringify([quotasOut(r.value)], big) : `error ${r.code}`;
+}
+
+const specFor = (subject: string): Spec<QuotaModel, Input, Output> => ({
+  init: () => {
+    const m = new QuotaModel();
+    for (const [period, limit] of LIMITS) m.setQuota(subject, period, limit, 0);
+    return m;
+  },
+  step: (state, input) => {
+    const next = state.clone();
+    return { state: next, output: modelStep(next, subject, input) };
+  },
+  matches: (a, b) => a === b,
+  key: (s) => s.fingerprint(),
+});
+
+describe('a concurrent history against the model', () => {
+  it('is linearizable per subject across replicas, transports and a replica shut down mid-run', async () => {
+    const rng = fc.sample(fc.integer({ min: 0, max: 1_000_000 }), { numRuns: 4_000, seed: 21 });
+    let cursor = 0;
+    const rand = (n: number): number => rng[cursor++ % rng.length]! % n;
+    const history = new Map<string, Op<Input, Output>[]>(SUBJECTS.map((s) => [s, []]));
+    const keysOf = new Map<string, Input[]>(SUBJECTS.map((s) => [s, []]));
+    const t0 = performance.now();
+    let id = 0;
+    let issued = 0;
+    const total = SUBJECTS.length * OPS_PER_SUBJECT;
+    let crashed: Promise<void> | null = null;
+
+    const nextInput = (subject: string): Input => {
+      const roll = rand(100);
+      const previous = keysOf.get(subject)!;
+      if (roll < 12 && previous.length > 0) return previous[rand(previous.length)]!; // exact retry
+      if (roll < 72) {
+        const mode: Mode = (['ENFORCE', 'ENFORCE', 'ENFORCE', 'RECORD', 'DRY_RUN'] as const)[
+          rand(5)
+        ]!;
+        const input: Input = {
+          k: 'consume',
+          amount: BigInt(1 + rand(3)),
+          mode,
+          key: rand(2) === 0 ? `${subject}-k${id}` : null,
+        };
+        if (input.key) previous.push(input);
+        return input;
+      }
+      if (roll < 87) return { k: 'refund', amount: BigInt(1 + rand(2)) };
+      return { k: 'get' };
+    };
+
+    const client = async (c: number): Promise<void> => {
+      while (issued < total) {
+        issued++;
+        const open = SUBJECTS.filter((s) => history.get(s)!.length < OPS_PER_SUBJECT);
+        if (open.length === 0) return;
+        const subject = open[rand(open.length)]!;
+        const input = nextInput(subject);
+        const alive = replicas.filter((r) => r.alive);
+        const replica = alive[rand(alive.length)]!;
+        const transport = rand(2) === 0 ? 'grpc' : 'connect';
+        const op: Op<Input, Output> = {
+          id: ++id,
+          client: `client ${c} via replica ${replicas.indexOf(replica)} ${transport}`,
+          input,
+          call: performance.now(),
+          ret: null,
+          output: null,
+        };
+        history.get(subject)!.push(op);
+        if (issued === Math.floor(total / 2)) {
+          // Hard stop of one replica while calls are in flight on it.
+          replica.alive = false;
+          crashed = replica.server.close();
+        }
+        try {
+          op.output = await invoke(replica, transport, subject, input);
+          op.ret = performance.now();
+        } catch (err) {
+          const code =
+            err instanceof ConnectError ? err.code : ((err as { code?: number }).code ?? -1);
+          if (!UNKNOWN_OUTCOME.has(code as number) && code !== -1) {
+            op.output = `error ${status[code as number]}`;
+            op.ret = performance.now();
+          }
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: CLIENTS }, (_, c) => client(c)));
+    await crashed;
+    for (const r of replicas.filter((x) => x.alive))
+      await r.server.close().then(() => (r.alive = false));
+
+    const reports: string[] = [];
+    for (const subject of SUBJECTS) {
+      const ops = history.get(subject)!;
+      const { rows } = await database.db.query<{ period: Period; used: string }>(
+        `SELECT period, used::text FROM counters WHERE subject = $1 ORDER BY period`,
+        [subject],
+      );
+      const stored = Object.fromEntries(rows.map((r) => [r.period, BigInt(r.used)]));
+      const ev = await database.db.query<{ type: string; n: number }>(
+        `SELECT type, count(*)::int AS n FROM ledger_events WHERE subject = $1 GROUP BY type`,
+        [subject],
+      );
+      const events = Object.fromEntries(ev.rows.map((r) => [r.type, r.n]));
+      const ledger = JSON.stringify(
+        {
+          used: stored,
+          usage: events.USAGE ?? 0,
+          refund: events.REFUND ?? 0,
+        },
+        big,
+      );
+      const implied = (m: QuotaModel) => {
+        const e = m.events(subject);
+        return JSON.stringify(
+          {
+            used: Object.fromEntries(
+              m
+                .counters(subject)
+                .map(([p, used]) => [p, used])
+                .sort(),
+            ),
+            usage: e.USAGE ?? 0,
+            refund: e.REFUND ?? 0,
+          },
+          big,
+        );
+      };
+      const spec = specFor(subject);
+      const result = checkLinearizable(ops, spec, (m) => implied(m) === ledger);
+      if (!result.ok) {
+        const min = minimalFailing(ops, spec);
+        reports.push(
+          min
+            ? `${subject}: no linearization; smallest failing part of the history:\n${describeHistory(min, t0)}`
+            : `${subject}: the answers linearize, but no linearization ends in the ledger there is (${ledger});` +
+                ` ${result.reason === 'budget' ? '(search budget spent) ' : ''}history:\n${describeHistory(ops, t0)}`,
+        );
+      }
+      expect((await verifyProjection(database.db, { subject })).differences).toEqual([]);
+    }
+    expect(reports.join('\n\n')).toBe('');
+    // The run did what it is for: answers on both transports, denials, and calls cut by the stop.
+    const all = [...history.values()].flat();
+    if (process.env.HISTORY_STATS)
+      console.log({
+        ops: all.length,
+        unanswered: all.filter((o) => o.ret === null).length,
+        errors: all.filter((o) => o.output?.startsWith('error')).length,
+        denied: all.filter((o) => o.output?.startsWith('[false')).length,
+        replayed: all.filter((o) => o.output?.startsWith('[true,true,true')).length,
+        grpc: all.filter((o) => o.client.includes('grpc')).length,
+        maxOverlap: Math.max(
+          ...all.map(
+            (o) => all.filter((p) => p.call <= o.call && (p.ret ?? Infinity) >= o.call).length,
+          ),
+        ),
+      });
+    expect(all.length).toBe(total);
+    expect(all.filter((o) => o.output?.startsWith('[false')).length).toBeGreaterThan(0);
+  }, 60_000);
+});
