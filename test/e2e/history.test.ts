@@ -232,7 +232,7 @@ describe('a concurrent history against the model', () => {
         if (input.key) previous.push(input);
         return input;
       }
-      if (roll < 87) return { k: 'refund', amount: BigInt(1 + rand(2)) };
+      if (roll < 87) return { k: 'refund', amount: BigInt(1 + rand(5)) };
       return { k: 'get' };
     };
 
