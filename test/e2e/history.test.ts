@@ -19,6 +19,8 @@ import {
 } from '../support/linearizability.js';
 import { QuotaModel, type Mode, type Period } from '../support/model.js';
 import { GrpcCaller } from '../support/server.js';
+import { startService, type ServiceProcess } from '../support/process.js';
+import { freePort } from '../../src/ledger/embedded.js';
 
 // Many clients issue random Consume / Refund / GetQuota calls against several replicas of the
 // service on one database, over gRPC and Connect, and one replica is shut down hard in the
@@ -47,8 +49,11 @@ type Output = string;
 let database: TestDatabase;
 const clock = new TestClock(NOW);
 interface Replica {
-  server: QuotaServer;
-  db: Db;
+  name: string;
+  /** In-process replicas have a server and a pool; the child-process one a process. */
+  server?: QuotaServer;
+  db?: Db;
+  child?: ServiceProcess;
   grpc: GrpcCaller;
   connect: Client<typeof QuotaService>;
   alive: boolean;
@@ -70,6 +75,7 @@ beforeAll(async () => {
     });
     const { addr } = await server.listen();
     replicas.push({
+      name: `replica ${i}`,
       server,
       db,
       grpc: new GrpcCaller(`127.0.0.1:${addr.port}`),
@@ -80,6 +86,28 @@ beforeAll(async () => {
       alive: true,
     });
   }
+  // One more replica as a real process of its own (src/main.ts), to be killed with SIGKILL.
+  const port = await freePort();
+  const child = await startService(
+    {
+      DATABASE_URL: database.url,
+      QUOTA_ADDR: `127.0.0.1:${port}`,
+      QUOTA_RESET_ENABLED: 'false',
+      LOG_LEVEL: 'info',
+      QUOTA_TEST_CLOCK_START: NOW.toISOString(),
+    },
+    ['--import', './test/support/shifted-clock.ts'],
+  );
+  replicas.push({
+    name: 'process',
+    child,
+    grpc: new GrpcCaller(`127.0.0.1:${port}`),
+    connect: createClient(
+      QuotaService,
+      createConnectTransport({ baseUrl: `http://127.0.0.1:${port}`, httpVersion: '1.1' }),
+    ),
+    alive: true,
+  });
   for (const subject of SUBJECTS) {
     for (const [period, limit] of LIMITS) {
       await defineQuota({ db: database.db, clock }, { subject, metric: 'm', period, limit });
@@ -89,8 +117,12 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const r of replicas) {
     r.grpc.close();
-    if (r.alive) await r.server.close();
-    await r.db.end();
+    if (r.child && r.child.child.exitCode === null && r.child.child.signalCode === null) {
+      r.child.child.kill('SIGKILL');
+      await r.child.exited;
+    }
+    if (r.alive) await r.server?.close();
+    await r.db?.end();
   }
   await database?.drop();
 });
@@ -213,7 +245,23 @@ describe('a concurrent history against the model', () => {
     let id = 0;
     let issued = 0;
     const total = SUBJECTS.length * OPS_PER_SUBJECT;
-    let crashed: Promise<void> | null = null;
+    const stops: Promise<unknown>[] = [];
+    // A third of the way in the process replica is killed (SIGKILL); two thirds in, an
+    // in-process one is shut down with no time to drain. Each with a call of ours in flight.
+    const stopAt = new Map([
+      [Math.floor(total / 3), 'process'],
+      [Math.floor((2 * total) / 3), 'replica 1'],
+    ]);
+    const stop = (r: Replica): void => {
+      r.alive = false;
+      r.stoppedAt = performance.now();
+      if (r.child) {
+        r.child.child.kill('SIGKILL');
+        stops.push(r.child.exited);
+      } else {
+        stops.push(r.server!.close());
+      }
+    };
 
     const nextInput = (subject: string): Input => {
       const roll = rand(100);
@@ -244,25 +292,22 @@ describe('a concurrent history against the model', () => {
         const subject = open[rand(open.length)]!;
         const input = nextInput(subject);
         const alive = replicas.filter((r) => r.alive);
-        const replica = alive[rand(alive.length)]!;
+        const victim = replicas.find((r) => r.alive && r.name === stopAt.get(issued));
+        const replica = victim ?? alive[rand(alive.length)]!;
         const transport = rand(2) === 0 ? 'grpc' : 'connect';
         const op: Op<Input, Output> = {
           id: ++id,
-          client: `client ${c} via replica ${replicas.indexOf(replica)} ${transport}`,
+          client: `client ${c} via ${replica.name} ${transport}`,
           input,
           call: performance.now(),
           ret: null,
           output: null,
         };
         history.get(subject)!.push(op);
-        if (issued === Math.floor(total / 2)) {
-          // Hard stop of one replica while calls are in flight on it.
-          replica.alive = false;
-          replica.stoppedAt = performance.now();
-          crashed = replica.server.close();
-        }
         try {
-          op.output = await invoke(replica, transport, subject, input);
+          const answer = invoke(replica, transport, subject, input);
+          if (victim) stop(victim);
+          op.output = await answer;
           op.ret = performance.now();
         } catch (err) {
           const code =
@@ -278,9 +323,13 @@ describe('a concurrent history against the model', () => {
       }
     };
     await Promise.all(Array.from({ length: CLIENTS }, (_, c) => client(c)));
-    await crashed;
-    for (const r of replicas.filter((x) => x.alive))
-      await r.server.close().then(() => (r.alive = false));
+    await Promise.all(stops);
+    for (const r of replicas.filter((x) => x.alive && x.server))
+      await r.server!.close().then(() => (r.alive = false));
+    expect(replicas.filter((r) => r.stoppedAt !== undefined).map((r) => r.name)).toEqual([
+      'replica 1',
+      'process',
+    ]);
 
     const reports: string[] = [];
     for (const subject of SUBJECTS) {
@@ -343,6 +392,7 @@ describe('a concurrent history against the model', () => {
         denied: all.filter((o) => o.output?.startsWith('[false')).length,
         replayed: all.filter((o) => o.output?.startsWith('[true,true,true')).length,
         grpc: all.filter((o) => o.client.includes('grpc')).length,
+        viaProcess: all.filter((o) => o.client.includes('via process')).length,
         maxOverlap: Math.max(
           ...all.map(
             (o) => all.filter((p) => p.call <= o.call && (p.ret ?? Infinity) >= o.call).length,
