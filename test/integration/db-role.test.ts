@@ -1,13 +1,19 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { LedgerDeps } from '../../src/ledger/commands.js';
 import { consume } from '../../src/ledger/consume.js';
 import { createPool, type Db } from '../../src/ledger/db.js';
 import { resetSubject } from '../../src/ledger/reset.js';
 import { sweep } from '../../src/ledger/reset-sweep.js';
-import { createTestDatabase, defineQuota, TestClock, type TestDatabase } from '../support/db.js';
+import {
+  createTestDatabase,
+  defineQuota,
+  TestClock,
+  type TestDatabase,
+  expectProjectionClean,
+} from '../support/db.js';
 
 // The README's production set-up, done for real: the service runs as a role that may only
 // read and append to the ledger, so even a bug in the service cannot rewrite history.
@@ -35,6 +41,10 @@ afterAll(async () => {
   await c.connect();
   await c.query(`DROP ROLE IF EXISTS ${role}`);
   await c.end();
+});
+// Whatever a test wrote, its projection must equal the fold of its ledger.
+afterEach(async () => {
+  await expectProjectionClean(t.db);
 });
 
 describe('running as the least-privileged application role', () => {
