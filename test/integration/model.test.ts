@@ -5,10 +5,10 @@ import { createPool } from '../../src/ledger/db.js';
 import { getQuota } from '../../src/ledger/read.js';
 import { refund } from '../../src/ledger/refund.js';
 import { resetSubject } from '../../src/ledger/reset.js';
-import { setQuota } from '../../src/ledger/quota-admin.js';
+import { deleteQuota, setQuota } from '../../src/ledger/quota-admin.js';
 import { verifyProjection } from '../../src/ledger/verify.js';
 import { createTestDatabase, TestClock, type TestDatabase } from '../support/db.js';
-import { QuotaModel, type Mode, type Period } from '../support/model.js';
+import { DEFAULTS, QuotaModel, type Mode, type Period } from '../support/model.js';
 import {
   CONSUME_PATHS,
   consumeDriver,
@@ -29,7 +29,8 @@ import { TcpProxy, targetOf } from '../support/tcp-proxy.js';
 let t: TestDatabase;
 const clock = new TestClock(new Date('2026-01-01T00:00:00Z'));
 let deps: LedgerDeps;
-const METRIC = 'm';
+// A metric of its own for every run, so the defaults ("*") of one run do not reach the next.
+let METRIC = 'm';
 
 beforeAll(async () => {
   t = await createTestDatabase();
@@ -38,6 +39,8 @@ beforeAll(async () => {
 afterAll(() => t.drop());
 
 type Who = 0 | 1;
+/** 2 is "*": the defaults. */
+type Owner = Who | 2;
 interface Item {
   who: Who;
   /** A plain amount, or one that lands at room + edge on the tightest quota. */
@@ -46,7 +49,8 @@ interface Item {
   key: string | null;
 }
 type Cmd =
-  | { k: 'set'; who: Who; period: Period; limit: number }
+  | { k: 'set'; who: Owner; period: Period; limit: number }
+  | { k: 'delete'; who: Owner; period: Period }
   | { k: 'consume'; items: Item[] }
   | { k: 'retry'; pick: number }
   | { k: 'refund'; who: Who; amount: number; key: string | null; usageKey: string | null }
@@ -56,6 +60,7 @@ type Cmd =
   | { k: 'boundary'; deltaMs: -1 | 0 | 1 };
 
 const who = fc.constantFrom<Who>(0, 1);
+const owner = fc.constantFrom<Owner>(0, 1, 2);
 const usageKey = fc.option(fc.constantFrom('k0', 'k1', 'k2'), { freq: 2 });
 const item: fc.Arbitrary<Item> = fc.record({
   who,
@@ -66,14 +71,28 @@ const item: fc.Arbitrary<Item> = fc.record({
   mode: fc.constantFrom<Mode>('ENFORCE', 'ENFORCE', 'ENFORCE', 'RECORD', 'DRY_RUN'),
   key: usageKey,
 });
+const setQuotaCmd: fc.Arbitrary<Cmd> = fc.record({
+  k: fc.constant('set' as const),
+  who: owner,
+  period: fc.constantFrom<Period>('DAY', 'WEEK', 'MONTH', 'NEVER'),
+  limit: fc.integer({ min: 0, max: 8 }),
+});
 const command: fc.Arbitrary<Cmd> = fc.oneof(
   {
     weight: 3,
     arbitrary: fc.record({
       k: fc.constant('set' as const),
-      who,
+      who: owner,
       period: fc.constantFrom<Period>('DAY', 'WEEK', 'MONTH', 'NEVER'),
       limit: fc.integer({ min: 0, max: 8 }),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      k: fc.constant('delete' as const),
+      who: owner,
+      period: fc.constantFrom<Period>('DAY', 'WEEK', 'MONTH', 'NEVER'),
     }),
   },
   {
@@ -131,11 +150,12 @@ const one = (who: Who, key: string | null = null): Cmd => ({
   k: 'consume',
   items: [{ who, amount: 1, mode: 'ENFORCE', key }],
 });
-const EXAMPLES: [string, number, Cmd[]][] = [
+const EXAMPLES: [string, number, Cmd[], Cmd[]][] = [
   // A billing month on the 31st through January, February (28 days) and March, period by period.
   [
     '2027-01-30T22:00:00Z',
     31,
+    [],
     [
       { k: 'set', who: 0, period: 'MONTH', limit: 5 },
       { k: 'set', who: 0, period: 'WEEK', limit: 5 },
@@ -151,6 +171,7 @@ const EXAMPLES: [string, number, Cmd[]][] = [
   [
     '2026-03-08T23:00:00Z',
     0,
+    [],
     [
       { k: 'set', who: 1, period: 'DAY', limit: 3 },
       { k: 'set', who: 1, period: 'WEEK', limit: 4 },
@@ -189,7 +210,9 @@ async function runSequence(
 ): Promise<Step | null> {
   run++;
   clock.set(start);
+  METRIC = `m${run}`;
   const subjects: [string, string] = [`r${run}-a`, `r${run}-b`];
+  const owners: [string, string, string] = [...subjects, DEFAULTS];
   const model = new QuotaModel();
   const keyed: ConsumeCommand[] = [];
   const now = () => clock.now().getTime();
@@ -218,10 +241,10 @@ async function runSequence(
     );
     const ev = await readDb.query<{ subject: string; type: string; n: number }>(
       `SELECT subject, type, count(*)::int AS n FROM ledger_events
-        WHERE subject = ANY($1) GROUP BY 1, 2`,
-      [subjects],
+        WHERE subject = ANY($1) AND metric = $2 GROUP BY 1, 2`,
+      [owners, METRIC],
     );
-    for (const s of subjects) {
+    for (const s of owners) {
       const order = ['DAY', 'WEEK', 'MONTH', 'NEVER'];
       const stored = rows
         .filter((r) => r.subject === s)
@@ -250,8 +273,20 @@ async function runSequence(
     let actual: unknown;
     let expected: unknown;
     switch (c.k) {
+      case 'delete': {
+        const s = owners[c.who];
+        actual = await settle(
+          deleteQuota(
+            deps,
+            { subject: s, metric: METRIC, period: c.period, reason: null },
+            'model',
+          ).then(() => null),
+        );
+        expected = model.deleteQuota(s, c.period);
+        break;
+      }
       case 'set': {
-        const s = subjects[c.who];
+        const s = owners[c.who];
         actual = await settle(
           setQuota(
             deps,
@@ -391,9 +426,11 @@ describe('the service against the model, call by call', () => {
         fc.asyncProperty(
           START,
           ANCHOR,
+          // Quotas first (own or default), so most calls meet some; then anything.
+          fc.array(setQuotaCmd, { minLength: 1, maxLength: 4 }),
           fc.array(command, { minLength: 4, maxLength: 28 }),
-          async (start, anchor, cmds) => {
-            const d = await runSequence(drive, start, anchor, cmds);
+          async (start, anchor, setup, cmds) => {
+            const d = await runSequence(drive, start, anchor, [...setup, ...cmds]);
             // One assertion with everything needed to replay it by hand.
             expect(
               d && `${d.label}\n  service: ${show(d.actual)}\n  model:   ${show(d.expected)}`,
@@ -401,7 +438,7 @@ describe('the service against the model, call by call', () => {
           },
         ),
         {
-          numRuns: 30,
+          numRuns: 50,
           seed: 2126,
           examples: EXAMPLES,
           endOnFailure: false,

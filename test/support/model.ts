@@ -2,7 +2,7 @@
  * A small model of the quota rules, written apart from src/ (it imports nothing from it): the
  * reference that model-based and history tests compare the service with, call by call.
  *
- * Scope: one metric, quotas of the subject's own (no "*" defaults), UTC periods (DAY, ISO WEEK
+ * Scope: one metric, quotas of the subject's own and defaults (subject "*"), UTC periods (DAY, ISO WEEK
  * from Monday, MONTH on the 1st or anchored on a day 1-31, NEVER), ENFORCE / RECORD / DRY_RUN,
  * idempotency keys on consumes and refunds, refunds naming a usage, manual resets, and lazy
  * period rolls (a counter whose period has ended moves to the period containing now, with one
@@ -106,6 +106,9 @@ interface SubjectModel {
 
 const fail = (code: string): { ok: false; code: string } => ({ ok: false, code });
 
+/** The subject whose quotas are everyone's defaults. */
+export const DEFAULTS = '*';
+
 /** The model of every subject of one metric. Time is passed into each call. */
 export class QuotaModel {
   readonly subjects = new Map<string, SubjectModel>();
@@ -153,9 +156,17 @@ export class QuotaModel {
   }
 
   /** The quotas of `s`, DAY..NEVER, with their counters rolled to `now` (events appended). */
+  /** The quota of each period that applies to `m`: its own, else the default ("*") one. */
+  private applicable(m: SubjectModel): ModelQuota[] {
+    const star = this.subjects.get(DEFAULTS)?.quotas;
+    return PERIODS.map((p) => m.quotas.get(p) ?? star?.get(p)).filter(
+      (q): q is ModelQuota => q !== undefined,
+    );
+  }
+
   private live(m: SubjectModel, now: number): { q: ModelQuota; c: ModelCounter | null }[] {
-    return PERIODS.filter((p) => m.quotas.has(p)).map((p) => {
-      const q = m.quotas.get(p)!;
+    return this.applicable(m).map((q) => {
+      const p = q.period;
       let c = m.counters.get(p) ?? null;
       if (c && c.end !== null && c.end <= now) {
         const w = windowAt(p, q.anchor, now);
@@ -206,6 +217,14 @@ export class QuotaModel {
     return { ok: true, value: null };
   }
 
+  /** Deletes a subject's own quota of one period; its counter stays, unused, as it was. */
+  deleteQuota(s: string, period: Period): Outcome<null> {
+    const m = this.subject(s);
+    if (!m.quotas.delete(period)) return fail('NOT_FOUND');
+    this.event(m, 'QUOTA_DELETED');
+    return { ok: true, value: null };
+  }
+
   consume(
     s: string,
     amount: bigint,
@@ -222,7 +241,7 @@ export class QuotaModel {
         value: { allowed: !prior.overLimit, recorded: true, replayed: true, quotas: prior.quotas },
       };
     }
-    if (m.quotas.size === 0) return fail('NOT_FOUND');
+    if (this.applicable(m).length === 0) return fail('NOT_FOUND');
     const live = this.live(m, now);
     const over = live.map(({ q, c }) => (c?.used ?? 0n) + amount > q.limit);
     const allowed = !over.includes(true);
@@ -276,7 +295,7 @@ export class QuotaModel {
       usage = m.usages.get(key);
     }
     if (usage && amount > usage.amount - usage.refunded) return fail('FAILED_PRECONDITION');
-    if (m.quotas.size === 0 && !usage) return fail('NOT_FOUND');
+    if (this.applicable(m).length === 0 && !usage) return fail('NOT_FOUND');
     const live = this.live(m, now);
     const credited: [Period, bigint][] = [];
     for (const { q, c } of live) {
@@ -303,7 +322,7 @@ export class QuotaModel {
 
   reset(s: string, now: number): Outcome<View[]> {
     const m = this.subject(s);
-    if (m.quotas.size === 0) return fail('NOT_FOUND');
+    if (this.applicable(m).length === 0) return fail('NOT_FOUND');
     const live = this.live(m, now);
     for (const { c } of live) {
       if (!c) continue;
@@ -315,17 +334,17 @@ export class QuotaModel {
 
   getQuota(s: string, now: number): Outcome<View[]> {
     const m = this.subject(s);
-    if (m.quotas.size === 0) return fail('NOT_FOUND');
+    if (this.applicable(m).length === 0) return fail('NOT_FOUND');
     return { ok: true, value: this.live(m, now).map(({ q, c }) => this.view(q, c, now)) };
   }
 
   /** Limit and usage in the current period of each quota at `now`, changing nothing. */
   getQuotaPeek(s: string, now: number): { period: Period; limit: bigint; used: bigint }[] {
     const m = this.subject(s);
-    return PERIODS.filter((p) => m.quotas.has(p)).map((p) => {
-      const c = m.counters.get(p);
+    return this.applicable(m).map((q) => {
+      const c = m.counters.get(q.period);
       const used = c && (c.end === null || c.end > now) ? c.used : 0n;
-      return { period: p, limit: m.quotas.get(p)!.limit, used };
+      return { period: q.period, limit: q.limit, used };
     });
   }
 }
