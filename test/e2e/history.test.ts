@@ -4,6 +4,7 @@ import { createConnectTransport } from '@connectrpc/connect-node';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { status } from '@grpc/grpc-js';
+import { QuotaAdminService } from '../../src/gen/quota/v1/quota_admin_service_pb.js';
 import { QuotaService } from '../../src/gen/quota/v1/quota_service_pb.js';
 import { ConsumeMode, Period as ProtoPeriod } from '../../src/gen/quota/v1/types_pb.js';
 import { createPool, type Db } from '../../src/ledger/db.js';
@@ -22,9 +23,10 @@ import { GrpcCaller } from '../support/server.js';
 import { startService, type ServiceProcess } from '../support/process.js';
 import { freePort } from '../../src/ledger/embedded.js';
 
-// Many clients issue random Consume / Refund / GetQuota calls against several replicas of the
-// service on one database, over gRPC and Connect, and one replica is shut down hard in the
-// middle. Every invocation and answer is recorded with its time. Afterwards, for each subject,
+// Many clients issue random Consume / ConsumeBatch / Refund / ResetQuota / GetQuota calls
+// against several replicas of the service on one database (three in this process, one a real
+// process of its own), over gRPC and Connect; the process is killed with SIGKILL and one
+// in-process replica shut down without draining in the middle. Every invocation and answer is recorded with its time. Afterwards, for each subject,
 // a linearizability check must find an order of the calls that respects real time, in which
 // the model (test/support/model.ts) gives every recorded answer, and which ends in exactly the
 // counters and ledger the database holds. Calls that got no answer may have happened or not.
@@ -42,7 +44,8 @@ const LIMITS: [Period, bigint][] = [
 type Input =
   | { k: 'consume'; amount: bigint; mode: Mode; key: string | null }
   | { k: 'refund'; amount: bigint }
-  | { k: 'get' };
+  | { k: 'get' }
+  | { k: 'reset' };
 /** What a call answered, reduced to what the model decides. */
 type Output = string;
 
@@ -56,6 +59,7 @@ interface Replica {
   child?: ServiceProcess;
   grpc: GrpcCaller;
   connect: Client<typeof QuotaService>;
+  admin: Client<typeof QuotaAdminService>;
   alive: boolean;
   /** When its hard stop began: calls on it from then on may be cut in any way. */
   stoppedAt?: number;
@@ -79,10 +83,7 @@ beforeAll(async () => {
       server,
       db,
       grpc: new GrpcCaller(`127.0.0.1:${addr.port}`),
-      connect: createClient(
-        QuotaService,
-        createConnectTransport({ baseUrl: `http://127.0.0.1:${addr.port}`, httpVersion: '1.1' }),
-      ),
+      ...connectClients(`http://127.0.0.1:${addr.port}`),
       alive: true,
     });
   }
@@ -102,10 +103,7 @@ beforeAll(async () => {
     name: 'process',
     child,
     grpc: new GrpcCaller(`127.0.0.1:${port}`),
-    connect: createClient(
-      QuotaService,
-      createConnectTransport({ baseUrl: `http://127.0.0.1:${port}`, httpVersion: '1.1' }),
-    ),
+    ...connectClients(`http://127.0.0.1:${port}`),
     alive: true,
   });
   for (const subject of SUBJECTS) {
@@ -126,6 +124,14 @@ afterAll(async () => {
   }
   await database?.drop();
 });
+
+const connectClients = (baseUrl: string) => {
+  const transport = createConnectTransport({ baseUrl, httpVersion: '1.1' });
+  return {
+    connect: createClient(QuotaService, transport),
+    admin: createClient(QuotaAdminService, transport),
+  };
+};
 
 const big = (_k: string, v: unknown): unknown => (typeof v === 'bigint' ? `${v}n` : v);
 const PERIOD_OF: Record<number, Period> = {
@@ -172,18 +178,24 @@ async function invoke(r: Replica, transport: 'grpc' | 'connect', subject: string
         }
       : input.k === 'refund'
         ? { subject, metric: 'm', amount: input.amount }
-        : { subject, metric: 'm' };
+        : input.k === 'reset'
+          ? { subject, metric: 'm', reason: 'history' }
+          : { subject, metric: 'm' };
+  const service = input.k === 'reset' ? QuotaAdminService : QuotaService;
   const method =
     input.k === 'consume'
       ? QuotaService.method.consume
       : input.k === 'refund'
         ? QuotaService.method.refund
-        : QuotaService.method.getQuota;
+        : input.k === 'reset'
+          ? QuotaAdminService.method.resetQuota
+          : QuotaService.method.getQuota;
+  const client = input.k === 'reset' ? r.admin : r.connect;
   const res: Record<string, unknown> =
     transport === 'grpc'
-      ? await r.grpc.call(QuotaService, method as never, req as never)
+      ? await r.grpc.call(service, method as never, req as never)
       : await (
-          r.connect as unknown as Record<string, (x: object) => Promise<Record<string, unknown>>>
+          client as unknown as Record<string, (x: object) => Promise<Record<string, unknown>>>
         )[method.localName]!(req);
   const quotas = quotasOut(res.quotas as QuotaLike[]);
   if (input.k === 'consume') return consumeOut(res);
@@ -248,6 +260,10 @@ function modelStep(m: QuotaModel, subject: string, input: Input): Output {
       ? JSON.stringify([r.value.credited, quotasOut(r.value.quotas)], big)
       : `error ${r.code}`;
   }
+  if (input.k === 'reset') {
+    const r = m.reset(subject, now);
+    return r.ok ? JSON.stringify([quotasOut(r.value)], big) : `error ${r.code}`;
+  }
   const r = m.getQuota(subject, now);
   return r.ok ? JSON.stringify([quotasOut(r.value)], big) : `error ${r.code}`;
 }
@@ -267,7 +283,7 @@ const specFor = (subject: string): Spec<QuotaModel, Input, Output> => ({
 });
 
 describe('a concurrent history against the model', () => {
-  it('is linearizable per subject across replicas, transports and a replica shut down mid-run', async () => {
+  it('is linearizable per subject across replicas, transports, a SIGKILL and a hard stop', async () => {
     const rng = fc.sample(fc.integer({ min: 0, max: 1_000_000 }), { numRuns: 4_000, seed: 21 });
     let cursor = 0;
     const rand = (n: number): number => rng[cursor++ % rng.length]! % n;
@@ -315,6 +331,7 @@ describe('a concurrent history against the model', () => {
         return input;
       }
       if (roll < 87) return { k: 'refund', amount: BigInt(1 + rand(5)) };
+      if (roll < 92) return { k: 'reset' };
       return { k: 'get' };
     };
 
@@ -398,6 +415,7 @@ describe('a concurrent history against the model', () => {
           used: stored,
           usage: events.USAGE ?? 0,
           refund: events.REFUND ?? 0,
+          reset: events.RESET_MANUAL ?? 0,
         },
         big,
       );
@@ -413,6 +431,7 @@ describe('a concurrent history against the model', () => {
             ),
             usage: e.USAGE ?? 0,
             refund: e.REFUND ?? 0,
+            reset: e.RESET_MANUAL ?? 0,
           },
           big,
         );
