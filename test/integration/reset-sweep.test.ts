@@ -1,5 +1,5 @@
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { PeriodKind } from '../../src/domain/period.js';
 import type { LedgerDeps } from '../../src/ledger/commands.js';
 import { consume } from '../../src/ledger/consume.js';
@@ -14,6 +14,7 @@ import { Metrics } from '../../src/metrics.js';
 import { ResetScheduler } from '../../src/scheduler/reset-scheduler.js';
 import {
   createTestDatabase,
+  expectProjectionClean,
   TestClock,
   waitForLockWaiter,
   type TestDatabase,
@@ -30,6 +31,8 @@ beforeAll(async () => {
   deps = { db: t.db, clock };
 });
 afterAll(() => t.drop());
+// Whatever a test wrote, its projection must equal the fold of its ledger.
+afterEach(() => expectProjectionClean(t.db));
 
 async function quota(
   subject: string,
@@ -400,6 +403,9 @@ describe('the scheduler', () => {
     expect(s.nextTimerAt!.getTime() - before).toBeGreaterThanOrEqual(expectedMs - 50);
     expect(s.nextTimerAt!.getTime() - Date.now()).toBeLessThanOrEqual(expectedMs + 50);
     await s.stop();
+    // The counters deleted above were the test's doing, not the service's: put them back from
+    // the ledger so the projection check after each test holds again.
+    await verifyProjection(t.db, { repair: true });
   });
 
   it('on stop lets the running sweep finish its batch, records it, and leaves the rest to the next', async () => {
