@@ -50,6 +50,11 @@ describe('kill -9 under load', () => {
     let next = 0;
     for (let round = 0; round < 5; round++) {
       let running = true;
+      // The kill comes once this round has had 40 calls acknowledged, so calls are flowing
+      // (and some in flight) when it lands, however fast or slow the machine.
+      const target = acked.size + 40;
+      let flowing!: () => void;
+      const enoughAcked = new Promise<void>((ok) => (flowing = ok));
       const workers = Array.from({ length: 16 }, async () => {
         while (running) {
           const key = `k-${next++}`;
@@ -57,13 +62,14 @@ describe('kill -9 under load', () => {
             const r = await consume(key);
             if (r.status === 200 && r.body.recorded) acked.add(key);
             else unsure.add(key);
+            if (acked.size >= target) flowing();
           } catch {
             unsure.add(key); // the connection died with the process: maybe committed, maybe not
             return;
           }
         }
       });
-      await new Promise((r) => setTimeout(r, 400));
+      await enoughAcked;
       service.child.kill('SIGKILL');
       await service.exited;
       running = false;

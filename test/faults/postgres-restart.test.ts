@@ -65,9 +65,17 @@ describe('PostgreSQL restarted under load', () => {
         }
       }
     });
-    await new Promise((r) => setTimeout(r, 300));
+    // Stop the database once calls are flowing, and bring it back once callers have been told
+    // UNAVAILABLE: waiting for those, not for a time, decides that both paths are taken.
+    const until = async (what: string, done: () => boolean): Promise<void> => {
+      for (const deadline = Date.now() + 20_000; !done();) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    await until('20 calls are acknowledged', () => acked.size >= 20);
     await database.stop();
-    await new Promise((r) => setTimeout(r, 1_000));
+    await until('a caller is told UNAVAILABLE', () => codes.has('unavailable'));
     expect(service.child.exitCode, service.output().slice(-1500)).toBeNull(); // still up
     expect(codes).toContain('unavailable');
     database = await startEmbedded(dir, { port: pgPort });

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { LedgerDeps } from '../../src/ledger/commands.js';
 import { consume } from '../../src/ledger/consume.js';
 import { getQuota } from '../../src/ledger/read.js';
@@ -9,6 +9,7 @@ import {
   defineQuota,
   TestClock,
   type TestDatabase,
+  expectProjectionClean,
 } from '../support/db.js';
 
 let t: TestDatabase;
@@ -20,6 +21,10 @@ beforeAll(async () => {
   deps = { db: t.db, clock };
 });
 afterAll(() => t.drop());
+// Whatever a test wrote, its projection must equal the fold of its ledger.
+afterEach(async () => {
+  await expectProjectionClean(t.db);
+});
 
 const countEvents = async (subject: string, type: string): Promise<number> =>
   Number(

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { LedgerDeps } from '../../src/ledger/commands.js';
 import { consume } from '../../src/ledger/consume.js';
 import { createPool, type Db } from '../../src/ledger/db.js';
@@ -11,6 +11,7 @@ import {
   createTestDatabase,
   defineQuota,
   dropRole,
+  expectProjectionClean,
   TestClock,
   type TestDatabase,
 } from '../support/db.js';
@@ -32,6 +33,10 @@ afterAll(async () => {
   await app.end();
   await t.drop();
   await dropRole(role);
+});
+// Whatever a test wrote, its projection must equal the fold of its ledger.
+afterEach(async () => {
+  await expectProjectionClean(t.db);
 });
 
 describe('running as the least-privileged application role', () => {

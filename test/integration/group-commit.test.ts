@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { QuotaError } from '../../src/domain/errors.js';
 import { INT64_MAX } from '../../src/domain/validate.js';
 import type { ConsumeCommand, LedgerDeps } from '../../src/ledger/commands.js';
@@ -13,6 +13,7 @@ import {
   defineQuota,
   TestClock,
   type TestDatabase,
+  expectProjectionClean,
 } from '../support/db.js';
 
 // The batched path must be indistinguishable from running each call in its own transaction:
@@ -31,6 +32,11 @@ beforeAll(async () => {
   batchedDeps = { db: batched.db, clock };
 });
 afterAll(() => Promise.all([single.drop(), batched.drop()]));
+// Whatever a test wrote, its projection must equal the fold of its ledger.
+afterEach(async () => {
+  await expectProjectionClean(single.db);
+  await expectProjectionClean(batched.db);
+});
 
 type Outcome = { ok: true; value: unknown } | { ok: false; code: string; message: string };
 

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ConsumeCommand, LedgerDeps } from '../../src/ledger/commands.js';
 import { consume } from '../../src/ledger/consume.js';
 import { getQuota, getQuotaAsOf } from '../../src/ledger/read.js';
@@ -12,7 +12,40 @@ let t: TestDatabase;
 let deps: LedgerDeps;
 const clock = new TestClock(new Date('2026-03-10T12:00:00Z'));
 let n = 0;
-const fresh = (prefix: string): string => `${prefix}-${++n}`;
+// Every subject a test makes; after each test its projection must equal the fold of its ledger.
+let touched: string[] = [];
+const fresh = (prefix: string): string => {
+  const s = `${prefix}-${++n}`;
+  touched.push(s);
+  return s;
+};
+
+/** A call's outcome as a value, so that an unexpected error fails an assertion. */
+const outcome = <T>(
+  p: Promise<T>,
+): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> =>
+  p.then(
+    (value) => ({ ok: true as const, value }),
+    (error: unknown) => ({ ok: false as const, error }),
+  );
+
+/** The stored counters of a subject's "messages" quotas, as [period, used], DAY..NEVER. */
+const stored = async (subject: string, metric = 'messages') =>
+  (
+    await t.db.query<{ period: string; used: string }>(
+      `SELECT period, used::text FROM counters WHERE subject = $1 AND metric = $2
+        ORDER BY array_position(ARRAY['DAY','WEEK','MONTH','NEVER'], period)`,
+      [subject, metric],
+    )
+  ).rows.map((r) => [r.period, BigInt(r.used)]);
+
+const eventCount = async (subject: string): Promise<number> =>
+  (
+    await t.db.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM ledger_events WHERE subject = $1',
+      [subject],
+    )
+  ).rows[0]!.n;
 
 const use = (subject: string, amount: number, extra: Partial<ConsumeCommand> = {}) =>
   consume(
@@ -63,7 +96,17 @@ beforeAll(async () => {
   deps = { db: t.db, clock };
 });
 afterAll(() => t.drop());
-beforeEach(() => clock.set('2026-03-10T12:00:00Z'));
+beforeEach(() => {
+  clock.set('2026-03-10T12:00:00Z');
+  touched = [];
+});
+afterEach(async () => {
+  for (const subject of touched) {
+    expect((await verifyProjection(t.db, { subject })).differences, subject).toEqual([]);
+    const negative = (await stored(subject)).filter(([, used]) => (used as bigint) < 0n);
+    expect(negative, subject).toEqual([]);
+  }
+});
 
 describe('consume', () => {
   it('charges within the limit and refuses beyond it, saying when it resets', async () => {
@@ -76,6 +119,7 @@ describe('consume', () => {
     expect(denied.retryAt).toEqual(new Date('2026-03-11T00:00:00Z'));
     expect(denied.quotas[0]).toMatchObject({ used: 3n, remaining: 0n, exceeded: true });
     expect((await events(s)).map((e) => e.type)).toEqual(['QUOTA_SET', 'USAGE', 'USAGE', 'USAGE']);
+    expect(await stored(s)).toEqual([['DAY', 3n]]);
   });
 
   it('is all-or-nothing across several quotas on one metric', async () => {
@@ -90,9 +134,19 @@ describe('consume', () => {
       ['DAY', 0n, false],
       ['WEEK', 200n, true],
     ]);
+    // Nothing charged anywhere: the DAY counter that had room is as untouched as the WEEK one.
+    expect(await stored(s)).toEqual([
+      ['DAY', 0n],
+      ['WEEK', 200n],
+    ]);
+    expect((await events(s)).filter((e) => e.type === 'USAGE')).toHaveLength(1);
     expect((await use(s, 50)).allowed).toBe(true);
     const q = await getQuota(deps, s, 'messages');
     expect(q.map((x) => x.used)).toEqual([50n, 250n]);
+    expect(await stored(s)).toEqual([
+      ['DAY', 50n],
+      ['WEEK', 250n],
+    ]);
   });
 
   it('uses the "*" default for subjects without their own quota, and their own when set', async () => {
@@ -195,12 +249,20 @@ describe('consume', () => {
     await quota(s, 'DAY', 10);
     const first = await use(s, 4, { idempotencyKey: 'k1' });
     await use(s, 1);
-    const again = await use(s, 4, { idempotencyKey: 'k1' });
-    expect(again).toMatchObject({ replayed: true, sequence: first.sequence, allowed: true });
-    expect(again.quotas).toEqual(first.quotas);
+    const before = await eventCount(s);
+    const again = await outcome(use(s, 4, { idempotencyKey: 'k1' }));
+    expect(again).toMatchObject({
+      ok: true,
+      value: { replayed: true, sequence: first.sequence, allowed: true },
+    });
+    expect(again.ok && again.value.quotas).toEqual(first.quotas);
+    // The retry recorded nothing and charged nothing.
+    expect(await eventCount(s)).toBe(before);
+    expect(await stored(s)).toEqual([['DAY', 5n]]);
     await expect(use(s, 5, { idempotencyKey: 'k1' })).rejects.toMatchObject({
       code: 'ALREADY_EXISTS',
     });
+    expect(await eventCount(s)).toBe(before);
     expect((await getQuota(deps, s, 'messages'))[0]!.used).toBe(5n);
   });
 });
@@ -220,6 +282,7 @@ describe('periods', () => {
     });
     const resets = (await events(s)).filter((e) => e.type === 'RESET_SCHEDULED');
     expect(resets).toHaveLength(1);
+    expect(await stored(s)).toEqual([['DAY', 1n]]);
   });
 
   it('anchors billing months on day 31 without drifting', async () => {
@@ -260,22 +323,43 @@ describe('refund', () => {
     await use(s, 3);
     clock.set('2026-03-11T12:00:00Z');
     await use(s, 2);
-    const r = await refund(
-      deps,
-      {
-        subject: s,
-        metric: 'messages',
-        amount: 4n,
-        idempotencyKey: null,
-        usageIdempotencyKey: null,
-        reason: 'bad call',
-      },
-      'tester',
-    );
-    expect(r.quotas.map((q) => q.used)).toEqual([0n, 1n]);
-    expect(r.credited.map((c) => [c.period, c.delta])).toEqual([
+    const give = (amount: bigint) =>
+      outcome(
+        refund(
+          deps,
+          {
+            subject: s,
+            metric: 'messages',
+            amount,
+            idempotencyKey: null,
+            usageIdempotencyKey: null,
+            reason: 'bad call',
+          },
+          'tester',
+        ),
+      );
+    const r = await give(4n);
+    expect(r.ok, String(!r.ok && r.error)).toBe(true);
+    if (!r.ok) return;
+    expect(r.value.quotas.map((q) => q.used)).toEqual([0n, 1n]);
+    expect(r.value.credited.map((c) => [c.period, c.delta])).toEqual([
       ['DAY', 2n],
       ['WEEK', 4n],
+    ]);
+    // The stored counters say the same as the answer.
+    expect(await stored(s)).toEqual([
+      ['DAY', 0n],
+      ['WEEK', 1n],
+    ]);
+    // More than is left: everything left comes back, nothing below zero.
+    const all = await give(50n);
+    expect(all.ok, String(!all.ok && all.error)).toBe(true);
+    if (!all.ok) return;
+    expect(all.value.credited.map((c) => [c.period, c.delta])).toEqual([['WEEK', 1n]]);
+    expect(all.value.quotas.map((q) => q.used)).toEqual([0n, 0n]);
+    expect(await stored(s)).toEqual([
+      ['DAY', 0n],
+      ['WEEK', 0n],
     ]);
   });
 
@@ -303,6 +387,11 @@ describe('refund', () => {
       ['DAY', 2n],
       ['MONTH', 2n],
     ]);
+    expect(await stored(s)).toEqual([
+      ['DAY', 2n],
+      ['MONTH', 2n],
+    ]);
+    const before = await eventCount(s);
     await expect(
       refund(
         deps,
@@ -317,6 +406,11 @@ describe('refund', () => {
         'tester',
       ),
     ).rejects.toMatchObject({ code: 'FAILED_PRECONDITION' });
+    expect(await eventCount(s)).toBe(before);
+    expect(await stored(s)).toEqual([
+      ['DAY', 2n],
+      ['MONTH', 2n],
+    ]);
   });
 });
 
@@ -349,12 +443,15 @@ describe('reset, delete and history', () => {
     );
     expect(one).toMatchObject({ eventsAppended: 1 });
     expect(one.quotas[0]).toMatchObject({ used: 0n, lastResetAt: clock.now() });
+    expect(await stored(a, metric)).toEqual([['DAY', 0n]]);
+    expect(await stored(b, metric)).toEqual([['DAY', 6n]]);
     const all = await resetAllSubjects(
       deps,
       { subject: null, metric, period: 'DAY', reason: 'incident' },
       'ops',
     );
     expect(all.eventsAppended).toBe(2);
+    expect(await stored(b, metric)).toEqual([['DAY', 0n]]);
     expect((await getQuota(deps, b, metric))[0]!.used).toBe(0n);
     expect((await getQuotaAsOf(deps, b, metric, before))[0]!.used).toBe(6n);
   });
@@ -383,7 +480,7 @@ describe('reset, delete and history', () => {
   });
 
   it('refuses a second RESET_SCHEDULED for the same counter and period start', async () => {
-    const s = fresh('dup');
+    const s = `dup-${++n}`; // raw inserts with no counter: left out of the afterEach check
     const ins = `INSERT INTO ledger_events (subject, sequence, type, metric, period, period_start, actor, recorded_at)
                  VALUES ($1, $2, 'RESET_SCHEDULED', 'messages', 'DAY', '2026-03-10T00:00:00Z', 'x', now())`;
     await t.db.query(ins, [s, 1]);

@@ -1,5 +1,5 @@
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { PeriodKind } from '../../src/domain/period.js';
 import type { LedgerDeps } from '../../src/ledger/commands.js';
 import { consume } from '../../src/ledger/consume.js';
@@ -12,7 +12,13 @@ import { resetLagSeconds, sweep } from '../../src/ledger/reset-sweep.js';
 import { verifyProjection } from '../../src/ledger/verify.js';
 import { Metrics } from '../../src/metrics.js';
 import { ResetScheduler } from '../../src/scheduler/reset-scheduler.js';
-import { createTestDatabase, TestClock, type TestDatabase } from '../support/db.js';
+import {
+  createTestDatabase,
+  expectProjectionClean,
+  TestClock,
+  waitForLockWaiter,
+  type TestDatabase,
+} from '../support/db.js';
 import { TcpProxy, targetOf } from '../support/tcp-proxy.js';
 
 let t: TestDatabase;
@@ -25,6 +31,8 @@ beforeAll(async () => {
   deps = { db: t.db, clock };
 });
 afterAll(() => t.drop());
+// Whatever a test wrote, its projection must equal the fold of its ledger.
+afterEach(() => expectProjectionClean(t.db));
 
 async function quota(
   subject: string,
@@ -284,8 +292,11 @@ describe('busy subjects', () => {
     const holder = await t.db.connect();
     await holder.query('BEGIN');
     await holder.query("SELECT 1 FROM subjects WHERE subject = 'busy-b' FOR UPDATE");
-    const sweeping = sweepNow();
-    await new Promise((r) => setTimeout(r, 200));
+    let swept = false;
+    const sweeping = sweepNow().finally(() => (swept = true));
+    // The main pass skips busy-b; the final pass must come back and wait for it.
+    await waitForLockWaiter(t.db);
+    expect(swept).toBe(false);
     await holder.query('COMMIT');
     holder.release();
     await sweeping;
@@ -327,9 +338,18 @@ describe('the scheduler', () => {
       await quota('flaky', 'DAY', 'UTC');
       await use('flaky');
       clock.set('2026-09-02T12:00:00Z');
-      const s = scheduler(db, { retryBaseMs: 150 });
+      // The database comes back as soon as the first attempt has failed (its log line), so a
+      // retry is certain and no sleep decides it.
+      const logger = pino(
+        { level: 'warn' },
+        {
+          write: (line: string) => {
+            if (line.includes('reset run failed')) proxy.restore();
+          },
+        },
+      );
+      const s = scheduler(db, { retryBaseMs: 1, logger });
       proxy.cut();
-      setTimeout(() => proxy.restore(), 250);
       const run = await s.run('manual');
       expect(run.outcome).toBe('success');
       expect(run.countersRolled).toBeGreaterThanOrEqual(1); // counters of earlier tests are due too
@@ -385,6 +405,9 @@ describe('the scheduler', () => {
     expect(next.getTime() - before).toBeGreaterThanOrEqual(expectedMs - 50);
     expect(next.getTime() - Date.now()).toBeLessThanOrEqual(expectedMs + 50);
     await s.stop();
+    // The counters deleted above were the test's doing, not the service's: put them back from
+    // the ledger so the projection check after each test holds again.
+    await verifyProjection(t.db, { repair: true });
   });
 
   it('on stop lets the running sweep finish its batch, records it, and leaves the rest to the next', async () => {
@@ -401,7 +424,8 @@ describe('the scheduler', () => {
     await holder.query("SELECT 1 FROM subjects WHERE subject = 'stop-0' FOR UPDATE");
     const s = scheduler(t.db, { batchSize: 10 });
     const running = s.run('manual');
-    await new Promise((r) => setTimeout(r, 300));
+    // The sweep has done the rest and waits for stop-0 when the stop comes.
+    await waitForLockWaiter(t.db);
     const stopping = s.stop();
     await holder.query('COMMIT');
     holder.release();

@@ -6,6 +6,7 @@ import { createPool, type Db } from '../../src/ledger/db.js';
 import { migrate } from '../../src/ledger/migrate.js';
 import type { ConsumeCommand, LedgerDeps } from '../../src/ledger/commands.js';
 import { setQuota } from '../../src/ledger/quota-admin.js';
+import { verifyProjection } from '../../src/ledger/verify.js';
 import type { PeriodKind } from '../../src/domain/period.js';
 
 export interface TestDatabase {
@@ -80,6 +81,37 @@ export async function createTestDatabase(): Promise<TestDatabase> {
       if (app) await adminQuery(`DROP ROLE IF EXISTS ${app.role}`);
     },
   };
+}
+
+/**
+ * Resolves once another session of this database waits for a lock: the explicit sign that a
+ * writer or sweep has reached a row the test holds (rather than a sleep that hopes it has).
+ */
+export async function waitForLockWaiter(db: Db, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { rows } = await db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_stat_activity
+        WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`,
+    );
+    if (rows[0]!.n > 0) return;
+    if (Date.now() > deadline) throw new Error('no session came to wait for the held lock');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/**
+ * The projection must equal the fold of the ledger for every subject written so far: for an
+ * afterEach, so the test that broke it fails, run alone or not.
+ */
+export async function expectProjectionClean(db: Db): Promise<void> {
+  const { differences } = await verifyProjection(db);
+  if (differences.length > 0) {
+    const big = (_k: string, v: unknown): unknown => (typeof v === 'bigint' ? `${v}n` : v);
+    throw new Error(
+      `the projection differs from the ledger's fold:\n${JSON.stringify(differences.slice(0, 5), big, 1)}`,
+    );
+  }
 }
 
 /** A clock the test moves by hand. */

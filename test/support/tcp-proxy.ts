@@ -11,14 +11,25 @@ export class TcpProxy {
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
   private up = true;
+  private refusedWaiters: { n: number; ok: () => void }[] = [];
   port = 0;
+  /** Connections refused while cut: how often a client tried to reach the database. */
+  refused = 0;
 
   constructor(
     private readonly targetHost: string,
     private readonly targetPort: number,
+    /** Delay for everything sent towards the database (0: none). */
+    private readonly delayMs = 0,
   ) {
     this.server = createServer((client) => {
-      if (!this.up) return client.destroy();
+      if (!this.up) {
+        client.destroy();
+        this.refused++;
+        for (const w of this.refusedWaiters.filter((x) => this.refused >= x.n)) w.ok();
+        this.refusedWaiters = this.refusedWaiters.filter((x) => this.refused < x.n);
+        return;
+      }
       const upstream = createConnection(this.targetPort, this.targetHost);
       for (const s of [client, upstream]) {
         this.sockets.add(s);
@@ -28,7 +39,17 @@ export class TcpProxy {
           upstream.destroy();
         });
       }
-      client.pipe(upstream).pipe(client);
+      if (this.delayMs > 0) {
+        // Every byte towards the database arrives delayMs late, in order: a statement is sent
+        // at once but takes effect (commits) only later.
+        client.on('data', (chunk: Buffer) => {
+          setTimeout(() => upstream.destroyed || upstream.write(chunk), this.delayMs);
+        });
+        client.on('end', () => setTimeout(() => upstream.end(), this.delayMs));
+        upstream.pipe(client);
+      } else {
+        client.pipe(upstream).pipe(client);
+      }
     });
   }
 
@@ -46,6 +67,12 @@ export class TcpProxy {
   cut(): void {
     this.up = false;
     for (const s of this.sockets) s.destroy();
+  }
+
+  /** Resolves once `n` connections in all have been refused: a client did try while cut. */
+  waitForRefused(n: number): Promise<void> {
+    if (this.refused >= n) return Promise.resolve();
+    return new Promise((ok) => this.refusedWaiters.push({ n, ok }));
   }
 
   restore(): void {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { hashKey, KeyStore, parseKeyFile, rolesFor, generateKey } from '../../src/auth/api-keys.js';
+import { allMethodNames, EXPECTED_ROLES } from '../support/roles.js';
 
 const adminKey = generateKey();
 const consumerKey = generateKey();
@@ -90,6 +91,14 @@ describe('API keys', () => {
       sweep: ['PERMISSION_DENIED', 'PERMISSION_DENIED', 'ops'],
     });
     expect(rolesFor('quota.v1.QuotaAdminService/SomethingNew')).toEqual(['admin']);
+  });
+
+  it('gives every method of every service exactly the roles decided in test/support/roles.ts', () => {
+    const actual = Object.fromEntries(allMethodNames().map((m) => [m, [...rolesFor(m)].sort()]));
+    const expected = Object.fromEntries(
+      allMethodNames().map((m) => [m, [...(EXPECTED_ROLES[m] ?? ['(no decision)'])].sort()]),
+    );
+    expect(actual).toEqual(expected);
   });
 
   it('rejects a keys file with every problem listed', () => {

@@ -443,6 +443,48 @@ describe('decideConsume', () => {
     });
   });
 
+  /** What every decision must satisfy, whatever the quotas and the amount. */
+  const checkDecisions = (quotas: LiveQuota[], amount: bigint): void => {
+    const fits = quotas.map((q) => q.counter.used + amount <= q.def.limit);
+    const decisions = (['ENFORCE', 'RECORD', 'DRY_RUN'] as ConsumeMode[]).map((mode) =>
+      decideConsume(quotas, 'alice', amount, mode),
+    );
+    const [enforce, record, dryRun] = decisions as [
+      ReturnType<typeof decideConsume>,
+      ReturnType<typeof decideConsume>,
+      ReturnType<typeof decideConsume>,
+    ];
+    expect(enforce.allowed).toBe(fits.every(Boolean));
+    expect(enforce.record).toBe(enforce.allowed);
+    if (enforce.record) {
+      for (const v of enforce.quotas) expect(v.used).toBeLessThanOrEqual(v.limit);
+    }
+    expect(record.record).toBe(true);
+    expect(dryRun.record).toBe(false);
+    for (const d of decisions) {
+      expect(d.allowed).toBe(enforce.allowed);
+      expect(d.retryAt).toEqual(enforce.retryAt);
+      expect(d.quotas).toHaveLength(quotas.length);
+      d.quotas.forEach((v, i) => {
+        const q = quotas[i]!;
+        expect(v.exceeded).toBe(!fits[i]);
+        expect(v.used).toBe(d.record ? q.counter.used + amount : q.counter.used);
+        expect(v.remaining).toBe(v.used < v.limit ? v.limit - v.used : 0n);
+      });
+    }
+    // retryAt: null when allowed; otherwise the latest end of the refusing quotas, unless waiting cannot help.
+    const refusing = quotas.filter((_, i) => !fits[i]);
+    if (refusing.length === 0) {
+      expect(enforce.retryAt).toBeNull();
+    } else if (refusing.some((q) => q.counter.periodEnd === null || amount > q.def.limit)) {
+      expect(enforce.retryAt).toBeNull();
+    } else {
+      const latest = Math.max(...refusing.map((q) => q.counter.periodEnd!.getTime()));
+      expect(enforce.retryAt).toEqual(new Date(latest));
+      expect(latest).toBeGreaterThan(NOW.getTime());
+    }
+  };
+
   it('property: ENFORCE records exactly when allowed and never leaves a view over its limit', () => {
     const periods: PeriodKind[] = ['DAY', 'WEEK', 'MONTH', 'NEVER'];
     const quotaArb = fc
@@ -459,45 +501,37 @@ describe('decideConsume', () => {
       fc.property(
         fc.array(quotaArb, { maxLength: 4 }),
         fc.bigInt({ min: 1n, max: 1500n }),
-        (quotas, amount) => {
-          const fits = quotas.map((q) => q.counter.used + amount <= q.def.limit);
-          const decisions = (['ENFORCE', 'RECORD', 'DRY_RUN'] as ConsumeMode[]).map((mode) =>
-            decideConsume(quotas, 'alice', amount, mode),
-          );
-          const [enforce, record, dryRun] = decisions as [
-            ReturnType<typeof decideConsume>,
-            ReturnType<typeof decideConsume>,
-            ReturnType<typeof decideConsume>,
-          ];
-          expect(enforce.allowed).toBe(fits.every(Boolean));
-          expect(enforce.record).toBe(enforce.allowed);
-          if (enforce.record) {
-            for (const v of enforce.quotas) expect(v.used).toBeLessThanOrEqual(v.limit);
-          }
-          expect(record.record).toBe(true);
-          expect(dryRun.record).toBe(false);
-          for (const d of decisions) {
-            expect(d.allowed).toBe(enforce.allowed);
-            expect(d.retryAt).toEqual(enforce.retryAt);
-            expect(d.quotas).toHaveLength(quotas.length);
-            d.quotas.forEach((v, i) => {
-              const q = quotas[i]!;
-              expect(v.exceeded).toBe(!fits[i]);
-              expect(v.used).toBe(d.record ? q.counter.used + amount : q.counter.used);
-              expect(v.remaining).toBe(v.used < v.limit ? v.limit - v.used : 0n);
-            });
-          }
-          // retryAt: null when allowed; otherwise the latest end of the refusing quotas, unless waiting cannot help.
-          const refusing = quotas.filter((_, i) => !fits[i]);
-          if (refusing.length === 0) {
-            expect(enforce.retryAt).toBeNull();
-          } else if (refusing.some((q) => q.counter.periodEnd === null || amount > q.def.limit)) {
-            expect(enforce.retryAt).toBeNull();
-          } else {
-            const latest = Math.max(...refusing.map((q) => q.counter.periodEnd!.getTime()));
-            expect(enforce.retryAt).toEqual(new Date(latest));
-            expect(latest).toBeGreaterThan(NOW.getTime());
-          }
+        checkDecisions,
+      ),
+      RUNS,
+    );
+  });
+
+  it('property: at the edge, used + amount = limit - 1, limit or limit + 1 on every quota', () => {
+    // Uniform random counters almost never land on the limit; these always do, so an
+    // off-by-one in the comparison cannot pass.
+    const periods: PeriodKind[] = ['DAY', 'WEEK', 'MONTH', 'NEVER'];
+    fc.assert(
+      fc.property(
+        fc.bigInt({ min: 1n, max: 50n }),
+        fc.array(
+          fc.record({
+            period: fc.constantFrom(...periods),
+            room: fc.bigInt({ min: 1n, max: 1000n }),
+            edge: fc.constantFrom(-1n, 0n, 1n),
+          }),
+          { minLength: 1, maxLength: 4 },
+        ),
+        (amount, specs) => {
+          const quotas = specs.map(({ period, room, edge }, i) => {
+            // used + amount - limit = edge
+            const limit = room + amount;
+            return live({ period, limit, metric: `m${i}` }, limit - amount + edge);
+          });
+          checkDecisions(quotas, amount);
+          const d = decideConsume(quotas, 'alice', amount, 'ENFORCE');
+          expect(d.allowed).toBe(specs.every((x) => x.edge <= 0n));
+          if (d.allowed) expect(d.quotas.map((v) => v.used <= v.limit)).not.toContain(false);
         },
       ),
       RUNS,
