@@ -36,6 +36,7 @@ import {
   type TransportHooks,
 } from './rpc/transport.js';
 import { routeConnection } from './transport/front-door.js';
+import { dispatchHttp2Streams } from './transport/h2-dispatch.js';
 import { Http1Drain } from './transport/http1-drain.js';
 
 export interface HostPort {
@@ -188,6 +189,8 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
       sendText(res, 404, 'not found');
     },
   });
+  // HTTP/2 connections belong to grpc-js; streams that are not plain gRPC come back here.
+  dispatchHttp2Streams(grpcServer, connect);
   const drain = new Http1Drain(30_000);
   const http1 = createHttpServer({ keepAliveTimeout: 5_000 }, drain.wrap(connect));
   // Connections are timed out by Http1Drain only while idle, never during a call.
