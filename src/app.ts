@@ -68,6 +68,7 @@ async function main(stopTelemetry: (() => Promise<void>) | null): Promise<void> 
     db,
     addr: config.addr,
     grpcAddr: config.grpcAddr,
+    corsOrigins: config.corsOrigins,
     logger: log,
     drainTimeoutMs: config.drainTimeoutMs,
     reset: config.reset,
