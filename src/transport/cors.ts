@@ -4,7 +4,7 @@ import type { NodeHandler } from './connect-adapter.js';
 /** What browsers may send: Connect's and gRPC-Web's own headers, then ours. */
 export const CORS_ALLOW_HEADERS = [
   ...new Set([
-    ...connectCors.allowedHeaders,
+    ...connectCors.allowedHeaders.map((h) => h.toLowerCase()),
     'x-api-key',
     'authorization',
     'grpc-timeout',
@@ -13,7 +13,9 @@ export const CORS_ALLOW_HEADERS = [
   ]),
 ].join(', ');
 /** What browser scripts may read: gRPC-Web's status lives in these headers. */
-export const CORS_EXPOSE_HEADERS = connectCors.exposedHeaders.join(', ');
+export const CORS_EXPOSE_HEADERS = connectCors.exposedHeaders
+  .map((h) => h.toLowerCase())
+  .join(', ');
 export const CORS_ALLOW_METHODS = connectCors.allowedMethods.join(', ');
 
 /**
