@@ -44,15 +44,16 @@ export class Reflection {
   constructor(services: DescService[]) {
     const all = [...services, Health, ServerReflection, ServerReflectionAlpha];
     const collect = (f: DescFile) => {
-      if (this.files.has(f.name)) return;
-      this.files.set(f.name, f);
+      // f.name lacks ".proto"; reflection clients ask by the real file name.
+      if (this.files.has(f.proto.name)) return;
+      this.files.set(f.proto.name, f);
       f.dependencies.forEach(collect);
     };
     for (const s of all) collect(s.file);
     this.registry = createRegistry(...this.files.values());
     this.serviceNames = all.map((s) => s.typeName);
-    for (const f of this.files.values())
-      this.encoded.set(f.name, toBinary(FileDescriptorProtoSchema, f.proto));
+    for (const [name, f] of this.files)
+      this.encoded.set(name, toBinary(FileDescriptorProtoSchema, f.proto));
   }
 
   /** The file and every file it imports, transitively; the file itself first. */
@@ -62,7 +63,7 @@ export class Reflection {
     const visit = (f: DescFile) => {
       if (seen.has(f.name)) return;
       seen.add(f.name);
-      out.push(this.encoded.get(f.name)!);
+      out.push(this.encoded.get(f.proto.name)!);
       for (const d of f.dependencies) visit(d);
     };
     visit(file);
