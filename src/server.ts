@@ -159,8 +159,6 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
 
   // Everything that is not plain gRPC: Connect, gRPC-Web, the health and reflection services
   // for those protocols, and the HTTP endpoints.
-  // Aborted on close: long-lived Connect streams (health Watch) end instead of holding the drain.
-  const shutdown = new AbortController();
   const connect = withCors(
     o.corsOrigins ?? [],
     createConnectHandler({
@@ -170,7 +168,6 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
         reflection.addToConnect(router);
       },
       readMaxBytes: 1 << 20,
-      shutdownSignal: shutdown.signal,
       // Proto3 JSON, strictly: a misspelled field or enum name is refused, never dropped (a
       // dropped "mode" would charge a call meant as a dry run).
       jsonOptions: { ignoreUnknownFields: false },
@@ -240,7 +237,6 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
       // Not ready first, so load balancers stop sending; then the scheduler (a running sweep
       // finishes its batch) and the calls in flight wind down together.
       readiness.drain();
-      shutdown.abort();
       const schedulerDone = scheduler.stop();
       front.close();
       const timeout = o.drainTimeoutMs ?? 10_000;

@@ -126,6 +126,8 @@ export class Readiness {
     while (!signal.aborted) {
       const now = this.statusOf(service) ?? Status.SERVICE_UNKNOWN;
       if (now !== last) yield { status: (last = now) };
+      // Draining: NOT_SERVING has been said; ending the stream lets the connection close.
+      if (this.draining) return;
       await new Promise<void>((ok) => {
         const done = () => {
           this.changes.off('change', done);
