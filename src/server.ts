@@ -50,7 +50,7 @@ export interface ServerOptions {
   db: Db;
   /** Where gRPC, Connect, gRPC-Web and the HTTP endpoints are served (port 0: any free port). */
   addr: HostPort;
-  /** Serve TLS on `addr` (protocol chosen by ALPN: h2 for gRPC, http/1.1 for the rest). */
+  /** Serve TLS on `addr` (ALPN: h2 for every protocol, or http/1.1 for all but gRPC). */
   tls?: { cert: string | Buffer; key: string | Buffer } | null;
   /** Browser origins allowed to call (exact, or "*"); empty or unset: CORS off. */
   corsOrigins?: string[];
