@@ -34,11 +34,17 @@ async function curl(args: string[], url: string, data?: object): Promise<Result>
 }
 
 async function lines(args: string[], url: string): Promise<string[]> {
-  const { stdout } = await promisify(execFile)(buf, ['curl', ...args, url], {
+  return (await listing(args, url)).lines;
+}
+
+/** Output lines, and the content-type of the reflection requests (from verbose output). */
+async function listing(args: string[], url: string) {
+  const { stdout, stderr } = await promisify(execFile)(buf, ['curl', '-v', ...args, url], {
     cwd: root,
     timeout: 30_000,
   });
-  return stdout.split('\n').filter(Boolean);
+  const types = [...stderr.matchAll(/> \(#\d+\) Content-Type: (\S+)/gi)].map((m) => m[1]!);
+  return { lines: stdout.split('\n').filter(Boolean), types };
 }
 
 let s: TestServer;
@@ -63,8 +69,15 @@ const PROTOCOLS = [
 
 describe('buf curl against the one cleartext port', () => {
   it('lists every service and method through reflection, with the default protocol too', async () => {
-    for (const proto of [[], ['--protocol', 'grpc'], ['--protocol', 'grpcweb']]) {
-      const services = await lines([...proto, ...H2C, '--list-services'], s.baseUrl);
+    // Reflection is a bidi stream: buf asks it over Connect by default, over gRPC otherwise.
+    for (const [proto, type] of [
+      [[], 'application/connect+proto'],
+      [['--protocol', 'grpc'], 'application/grpc'],
+      [['--protocol', 'grpcweb'], 'application/grpc'],
+    ] as const) {
+      const listed = await listing([...proto, ...H2C, '--list-services'], s.baseUrl);
+      expect(listed.types[0]).toMatch(new RegExp(`^${type.replace('+', '\\+')}`));
+      const services = listed.lines;
       expect(services.sort()).toEqual([
         'grpc.health.v1.Health',
         'grpc.reflection.v1.ServerReflection',
