@@ -2,6 +2,10 @@ import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createClient } from '@connectrpc/connect';
+import { createConnectTransport } from '@connectrpc/connect-node';
+import selfsigned from 'selfsigned';
+import { QuotaAdminService } from '../../src/gen/quota/v1/quota_admin_service_pb.js';
 import { Period } from '../../src/gen/quota/v1/types_pb.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
@@ -48,8 +52,14 @@ window.results = out;
 </script>`;
 
 interface PageResults {
-  connect: { status?: number; body?: { quotas?: { used: string }[] }; error?: string };
+  connect: {
+    status?: number;
+    body?: { quotas?: { used?: string; limit: string }[] };
+    error?: string;
+  };
   grpcWeb: { status?: number; contentType?: string; trailer?: string; error?: string };
+  /** The HTTP version of each answer from the service, as the browser saw it ("h2"). */
+  protocols?: string[];
 }
 
 describe.skipIf(!available)('a browser on another origin', () => {
@@ -79,7 +89,7 @@ describe.skipIf(!available)('a browser on another origin', () => {
     await new Promise((ok) => pages?.close(ok));
   });
 
-  async function run(api: string): Promise<PageResults> {
+  async function run(api: string, extraArgs: string[] = []): Promise<PageResults> {
     const { chromium } = await import('playwright-core');
     const browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -92,14 +102,25 @@ describe.skipIf(!available)('a browser on another origin', () => {
         '--disable-background-networking',
         '--disable-component-update',
         '--disable-sync',
+        ...extraArgs,
       ],
       timeout: 30_000,
     });
     try {
       const page = await browser.newPage();
+      // The protocol of each answer, from the DevTools protocol (scripts cannot see it
+      // cross-origin).
+      const protocols: string[] = [];
+      const cdp = await page.context().newCDPSession(page);
+      await cdp.send('Network.enable');
+      cdp.on('Network.responseReceived', (e) => {
+        if (e.response.url.startsWith(api) && e.type !== 'Preflight')
+          protocols.push(e.response.protocol ?? '');
+      });
       await page.goto(`${pageUrl}/?api=${encodeURIComponent(api)}`, { timeout: 15_000 });
       await page.waitForFunction('"results" in window', undefined, { timeout: 15_000 });
-      return (await page.evaluate('window.results')) as PageResults;
+      const results = (await page.evaluate('window.results')) as PageResults;
+      return { ...results, protocols };
     } finally {
       await browser.close();
     }
@@ -110,6 +131,40 @@ describe.skipIf(!available)('a browser on another origin', () => {
     expect(r.connect).toMatchObject({ status: 200, body: { quotas: [{ used: '2' }] } });
     expect(r.grpcWeb).toMatchObject({ status: 200, contentType: 'application/grpc-web+proto' });
     expect(r.grpcWeb.trailer).toContain('grpc-status: 0');
+    expect(r.protocols).toEqual(['http/1.1', 'http/1.1']); // browsers never speak h2c
+  }, 60_000);
+
+  it('calls over HTTP/2 when the service has TLS (ALPN h2)', async () => {
+    const pems = await selfsigned.generate([{ name: 'commonName', value: '127.0.0.1' }], {
+      keySize: 2048,
+      days: 1,
+      extensions: [{ name: 'subjectAltName', altNames: [{ type: 7, ip: '127.0.0.1' }] }],
+    } as never);
+    const tls = await startTestServer({
+      tls: { cert: pems.cert, key: pems.private },
+      corsOrigins: [pageUrl],
+    });
+    try {
+      const api = `https://127.0.0.1:${tls.port}`;
+      const transport = createConnectTransport({
+        baseUrl: api,
+        httpVersion: '2',
+        nodeOptions: { ca: pems.cert },
+      });
+      await createClient(QuotaAdminService, transport).setQuota({
+        subject: 'web',
+        metric: 'api_calls',
+        period: Period.DAY,
+        limit: 5n,
+      });
+      // The certificate is made for this run; the browser is told not to check it.
+      const r = await run(api, ['--ignore-certificate-errors']);
+      expect(r.connect).toMatchObject({ status: 200, body: { quotas: [{ limit: '5' }] } });
+      expect(r.grpcWeb).toMatchObject({ status: 200, contentType: 'application/grpc-web+proto' });
+      expect(r.protocols).toEqual(['h2', 'h2']);
+    } finally {
+      await tls.close();
+    }
   }, 60_000);
 
   it('is kept from the answers when its origin is not listed', async () => {
