@@ -7,6 +7,7 @@ import {
   Health,
   HealthCheckResponse_ServingStatus as Status,
 } from '../../src/gen/grpc/health/v1/health_pb.js';
+import { startTestServer } from '../support/server.js';
 import { startProxiedServer, type ProxiedServer } from '../support/tcp-proxy.js';
 
 // The health protocol sends a Watch message only when the status changes; the readiness
@@ -90,4 +91,28 @@ describe('health Watch', () => {
       ]);
     }
   });
+
+  it('does not hold up a shutdown: a Connect Watch says NOT_SERVING and ends', async () => {
+    const t = await startTestServer();
+    const seen: string[] = [];
+    let ended = false;
+    const h = createClient(
+      Health,
+      createConnectTransport({ baseUrl: t.baseUrl, httpVersion: '2' }),
+    );
+    const watching = (async () => {
+      for await (const m of h.watch({ service: '' })) seen.push(Status[m.status]);
+      ended = true;
+    })().catch(() => {});
+    await until(() => seen.length === 1, 5_000);
+    const started = Date.now();
+    await t.server.close(); // drain timeout: 10 s
+    const took = Date.now() - started;
+    await watching;
+    t.grpc.close();
+    await t.database.drop();
+    expect(seen).toEqual(['SERVING', 'NOT_SERVING']);
+    expect(ended).toBe(true);
+    expect(took).toBeLessThan(5_000);
+  }, 30_000);
 });
