@@ -25,6 +25,7 @@ import { ResetScheduler } from './scheduler/reset-scheduler.js';
 import { adminServiceHandlers } from './rpc/admin-service.js';
 import { ANONYMOUS } from './rpc/context.js';
 import { Readiness } from './rpc/health.js';
+import { addHealthToConnect, addHealthToGrpc } from './rpc/health-service.js';
 import { quotaServiceHandlers } from './rpc/quota-service.js';
 import { Reflection } from './rpc/reflection.js';
 import {
@@ -152,7 +153,7 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
     'grpc.max_receive_message_length': 1 << 20,
   });
   for (const s of services) addGrpcService(grpcServer, s, hooks);
-  readiness.addToServer(grpcServer);
+  addHealthToGrpc(grpcServer, readiness);
   const reflection = new Reflection(services.map((s) => s.desc));
   reflection.addToGrpc(grpcServer);
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
@@ -164,7 +165,7 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
     createConnectHandler({
       routes: (router) => {
         for (const s of services) addConnectService(router, s, hooks);
-        readiness.addToConnect(router);
+        addHealthToConnect(router, readiness);
         reflection.addToConnect(router);
       },
       readMaxBytes: 1 << 20,

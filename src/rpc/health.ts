@@ -1,11 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { Code, ConnectError, type ConnectRouter } from '@connectrpc/connect';
-import type { Server } from '@grpc/grpc-js';
-import { HealthImplementation } from 'grpc-health-check';
-import {
-  Health,
-  HealthCheckResponse_ServingStatus as Status,
-} from '../gen/grpc/health/v1/health_pb.js';
+import { HealthCheckResponse_ServingStatus as Status } from '../gen/grpc/health/v1/health_pb.js';
 import type { Db } from '../ledger/db.js';
 import { untraced } from '../untraced.js';
 
@@ -14,7 +8,6 @@ import { untraced } from '../untraced.js';
  * state feeds grpc.health.v1.Health (grpc-js and Connect) and GET /readyz.
  */
 export class Readiness {
-  private readonly health: HealthImplementation;
   private readonly changes = new EventEmitter();
   private dbUp = false;
   private draining = false;
@@ -26,17 +19,17 @@ export class Readiness {
     private readonly serviceNames: string[],
     private readonly onCheck: (dbUp: boolean) => void = () => {},
   ) {
-    this.health = new HealthImplementation({ '': 'NOT_SERVING' });
     this.changes.setMaxListeners(0); // one per Watch call
     this.publish();
   }
 
-  addToServer(server: Server): void {
-    this.health.addToServer(server);
-  }
-
   get ready(): boolean {
     return this.dbUp && !this.draining;
+  }
+
+  /** "" (the whole server) and every service health answers for. */
+  get services(): string[] {
+    return ['', ...this.serviceNames];
   }
 
   /** The status of "" (the whole server) or one of our services; undefined for others. */
@@ -98,35 +91,18 @@ export class Readiness {
     const ready = this.ready;
     if (ready === this.published) return;
     this.published = ready;
-    const status = ready ? 'SERVING' : 'NOT_SERVING';
-    for (const name of ['', ...this.serviceNames]) this.health.setStatus(name, status);
     this.changes.emit('change');
   }
 
-  /** grpc.health.v1.Health for connect-node: Connect and gRPC-Web callers, same answers. */
-  addToConnect(router: ConnectRouter): void {
-    const known = (service: string): Status => {
-      const s = this.statusOf(service);
-      if (s === undefined) throw new ConnectError(`service "${service}": unknown`, Code.NotFound);
-      return s;
-    };
-    router.service(Health, {
-      check: (req) => ({ status: known(req.service) }),
-      list: () => ({
-        statuses: Object.fromEntries(
-          ['', ...this.serviceNames].map((n) => [n, { status: this.statusOf(n)! }]),
-        ),
-      }),
-      watch: (req, ctx) => this.watch(req.service, ctx.signal),
-    });
-  }
-
-  private async *watch(service: string, signal: AbortSignal) {
+  /**
+   * The statuses a health Watch sends: the current one, then each change, until `signal`
+   * aborts. Once draining, NOT_SERVING is the last: ending the stream lets the connection close.
+   */
+  async *watch(service: string, signal: AbortSignal): AsyncGenerator<{ status: Status }> {
     let last: Status | undefined;
     while (!signal.aborted) {
       const now = this.statusOf(service) ?? Status.SERVICE_UNKNOWN;
       if (now !== last) yield { status: (last = now) };
-      // Draining: NOT_SERVING has been said; ending the stream lets the connection close.
       if (this.draining) return;
       await new Promise<void>((ok) => {
         const done = () => {

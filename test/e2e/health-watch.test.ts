@@ -92,8 +92,9 @@ describe('health Watch', () => {
     }
   });
 
-  it('does not hold up a shutdown: a Connect Watch says NOT_SERVING and ends', async () => {
+  it('does not hold up a shutdown: a Watch says NOT_SERVING and ends, on either transport', async () => {
     const t = await startTestServer();
+    expect(await t.server.readiness.check()).toBe(true);
     const seen: string[] = [];
     let ended = false;
     const h = createClient(
@@ -104,15 +105,27 @@ describe('health Watch', () => {
       for await (const m of h.watch({ service: '' })) seen.push(Status[m.status]);
       ended = true;
     })().catch(() => {});
-    await until(() => seen.length === 1, 5_000);
+    const Client = grpc.makeGenericClientConstructor(healthService, 'Health');
+    const client = new Client(`127.0.0.1:${t.port}`, grpc.credentials.createInsecure());
+    const viaGrpc: string[] = [];
+    const call = (
+      client as unknown as { watch(req: object): grpc.ClientReadableStream<{ status: string }> }
+    ).watch({ service: '' });
+    call.on('data', (m: { status: string }) => viaGrpc.push(m.status));
+    call.on('error', () => {});
+    const grpcEnded = new Promise<void>((ok) => call.on('end', () => ok()));
+    await until(() => seen.length === 1 && viaGrpc.length === 1, 5_000);
     const started = Date.now();
     await t.server.close(); // drain timeout: 10 s
     const took = Date.now() - started;
     await watching;
+    await grpcEnded;
+    client.close();
     t.grpc.close();
     await t.database.drop();
     expect(seen).toEqual(['SERVING', 'NOT_SERVING']);
     expect(ended).toBe(true);
+    expect(viaGrpc).toEqual(['SERVING', 'NOT_SERVING']);
     expect(took).toBeLessThan(5_000);
   }, 30_000);
 });
