@@ -74,6 +74,7 @@ async function main(running: Running): Promise<void> {
     db: running.db,
     addr: config.addr,
     grpcAddr: config.grpcAddr,
+    corsOrigins: config.corsOrigins,
     logger: log,
     drainTimeoutMs: config.drainTimeoutMs,
     reset: config.reset,

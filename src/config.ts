@@ -8,6 +8,7 @@ import { isValidCron } from './scheduler/reset-scheduler.js';
 import type { GroupCommitSettings } from './ledger/group-commit.js';
 import { DEFAULT_LIMITS, type ConnectionLimits } from './transport/limits.js';
 import type { ResetSettings } from './server.js';
+import { parseCorsOrigins } from './transport/cors.js';
 
 export interface Config {
   databaseUrl: string | null;
@@ -19,6 +20,8 @@ export interface Config {
   apiKeys: { path: string; file: KeyFile } | null;
   addr: { host: string; port: number };
   grpcAddr: { host: string; port: number } | null;
+  /** QUOTA_CORS_ORIGINS: browser origins allowed to call; empty means CORS is off. */
+  corsOrigins: string[];
   dataDir: string;
   logLevel: string;
   poolSize: number;
@@ -151,6 +154,9 @@ export function loadConfig(env: NodeJS.ProcessEnv): { config: Config; errors: st
     }
   }
 
+  const cors = parseCorsOrigins(env.QUOTA_CORS_ORIGINS);
+  if (cors.error) errors.push(cors.error);
+
   const logLevel = (env.LOG_LEVEL?.trim() || 'info').toLowerCase();
   if (!LOG_LEVELS.includes(logLevel))
     errors.push(`LOG_LEVEL: "${env.LOG_LEVEL}" must be one of ${LOG_LEVELS.join(', ')}`);
@@ -179,6 +185,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): { config: Config; errors: st
     tls,
     addr: addr ?? { host: '127.0.0.1', port: 50051 },
     grpcAddr,
+    corsOrigins: cors.origins,
     dataDir: env.QUOTA_DATA_DIR?.trim() || '.data',
     logLevel,
     poolSize: integer(env, 'QUOTA_DB_POOL_SIZE', 16, 1, 1000, errors),

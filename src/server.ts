@@ -6,7 +6,6 @@ import {
   type AddressInfo,
   type Server as NetServer,
 } from 'node:net';
-import { connectNodeAdapter } from '@connectrpc/connect-node';
 import * as grpc from '@grpc/grpc-js';
 import { pino, type Logger } from 'pino';
 import { systemClock, type Clock } from './domain/clock.js';
@@ -26,8 +25,9 @@ import { ResetScheduler } from './scheduler/reset-scheduler.js';
 import { adminServiceHandlers } from './rpc/admin-service.js';
 import { ANONYMOUS } from './rpc/context.js';
 import { Readiness } from './rpc/health.js';
+import { addHealthToConnect, addHealthToGrpc } from './rpc/health-service.js';
 import { quotaServiceHandlers } from './rpc/quota-service.js';
-import { addReflection } from './rpc/reflection.js';
+import { Reflection } from './rpc/reflection.js';
 import {
   addConnectService,
   addGrpcService,
@@ -35,7 +35,11 @@ import {
   type MountedService,
   type TransportHooks,
 } from './rpc/transport.js';
+import { createConnectHandler } from './transport/connect-adapter.js';
+import { withCors } from './transport/cors.js';
 import { routeConnection } from './transport/front-door.js';
+import { httpEndpoints } from './transport/http-endpoints.js';
+import { dispatchHttp2Streams } from './transport/h2-dispatch.js';
 import { Http1Drain } from './transport/http1-drain.js';
 
 export interface HostPort {
@@ -47,8 +51,10 @@ export interface ServerOptions {
   db: Db;
   /** Where gRPC, Connect, gRPC-Web and the HTTP endpoints are served (port 0: any free port). */
   addr: HostPort;
-  /** Serve TLS on `addr` (protocol chosen by ALPN: h2 for gRPC, http/1.1 for the rest). */
+  /** Serve TLS on `addr` (ALPN: h2 for every protocol, or http/1.1 for all but gRPC). */
   tls?: { cert: string | Buffer; key: string | Buffer } | null;
+  /** Browser origins allowed to call (exact, or "*"); empty or unset: CORS off. */
+  corsOrigins?: string[];
   /** Optional extra port where grpc-js listens directly, without the protocol sniffing. */
   grpcAddr?: HostPort | null;
   clock?: Clock;
@@ -94,16 +100,6 @@ export interface QuotaServer {
   readonly scheduler: ResetScheduler;
   readonly metrics: Metrics;
 }
-
-interface PlainResponse {
-  writeHead(status: number, headers: Record<string, string>): unknown;
-  end(body: string): unknown;
-}
-
-const sendText = (res: PlainResponse, status: number, body: string): void => {
-  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8' });
-  res.end(body + '\n');
-};
 
 /** Builds the service, unstarted. */
 export function createQuotaServer(o: ServerOptions): QuotaServer {
@@ -164,37 +160,30 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
     'grpc.max_receive_message_length': 1 << 20,
   });
   for (const s of services) addGrpcService(grpcServer, s, hooks);
-  readiness.addToServer(grpcServer);
-  addReflection(
-    grpcServer,
-    services.map((s) => s.desc),
-  );
+  addHealthToGrpc(grpcServer, readiness);
+  const reflection = new Reflection(services.map((s) => s.desc));
+  reflection.addToGrpc(grpcServer);
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
 
-  const connect = connectNodeAdapter({
-    routes: (router) => {
-      for (const s of services) addConnectService(router, s, hooks);
-    },
-    readMaxBytes: 1 << 20,
-    fallback: (req, res) => {
-      const path = (req.url ?? '/').split('?')[0];
-      if (req.method === 'GET' && path === '/healthz') return sendText(res, 200, 'ok');
-      if (req.method === 'GET' && path === '/metrics') {
-        void metrics.registry.metrics().then((body) => {
-          res.writeHead(200, { 'content-type': metrics.registry.contentType });
-          res.end(body);
-        });
-        return;
-      }
-      if (req.method === 'GET' && path === '/readyz') {
-        void readiness
-          .check()
-          .then((ok) => sendText(res, ok ? 200 : 503, ok ? 'ready' : 'not ready'));
-        return;
-      }
-      sendText(res, 404, 'not found');
-    },
-  });
+  // Everything that is not plain gRPC: Connect, gRPC-Web, the health and reflection services
+  // for those protocols, and the HTTP endpoints.
+  const connect = withCors(
+    o.corsOrigins ?? [],
+    createConnectHandler({
+      routes: (router) => {
+        for (const s of services) addConnectService(router, s, hooks);
+        addHealthToConnect(router, readiness);
+        reflection.addToConnect(router);
+      },
+      readMaxBytes: 1 << 20,
+      // Proto3 JSON, strictly: a misspelled field or enum name is refused, never dropped (a
+      // dropped "mode" would charge a call meant as a dry run).
+      jsonOptions: { ignoreUnknownFields: false },
+      fallback: httpEndpoints(metrics, readiness),
+    }),
+  );
+  // HTTP/2 connections belong to grpc-js; streams that are not plain gRPC come back here.
+  dispatchHttp2Streams(grpcServer, connect);
   const drain = new Http1Drain(30_000);
   const http1 = createHttpServer({ keepAliveTimeout: 5_000 }, drain.wrap(connect));
   // Connections are timed out by Http1Drain only while idle, never during a call.

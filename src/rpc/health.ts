@@ -1,15 +1,17 @@
-import { HealthImplementation } from 'grpc-health-check';
-import type { Server } from '@grpc/grpc-js';
+import { EventEmitter } from 'node:events';
+import { HealthCheckResponse_ServingStatus as Status } from '../gen/grpc/health/v1/health_pb.js';
 import type { Db } from '../ledger/db.js';
+import { untraced } from '../untraced.js';
 
 /**
  * Readiness: serving while the database answers and the server is not draining. The same
- * state feeds grpc.health.v1.Health and GET /readyz.
+ * state feeds grpc.health.v1.Health (grpc-js and Connect) and GET /readyz.
  */
 export class Readiness {
-  private readonly health: HealthImplementation;
+  private readonly changes = new EventEmitter();
   private dbUp = false;
   private draining = false;
+  private published: boolean | null = null;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -17,16 +19,23 @@ export class Readiness {
     private readonly serviceNames: string[],
     private readonly onCheck: (dbUp: boolean) => void = () => {},
   ) {
-    this.health = new HealthImplementation({ '': 'NOT_SERVING' });
+    this.changes.setMaxListeners(0); // one per Watch call
     this.publish();
-  }
-
-  addToServer(server: Server): void {
-    this.health.addToServer(server);
   }
 
   get ready(): boolean {
     return this.dbUp && !this.draining;
+  }
+
+  /** "" (the whole server) and every service health answers for. */
+  get services(): string[] {
+    return ['', ...this.serviceNames];
+  }
+
+  /** The status of "" (the whole server) or one of our services; undefined for others. */
+  statusOf(service: string): Status | undefined {
+    if (service !== '' && !this.serviceNames.includes(service)) return undefined;
+    return this.ready ? Status.SERVING : Status.NOT_SERVING;
   }
 
   private inFlight: Promise<boolean> | null = null;
@@ -39,7 +48,7 @@ export class Readiness {
   check(): Promise<boolean> {
     if (this.inFlight) return this.inFlight;
     if (Date.now() - this.checkedAt < 500) return Promise.resolve(this.ready);
-    this.inFlight = this.ping().finally(() => {
+    this.inFlight = untraced(() => this.ping()).finally(() => {
       this.inFlight = null;
       this.checkedAt = Date.now();
     });
@@ -77,8 +86,33 @@ export class Readiness {
     this.publish();
   }
 
+  /** Tells watchers only when the status changes, as the health protocol says. */
   private publish(): void {
-    const status = this.ready ? 'SERVING' : 'NOT_SERVING';
-    for (const name of ['', ...this.serviceNames]) this.health.setStatus(name, status);
+    const ready = this.ready;
+    if (ready === this.published) return;
+    this.published = ready;
+    this.changes.emit('change');
+  }
+
+  /**
+   * The statuses a health Watch sends: the current one, then each change, until `signal`
+   * aborts. Once draining, NOT_SERVING is the last: ending the stream lets the connection close.
+   */
+  async *watch(service: string, signal: AbortSignal): AsyncGenerator<{ status: Status }> {
+    let last: Status | undefined;
+    while (!signal.aborted) {
+      const now = this.statusOf(service) ?? Status.SERVICE_UNKNOWN;
+      if (now !== last) yield { status: (last = now) };
+      if (this.draining) return;
+      await new Promise<void>((ok) => {
+        const done = () => {
+          this.changes.off('change', done);
+          signal.removeEventListener('abort', done);
+          ok();
+        };
+        this.changes.on('change', done);
+        signal.addEventListener('abort', done);
+      });
+    }
   }
 }

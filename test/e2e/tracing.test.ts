@@ -109,4 +109,17 @@ describe('tracing', () => {
     });
     expect(JSON.stringify(lines)).not.toContain('acme-secret-subject');
   });
+
+  it('starts no trace for readiness probes and metric scrapes', async () => {
+    spans.reset();
+    await new Promise((r) => setTimeout(r, 600)); // past the half second pings are shared for
+    let pinged = 0;
+    s.database.db.on('acquire', () => pinged++);
+    expect(await s.server.readiness.check()).toBe(true);
+    expect((await fetch(`${s.baseUrl}/readyz`)).status).toBe(200);
+    expect((await fetch(`${s.baseUrl}/metrics`)).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 2_200)); // and one timed readiness ping
+    expect(pinged).toBeGreaterThanOrEqual(2); // the database really was asked
+    expect(spans.getFinishedSpans().map((x) => x.name)).toEqual([]);
+  });
 });

@@ -159,6 +159,27 @@ describe('one port, both transports, one set of handlers', () => {
     expect(r).toMatchObject({ allowed: false, recorded: false, sequence: 0n });
   });
 
+  it('answers Connect GET for the side-effect-free methods only', async () => {
+    const get = (path: string, message: object) =>
+      fetch(
+        `${s.baseUrl}/${path}?connect=v1&encoding=json&message=${encodeURIComponent(JSON.stringify(message))}`,
+      );
+    const reads: [string, object, string][] = [
+      ['quota.v1.QuotaService/GetQuota', { subject: 'org-1' }, 'quotas'],
+      ['quota.v1.QuotaAdminService/ListQuotas', { subject: 'org-1' }, 'quotas'],
+      ['quota.v1.QuotaAdminService/ListEvents', { subject: 'org-1' }, 'events'],
+      ['quota.v1.QuotaAdminService/ListResetRuns', {}, ''],
+    ];
+    for (const [path, message, key] of reads) {
+      const res = await get(path, message);
+      expect(res.status, path).toBe(200);
+      const body = (await res.json()) as Record<string, unknown[]>;
+      if (key) expect(body[key]!.length, path).toBeGreaterThan(0);
+    }
+    for (const path of ['quota.v1.QuotaService/Consume', 'quota.v1.QuotaAdminService/SetQuota'])
+      expect((await get(path, { subject: 'org-1' })).status, path).toBe(405);
+  });
+
   it('serves /healthz and /readyz on the same port', async () => {
     expect((await fetch(`${s.baseUrl}/healthz`)).status).toBe(200);
     expect((await fetch(`${s.baseUrl}/readyz`)).status).toBe(200);

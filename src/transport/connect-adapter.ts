@@ -1,0 +1,144 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import type { JsonValue } from '@bufbuild/protobuf';
+import {
+  createConnectRouter,
+  type ConnectRouter,
+  type ConnectRouterOptions,
+} from '@connectrpc/connect';
+import type {
+  UniversalHandler,
+  UniversalServerRequest,
+  UniversalServerResponse,
+} from '@connectrpc/connect/protocol';
+import {
+  compressionBrotli,
+  compressionGzip,
+  universalRequestFromNodeRequest,
+  universalResponseToNodeResponse,
+} from '@connectrpc/connect-node';
+import { strictJsonProblem } from '../rpc/strict-json.js';
+import { base64Decoded, base64Encoded } from './base64-stream.js';
+
+export type NodeRequest = IncomingMessage | Http2ServerRequest;
+export type NodeResponse = ServerResponse | Http2ServerResponse;
+export type NodeHandler = (req: NodeRequest, res: NodeResponse) => void;
+
+export interface ConnectHandlerOptions extends ConnectRouterOptions {
+  routes(router: ConnectRouter): void;
+  /** Requests for paths that are not RPCs (health, metrics). */
+  fallback: NodeHandler;
+}
+
+const GRPC_WEB_TEXT = /^application\/grpc-web-text(\+proto)?$/i;
+const JSON_TYPE = /^application\/json(\s*;.*)?$/i;
+
+/**
+ * connect-node's connectNodeAdapter, plus two things it lacks, done on its universal request
+ * so every protocol handler stays connect-node's own:
+ * - gRPC-Web text (base64 bodies, what grpc-web's default mode sends), turned into gRPC-Web
+ *   binary on the way in and back into base64 on the way out;
+ * - a Connect JSON request that names an unknown enum value is refused with the field's path
+ *   (the decoder refuses it too, but without saying which field).
+ */
+export function createConnectHandler(options: ConnectHandlerOptions): NodeHandler {
+  const router = createConnectRouter({
+    acceptCompression: [compressionGzip, compressionBrotli],
+    ...options,
+  });
+  options.routes(router);
+  const paths = new Map<string, UniversalHandler>();
+  for (const h of router.handlers) paths.set(h.requestPath, wrap(h));
+  return (req, res) => {
+    const h = paths.get((req.url ?? '').split('?', 2)[0] ?? '');
+    if (!h) return options.fallback(req, res);
+    const uReq = universalRequestFromNodeRequest(req as never, res as never, undefined, undefined);
+    h(uReq)
+      .then((uRes) => universalResponseToNodeResponse(uRes, res as never))
+      .catch(() => {
+        // The caller went away mid-answer; nothing is left to tell it.
+        res.destroy();
+      });
+  };
+}
+
+/** A Connect unary error (https://connectrpc.com/docs/protocol#error-end-stream). */
+function connectError(status: number, code: string, message: string): UniversalServerResponse {
+  const body = JSON.stringify({ code, message });
+  return {
+    status,
+    header: new Headers({ 'content-type': 'application/json' }),
+    body: (async function* () {
+      yield new TextEncoder().encode(body);
+    })(),
+  };
+}
+
+async function readAll(body: AsyncIterable<Uint8Array>, max: number): Promise<Uint8Array | null> {
+  const chunks: Uint8Array[] = [];
+  let n = 0;
+  for await (const c of body) {
+    n += c.length;
+    if (n > max) return null;
+    chunks.push(c);
+  }
+  return Buffer.concat(chunks);
+}
+
+function parseJson(text: string): JsonValue | undefined {
+  try {
+    return JSON.parse(text) as JsonValue;
+  } catch {
+    return undefined; // the decoder reports it
+  }
+}
+
+function wrap(h: UniversalHandler): UniversalHandler {
+  const unary = h.method.methodKind === 'unary';
+  const wrapped = async (req: UniversalServerRequest): Promise<UniversalServerResponse> => {
+    const type = req.header.get('content-type') ?? '';
+    if (GRPC_WEB_TEXT.test(type)) {
+      const header = new Headers(req.header);
+      header.set('content-type', 'application/grpc-web+proto');
+      const res = await h({ ...req, header, body: base64Decoded(req.body as never) });
+      const out = new Headers(res.header);
+      out.set('content-type', 'application/grpc-web-text+proto');
+      out.delete('content-length');
+      return { ...res, header: out, body: res.body && base64Encoded(res.body) };
+    }
+    if (unary && req.method === 'GET') {
+      const q = new URL(req.url, 'http://x').searchParams;
+      if (q.get('encoding') === 'json') {
+        const raw = q.get('message') ?? '';
+        const text = q.get('base64') === '1' ? Buffer.from(raw, 'base64url').toString() : raw;
+        const json = parseJson(text);
+        const problem = json === undefined ? null : strictJsonProblem(h.method.input, json);
+        if (problem) return connectError(400, 'invalid_argument', problem);
+      }
+    }
+    if (unary && req.method === 'POST' && JSON_TYPE.test(type)) {
+      // Unary bodies are small (1 MiB at most); past that, connect-node answers as it would.
+      const bytes = await readAll(req.body as AsyncIterable<Uint8Array>, 1 << 20);
+      if (bytes === null)
+        return connectError(429, 'resource_exhausted', 'request: larger than 1 MiB');
+      const json = parseJson(new TextDecoder().decode(bytes));
+      const problem = json === undefined ? null : strictJsonProblem(h.method.input, json);
+      if (problem) return connectError(400, 'invalid_argument', problem);
+      return h({
+        ...req,
+        body: (async function* () {
+          yield bytes;
+        })(),
+      });
+    }
+    return h(req);
+  };
+  return Object.assign(wrapped, {
+    requestPath: h.requestPath,
+    method: h.method,
+    service: h.service,
+    protocolNames: h.protocolNames,
+    allowedMethods: h.allowedMethods,
+    supportedContentType: h.supportedContentType,
+  });
+}
