@@ -79,6 +79,7 @@ async function main(running: Running): Promise<void> {
     drainTimeoutMs: config.drainTimeoutMs,
     reset: config.reset,
     groupCommit: config.groupCommit,
+    limits: config.limits,
     tls: config.tls,
     authenticate,
   });

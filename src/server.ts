@@ -38,6 +38,8 @@ import {
 import { createConnectHandler } from './transport/connect-adapter.js';
 import { withCors } from './transport/cors.js';
 import { routeConnection } from './transport/front-door.js';
+import { DEFAULT_LIMITS, type ConnectionLimits } from './transport/limits.js';
+import { createPreCheck } from './rpc/pre-check.js';
 import { httpEndpoints } from './transport/http-endpoints.js';
 import { dispatchHttp2Streams } from './transport/h2-dispatch.js';
 import { Http1Drain } from './transport/http1-drain.js';
@@ -67,6 +69,8 @@ export interface ServerOptions {
   reset?: Partial<ResetSettings>;
   /** How Consume calls are gathered into transactions. */
   groupCommit?: Partial<GroupCommitSettings>;
+  /** What a peer may cost before authentication (timeouts, connection and stream caps). */
+  limits?: Partial<ConnectionLimits>;
 }
 
 export interface ResetSettings {
@@ -156,8 +160,12 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
     (up) => metrics.dbUp.set(up ? 1 : 0),
   );
 
+  const limits: ConnectionLimits = { ...DEFAULT_LIMITS, ...o.limits };
   const grpcServer = new grpc.Server({
     'grpc.max_receive_message_length': 1 << 20,
+    'grpc.max_concurrent_streams': limits.http2MaxStreams,
+    'grpc.max_connection_idle_ms': limits.idleTimeoutMs,
+    'grpc-node.max_session_memory': limits.http2MaxSessionMemoryMb,
   });
   for (const s of services) addGrpcService(grpcServer, s, hooks);
   addHealthToGrpc(grpcServer, readiness);
@@ -167,9 +175,27 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
 
   // Everything that is not plain gRPC: Connect, gRPC-Web, the health and reflection services
   // for those protocols, and the HTTP endpoints.
+  const corsOrigins = o.corsOrigins ?? [];
+  const preCheck = createPreCheck({
+    services: services.map((x) => x.desc),
+    authenticate: o.authenticate ?? null,
+    corsAllows: (origin) => corsOrigins.includes('*') || corsOrigins.includes(origin),
+  });
+  const methodPaths = new Set(
+    services.flatMap((x) => x.desc.methods.map((m) => `/${x.desc.typeName}/${m.name}`)),
+  );
+  // Refused before any handler ran: counted like every other call (unknown paths as "other",
+  // so a caller cannot mint label values), logged at debug.
+  const refused = (path: string, transport: 'grpc' | 'connect', code: number) => {
+    const method = methodPaths.has(path) ? path.slice(1) : 'other';
+    metrics.rpcRequests.inc({ method, transport, code: codeName(code) });
+    log.debug({ method, transport, code: codeName(code) }, 'refused before reading the request');
+  };
   const connect = withCors(
-    o.corsOrigins ?? [],
+    corsOrigins,
     createConnectHandler({
+      preCheck,
+      onRefused: (path, code) => refused(path, 'connect', code),
       routes: (router) => {
         for (const s of services) addConnectService(router, s, hooks);
         addHealthToConnect(router, readiness);
@@ -183,8 +209,20 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
     }),
   );
   // HTTP/2 connections belong to grpc-js; streams that are not plain gRPC come back here.
-  dispatchHttp2Streams(grpcServer, connect);
-  const drain = new Http1Drain(30_000);
+  dispatchHttp2Streams(grpcServer, connect, (headers) => {
+    const path = String(headers[':path'] ?? '');
+    const r = preCheck(path, headers[':authority'], (name) => {
+      const v = headers[name];
+      return Array.isArray(v) ? v[0] : v;
+    });
+    if (r) refused(path, 'grpc', r.code);
+    return r;
+  });
+  const drain = new Http1Drain({
+    idleMs: limits.idleTimeoutMs,
+    headersMs: limits.http1HeadersTimeoutMs,
+    requestMs: limits.http1RequestTimeoutMs,
+  });
   const http1 = createHttpServer({ keepAliveTimeout: 5_000 }, drain.wrap(connect));
   // Connections are timed out by Http1Drain only while idle, never during a call.
   http1.timeout = 0;
@@ -193,21 +231,38 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
     drain.adopt(s);
     http1.emit('connection', s);
   };
+  // An HTTP/2 client must send its preface and SETTINGS (24 + 9 bytes at least) in time; a
+  // connection that stalls inside them never becomes a session grpc-js could time out.
+  const toHttp2 = (socket: Socket) => {
+    injector.injectConnection(socket);
+    const t = setTimeout(() => {
+      if (socket.bytesRead < 33) socket.destroy();
+    }, limits.handshakeTimeoutMs);
+    t.unref();
+    socket.once('close', () => clearTimeout(t));
+  };
   // Cleartext: sniff the first bytes. TLS: ALPN has already said which protocol it is.
   const front: NetServer = o.tls
     ? createTlsServer(
-        { cert: o.tls.cert, key: o.tls.key, ALPNProtocols: ['h2', 'http/1.1'] },
+        {
+          cert: o.tls.cert,
+          key: o.tls.key,
+          ALPNProtocols: ['h2', 'http/1.1'],
+          handshakeTimeout: limits.handshakeTimeoutMs,
+        },
         (socket) => {
           socket.on('error', () => socket.destroy());
           socket.setNoDelay(true);
-          if (socket.alpnProtocol === 'h2') injector.injectConnection(socket);
+          if (socket.alpnProtocol === 'h2') toHttp2(socket);
           else toHttp1(socket);
         },
       ).on('tlsClientError', () => {})
     : createNetServer((socket) => {
         socket.on('error', () => socket.destroy());
-        routeConnection(socket, { http2: (c) => injector.injectConnection(c), http1: toHttp1 });
+        routeConnection(socket, { http2: toHttp2, http1: toHttp1 }, limits.handshakeTimeoutMs);
       });
+  // Past this many connections, new ones are closed at once (before any byte is read).
+  front.maxConnections = limits.maxConnections;
 
   let grpcPort: number | null = null;
   return {

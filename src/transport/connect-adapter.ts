@@ -17,6 +17,7 @@ import {
   universalRequestFromNodeRequest,
   universalResponseToNodeResponse,
 } from '@connectrpc/connect-node';
+import type { PreCheck } from '../rpc/pre-check.js';
 import { strictJsonProblem } from '../rpc/strict-json.js';
 import { base64Decoded, base64Encoded } from './base64-stream.js';
 
@@ -28,7 +29,18 @@ export interface ConnectHandlerOptions extends ConnectRouterOptions {
   routes(router: ConnectRouter): void;
   /** Requests for paths that are not RPCs (health, metrics). */
   fallback: NodeHandler;
+  /** Decides from the request line and headers whether to refuse before reading the body. */
+  preCheck?: PreCheck;
+  /** Told of every call refused before it reached a handler (for the RPC metrics). */
+  onRefused?: (path: string, code: number) => void;
 }
+
+const CONNECT_CODES: Record<number, [number, string]> = {
+  3: [400, 'invalid_argument'],
+  7: [403, 'permission_denied'],
+  8: [429, 'resource_exhausted'],
+  16: [401, 'unauthenticated'],
+};
 
 const GRPC_WEB_TEXT = /^application\/grpc-web-text(\+proto)?$/i;
 const JSON_TYPE = /^application\/json(\s*;.*)?$/i;
@@ -50,7 +62,13 @@ export function createConnectHandler(options: ConnectHandlerOptions): NodeHandle
   const paths = new Map<string, UniversalHandler>();
   for (const h of router.handlers) paths.set(h.requestPath, wrap(h));
   return (req, res) => {
-    const h = paths.get((req.url ?? '').split('?', 2)[0] ?? '');
+    const path = (req.url ?? '').split('?', 2)[0] ?? '';
+    const h = paths.get(path);
+    const refusal = options.preCheck?.(path, authorityOf(req), (name) => headerOf(req, name));
+    if (refusal) {
+      options.onRefused?.(path, refusal.code);
+      return refuse(req, res, refusal);
+    }
     if (!h) return options.fallback(req, res);
     const uReq = universalRequestFromNodeRequest(req as never, res as never, undefined, undefined);
     h(uReq)
@@ -60,6 +78,37 @@ export function createConnectHandler(options: ConnectHandlerOptions): NodeHandle
         res.destroy();
       });
   };
+}
+
+function headerOf(req: NodeRequest, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** HTTP/2's :authority, or HTTP/1.1's Host. */
+const authorityOf = (req: NodeRequest): string | undefined =>
+  headerOf(req, ':authority') ?? headerOf(req, 'host');
+
+/**
+ * Answers a refused request in its own protocol without reading its body: gRPC-Web gets a
+ * trailers-only response (status in the headers), everything else a Connect error. The
+ * connection is not kept: an unread body would otherwise have to be read to reuse it.
+ */
+function refuse(req: NodeRequest, res: NodeResponse, r: { code: number; message: string }): void {
+  const type = headerOf(req, 'content-type') ?? '';
+  if ('httpVersionMajor' in req && req.httpVersionMajor === 1) res.setHeader('connection', 'close');
+  if (type.startsWith('application/grpc-web')) {
+    res.writeHead(200, {
+      'content-type': type,
+      'grpc-status': String(r.code),
+      'grpc-message': encodeURIComponent(r.message),
+    });
+    res.end();
+    return;
+  }
+  const [status, code] = CONNECT_CODES[r.code] ?? [400, 'invalid_argument'];
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify({ code, message: r.message }));
 }
 
 /** A Connect unary error (https://connectrpc.com/docs/protocol#error-end-stream). */

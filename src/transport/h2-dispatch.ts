@@ -49,8 +49,27 @@ function injectorServer(server: grpc.Server): Http2Server {
  * `http2.createServer(handler)` would. grpc-js still owns the sessions, so one connection may
  * carry both kinds and a shutdown drains both.
  */
-export function dispatchHttp2Streams(server: grpc.Server, handler: CompatHandler): void {
+/**
+ * Checked from the headers alone, before grpc-js reads a message: an answer (gRPC status code
+ * and message) refuses the call, null lets it through.
+ */
+export type GrpcPreCheck = (
+  headers: IncomingHttpHeaders,
+) => { code: number; message: string } | null;
+
+export function dispatchHttp2Streams(
+  server: grpc.Server,
+  handler: CompatHandler,
+  preCheck: GrpcPreCheck = () => null,
+): void {
   const h2 = injectorServer(server);
+  // grpc-js counts a session's open streams to time it out when idle; streams it never sees
+  // (Connect, gRPC-Web on the same connection) must count too, or a busy connection would be
+  // closed as idle.
+  const streamOpened = (server as unknown as { onStreamOpened?: (s: ServerHttp2Stream) => void })
+    .onStreamOpened;
+  if (typeof streamOpened !== 'function')
+    throw new Error('grpc-js internals changed: Server.onStreamOpened not found');
   const listeners = h2.listeners('stream') as StreamListener[];
   if (listeners.length !== 1)
     throw new Error(
@@ -60,9 +79,25 @@ export function dispatchHttp2Streams(server: grpc.Server, handler: CompatHandler
   h2.removeListener('stream', grpcListener);
   const dispatch: StreamListener = (stream, headers, flags, rawHeaders) => {
     if (isPlainGrpc(headers[constants.HTTP2_HEADER_CONTENT_TYPE])) {
+      const refusal = preCheck(headers);
+      if (refusal) {
+        // Trailers-only: the status in the headers, nothing read of the request's body.
+        stream.on('error', () => {});
+        stream.respond(
+          {
+            ':status': 200,
+            'content-type': 'application/grpc+proto',
+            'grpc-status': String(refusal.code),
+            'grpc-message': encodeURIComponent(refusal.message),
+          },
+          { endStream: true },
+        );
+        return;
+      }
       grpcListener.call(h2, stream, headers, flags, rawHeaders);
       return;
     }
+    streamOpened.call(server, stream);
     // What Node's compat layer (lib/internal/http2/compat.js onServerStream) does for a
     // server made with a request listener.
     stream.on('error', () => {});

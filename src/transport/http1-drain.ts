@@ -14,12 +14,17 @@ export class Http1Drain {
   private draining = false;
   private idle: (() => void) | null = null;
 
-  /** Connections with no call in flight for `idleMs` (stalled or idle keep-alive) are closed. */
-  constructor(private readonly idleMs: number) {}
+  /**
+   * A new connection must deliver its first request's headers within `headersMs`; after an
+   * answer, the next request may take `idleMs` to arrive; a request's body must be complete
+   * within `requestMs` of its headers. Each lapse closes the connection. (Node's own request
+   * and header timeouts only run for connections its server accepted after listen().)
+   */
+  constructor(private readonly t: { idleMs: number; headersMs: number; requestMs: number }) {}
 
-  private armIdle(socket: Socket): void {
+  private armIdle(socket: Socket, ms = this.t.idleMs): void {
     clearTimeout(this.idleTimers.get(socket));
-    const t = setTimeout(() => socket.destroy(), this.idleMs);
+    const t = setTimeout(() => socket.destroy(), ms);
     t.unref();
     this.idleTimers.set(socket, t);
   }
@@ -27,7 +32,7 @@ export class Http1Drain {
   /** Registers a connection handed to the HTTP/1.1 server. */
   adopt(socket: Socket): void {
     this.sockets.add(socket);
-    this.armIdle(socket);
+    this.armIdle(socket, this.t.headersMs);
     socket.once('close', () => {
       clearTimeout(this.idleTimers.get(socket));
       this.idleTimers.delete(socket);
@@ -43,6 +48,14 @@ export class Http1Drain {
       const socket = req.socket;
       clearTimeout(this.idleTimers.get(socket));
       this.inFlight.set(socket, (this.inFlight.get(socket) ?? 0) + 1);
+      // The body must arrive in time; the answer may take as long as the call does.
+      if (!req.complete) {
+        const body = setTimeout(() => socket.destroy(), this.t.requestMs);
+        body.unref();
+        const done = () => clearTimeout(body);
+        req.once('end', done);
+        req.once('close', done);
+      }
       if (this.draining) res.setHeader('connection', 'close');
       res.once('close', () => {
         const n = (this.inFlight.get(socket) ?? 1) - 1;

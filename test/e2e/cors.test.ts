@@ -113,12 +113,15 @@ describe('CORS off (the default)', () => {
   });
   afterAll(() => s.close());
 
-  it('sends no Access-Control header to anyone', async () => {
+  // Without keys and without CORS, a page of another origin is refused outright: it could
+  // only be a browser carrying some site's request to a local service (issue: DNS rebinding).
+  it('sends no Access-Control header to anyone, and refuses cross-origin calls', async () => {
     const pre = await preflight(s, ALLOWED);
     expect(pre.headers.get('access-control-allow-origin')).toBeNull();
     const res = await call(s, ALLOWED);
-    expect(res.status).toBe(200);
+    expect(res.status).toBe(403);
     expect(res.headers.get('access-control-allow-origin')).toBeNull();
+    expect(((await res.json()) as { message: string }).message).toMatch(/QUOTA_CORS_ORIGINS/);
   });
 });
 
