@@ -1,4 +1,10 @@
-import type { DescEnum, DescField, DescMessage, JsonValue } from '@bufbuild/protobuf';
+import {
+  ScalarType,
+  type DescEnum,
+  type DescField,
+  type DescMessage,
+  type JsonValue,
+} from '@bufbuild/protobuf';
 
 /**
  * Finds the first thing in a Connect JSON request that proto3 JSON does not allow and the
@@ -30,9 +36,35 @@ function enumProblem(e: DescEnum, value: JsonValue, at: string): string | null {
   return `${at}: unknown ${e.typeName} value ${JSON.stringify(value)} (one of ${names})`;
 }
 
+const INT64_TYPES = new Set([
+  ScalarType.INT64,
+  ScalarType.SINT64,
+  ScalarType.SFIXED64,
+  ScalarType.UINT64,
+  ScalarType.FIXED64,
+]);
+
+/**
+ * 64-bit integers: a canonical decimal string ("1000", "-5"), or a JSON number that is a safe
+ * integer. Proto3 JSON parsers differ on "0x3e8", "+1000", " 1000 " and 9007199254740993
+ * (which a double cannot hold); an amount must mean one thing, so those are refused.
+ */
+function int64Problem(value: JsonValue, at: string): string | null {
+  if (typeof value === 'string') {
+    return /^-?(0|[1-9][0-9]{0,19})$/.test(value)
+      ? null
+      : `${at}: ${JSON.stringify(value)} is not a decimal integer (write 64-bit integers as "1000")`;
+  }
+  if (typeof value === 'number' && !Number.isSafeInteger(value))
+    return `${at}: ${value} is not an integer a JSON number can hold exactly; send it as a decimal string`;
+  return null;
+}
+
 function fieldProblem(field: DescField, value: JsonValue, at: string): string | null {
   if (value === null) return null;
   switch (field.fieldKind) {
+    case 'scalar':
+      return INT64_TYPES.has(field.scalar) ? int64Problem(value, at) : null;
     case 'enum':
       return enumProblem(field.enum, value, at);
     case 'message':
@@ -45,7 +77,9 @@ function fieldProblem(field: DescField, value: JsonValue, at: string): string | 
             ? enumProblem(field.enum, item, `${at}[${i}]`)
             : field.listKind === 'message'
               ? strictJsonProblem(field.message, item, `${at}[${i}]`)
-              : null;
+              : INT64_TYPES.has(field.scalar)
+                ? int64Problem(item, `${at}[${i}]`)
+                : null;
         if (p) return p;
       }
       return null;

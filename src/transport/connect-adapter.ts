@@ -1,6 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
-import type { JsonValue } from '@bufbuild/protobuf';
 import {
   createConnectRouter,
   type ConnectRouter,
@@ -18,7 +17,7 @@ import {
   universalResponseToNodeResponse,
 } from '@connectrpc/connect-node';
 import type { PreCheck } from '../rpc/pre-check.js';
-import { strictJsonProblem } from '../rpc/strict-json.js';
+import { binaryBodyProblem, jsonBodyProblem, MAX_REQUEST_BYTES } from './request-check.js';
 import { base64Decoded, base64Encoded } from './base64-stream.js';
 
 export type NodeRequest = IncomingMessage | Http2ServerRequest;
@@ -60,7 +59,8 @@ export function createConnectHandler(options: ConnectHandlerOptions): NodeHandle
   });
   options.routes(router);
   const paths = new Map<string, UniversalHandler>();
-  for (const h of router.handlers) paths.set(h.requestPath, wrap(h));
+  const onRefused = options.onRefused ?? (() => {});
+  for (const h of router.handlers) paths.set(h.requestPath, wrap(h, onRefused));
   return (req, res) => {
     const path = (req.url ?? '').split('?', 2)[0] ?? '';
     const h = paths.get(path);
@@ -134,53 +134,81 @@ async function readAll(body: AsyncIterable<Uint8Array>, max: number): Promise<Ui
   return Buffer.concat(chunks);
 }
 
-function parseJson(text: string): JsonValue | undefined {
-  try {
-    return JSON.parse(text) as JsonValue;
-  } catch {
-    return undefined; // the decoder reports it
-  }
+
+const PROTO_TYPE = /^application\/proto$/i;
+const GRPC_WEB_BINARY = /^application\/grpc-web(\+proto)?$/i;
+
+/** An INVALID_ARGUMENT answered in the request's own protocol. */
+function invalid(type: string, message: string): UniversalServerResponse {
+  if (!GRPC_WEB_BINARY.test(type)) return connectError(400, 'invalid_argument', message);
+  return {
+    status: 200,
+    header: new Headers({
+      'content-type': type,
+      'grpc-status': '3',
+      'grpc-message': encodeURIComponent(message),
+    }),
+  };
 }
 
-function wrap(h: UniversalHandler): UniversalHandler {
+function wrap(h: UniversalHandler, onRefused: (path: string, code: number) => void): UniversalHandler {
   const unary = h.method.methodKind === 'unary';
+  const refuse = (type: string, message: string) => {
+    onRefused(h.requestPath, 3);
+    return invalid(type, message);
+  };
+  // Unary requests are read whole (1 MiB at most) and checked before connect-node decodes
+  // them, so every mistake of the caller's is INVALID_ARGUMENT naming what is wrong.
+  const checked = async (req: UniversalServerRequest): Promise<UniversalServerResponse> => {
+    const type = req.header.get('content-type') ?? '';
+    if (unary && req.method === 'GET') {
+      const q = new URL(req.url, 'http://x').searchParams;
+      if (q.get('encoding') === 'json') {
+        const raw = q.get('message') ?? '';
+        const bytes = q.get('base64') === '1' ? Buffer.from(raw, 'base64url') : Buffer.from(raw);
+        const problem = jsonBodyProblem(h.method.input, bytes);
+        if (problem) return refuse(type, problem);
+      }
+      return h(req);
+    }
+    const json = JSON_TYPE.test(type);
+    const binary = PROTO_TYPE.test(type) || GRPC_WEB_BINARY.test(type);
+    if (!unary || req.method !== 'POST' || !(json || binary)) return h(req);
+    const bytes = await readAll(req.body as AsyncIterable<Uint8Array>, MAX_REQUEST_BYTES);
+    if (bytes === null) {
+      onRefused(h.requestPath, 8);
+      return connectError(429, 'resource_exhausted', 'request: larger than 1 MiB');
+    }
+    const grpcWeb = GRPC_WEB_BINARY.test(type);
+    const encoding = (req.header.get(grpcWeb ? 'grpc-encoding' : 'content-encoding') ?? '')
+      .trim()
+      .toLowerCase();
+    const problem =
+      json && (encoding === '' || encoding === 'identity')
+        ? jsonBodyProblem(h.method.input, bytes)
+        : binary
+          ? binaryBodyProblem(h.method.input, bytes, encoding, grpcWeb)
+          : null;
+    if (problem) return refuse(type, problem);
+    return h({
+      ...req,
+      body: (async function* () {
+        yield bytes;
+      })(),
+    });
+  };
   const wrapped = async (req: UniversalServerRequest): Promise<UniversalServerResponse> => {
     const type = req.header.get('content-type') ?? '';
     if (GRPC_WEB_TEXT.test(type)) {
       const header = new Headers(req.header);
       header.set('content-type', 'application/grpc-web+proto');
-      const res = await h({ ...req, header, body: base64Decoded(req.body as never) });
+      const res = await checked({ ...req, header, body: base64Decoded(req.body as never) });
       const out = new Headers(res.header);
       out.set('content-type', 'application/grpc-web-text+proto');
       out.delete('content-length');
       return { ...res, header: out, body: res.body && base64Encoded(res.body) };
     }
-    if (unary && req.method === 'GET') {
-      const q = new URL(req.url, 'http://x').searchParams;
-      if (q.get('encoding') === 'json') {
-        const raw = q.get('message') ?? '';
-        const text = q.get('base64') === '1' ? Buffer.from(raw, 'base64url').toString() : raw;
-        const json = parseJson(text);
-        const problem = json === undefined ? null : strictJsonProblem(h.method.input, json);
-        if (problem) return connectError(400, 'invalid_argument', problem);
-      }
-    }
-    if (unary && req.method === 'POST' && JSON_TYPE.test(type)) {
-      // Unary bodies are small (1 MiB at most); past that, connect-node answers as it would.
-      const bytes = await readAll(req.body as AsyncIterable<Uint8Array>, 1 << 20);
-      if (bytes === null)
-        return connectError(429, 'resource_exhausted', 'request: larger than 1 MiB');
-      const json = parseJson(new TextDecoder().decode(bytes));
-      const problem = json === undefined ? null : strictJsonProblem(h.method.input, json);
-      if (problem) return connectError(400, 'invalid_argument', problem);
-      return h({
-        ...req,
-        body: (async function* () {
-          yield bytes;
-        })(),
-      });
-    }
-    return h(req);
+    return checked(req);
   };
   return Object.assign(wrapped, {
     requestPath: h.requestPath,
