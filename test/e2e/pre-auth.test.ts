@@ -142,3 +142,63 @@ describe('without API keys', () => {
     expect(res.status).toBe(403);
   });
 });
+
+describe('under every attack at once', () => {
+  let s: TestServer;
+  let dir: string;
+  let key: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'quota-siege-'));
+    const file = join(dir, 'keys.json');
+    key = await createKey(file, 'svc', 'admin');
+    const store = new KeyStore(readKeyFile(file));
+    s = await startTestServer({
+      authenticate: store.authenticate.bind(store),
+      limits: { handshakeTimeoutMs: 500, idleTimeoutMs: 1_000, http1RequestTimeoutMs: 1_000 },
+    });
+  });
+  afterAll(async () => {
+    await s.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('keeps answering a caller with a key, in bounded memory, while others stall and flood', async () => {
+    const heapBefore = process.memoryUsage().heapUsed;
+    const attackers: ReturnType<typeof tcpConnect>[] = [];
+    const attack = (payload: string | Buffer) => {
+      const c = tcpConnect(s.port, '127.0.0.1', () => c.write(payload));
+      c.on('error', () => {});
+      attackers.push(c);
+    };
+    const half = Buffer.alloc(512 * 1024, 0x61);
+    for (let i = 0; i < 100; i++) {
+      attack(
+        Buffer.concat([
+          Buffer.from(
+            `POST /${QuotaService.typeName}/ConsumeBatch HTTP/1.1\r\nhost: 127.0.0.1\r\n` +
+              `content-type: application/json\r\ncontent-length: ${1 << 20}\r\n\r\n`,
+          ),
+          half,
+        ]),
+      );
+      attack('PRI * HTTP/2.0\r\n'); // a preface that never ends
+      attack(''); // a connection that says nothing
+    }
+    const answers: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const t0 = Date.now();
+      const r = await s.grpc.call(
+        QuotaService,
+        QuotaService.method.getQuota,
+        { subject: 'legit' },
+        { 'x-api-key': key },
+      );
+      expect(r).toBeDefined();
+      answers.push(Date.now() - t0);
+    }
+    expect(Math.max(...answers)).toBeLessThan(1_000);
+    // The stalled bodies were refused unread: far less than 100 × 512 KiB was kept.
+    expect(process.memoryUsage().heapUsed - heapBefore).toBeLessThan(32 * 1024 * 1024);
+    for (const c of attackers) c.destroy();
+  });
+});
