@@ -134,28 +134,33 @@ async function readAll(body: AsyncIterable<Uint8Array>, max: number): Promise<Ui
   return Buffer.concat(chunks);
 }
 
-
 const PROTO_TYPE = /^application\/proto$/i;
 const GRPC_WEB_BINARY = /^application\/grpc-web(\+proto)?$/i;
 
-/** An INVALID_ARGUMENT answered in the request's own protocol. */
-function invalid(type: string, message: string): UniversalServerResponse {
-  if (!GRPC_WEB_BINARY.test(type)) return connectError(400, 'invalid_argument', message);
+/** An INVALID_ARGUMENT (3) or RESOURCE_EXHAUSTED (8) in the request's own protocol. */
+function invalid(type: string, message: string, code: 3 | 8 = 3): UniversalServerResponse {
+  if (!GRPC_WEB_BINARY.test(type))
+    return code === 8
+      ? connectError(429, 'resource_exhausted', message)
+      : connectError(400, 'invalid_argument', message);
   return {
     status: 200,
     header: new Headers({
       'content-type': type,
-      'grpc-status': '3',
+      'grpc-status': String(code),
       'grpc-message': encodeURIComponent(message),
     }),
   };
 }
 
-function wrap(h: UniversalHandler, onRefused: (path: string, code: number) => void): UniversalHandler {
+function wrap(
+  h: UniversalHandler,
+  onRefused: (path: string, code: number) => void,
+): UniversalHandler {
   const unary = h.method.methodKind === 'unary';
-  const refuse = (type: string, message: string) => {
-    onRefused(h.requestPath, 3);
-    return invalid(type, message);
+  const refuse = (type: string, message: string, code: 3 | 8 = 3) => {
+    onRefused(h.requestPath, code);
+    return invalid(type, message, code);
   };
   // Unary requests are read whole (1 MiB at most) and checked before connect-node decodes
   // them, so every mistake of the caller's is INVALID_ARGUMENT naming what is wrong.
@@ -183,13 +188,13 @@ function wrap(h: UniversalHandler, onRefused: (path: string, code: number) => vo
     const encoding = (req.header.get(grpcWeb ? 'grpc-encoding' : 'content-encoding') ?? '')
       .trim()
       .toLowerCase();
-    const problem =
-      json && (encoding === '' || encoding === 'identity')
-        ? jsonBodyProblem(h.method.input, bytes)
-        : binary
-          ? binaryBodyProblem(h.method.input, bytes, encoding, grpcWeb)
-          : null;
-    if (problem) return refuse(type, problem);
+    if (json && (encoding === '' || encoding === 'identity')) {
+      const problem = jsonBodyProblem(h.method.input, bytes);
+      if (problem) return refuse(type, problem);
+    } else if (binary) {
+      const problem = binaryBodyProblem(h.method.input, bytes, encoding, grpcWeb);
+      if (problem) return refuse(type, problem.message, problem.code);
+    }
     return h({
       ...req,
       body: (async function* () {

@@ -72,22 +72,28 @@ export function binaryBodyProblem(
   bytes: Uint8Array,
   encoding: string,
   grpcWeb: boolean,
-): string | null {
+): { code: 3 | 8; message: string } | null {
+  const invalid = (message: string) => ({ code: 3 as const, message });
   try {
     let message = bytes;
     let enc = encoding;
     if (grpcWeb) {
-      if (bytes.length < 5) return 'request: a gRPC-Web frame needs a 5-byte header';
+      if (bytes.length < 5) return invalid('request: a gRPC-Web frame needs a 5-byte header');
       const length = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).readUInt32BE(1);
       if (bytes.length < 5 + length)
-        return `request: the gRPC-Web frame says ${length} bytes, ${bytes.length - 5} came`;
+        return invalid(
+          `request: the gRPC-Web frame says ${length} bytes, ${bytes.length - 5} came`,
+        );
       if ((bytes[0]! & 1) === 0) enc = '';
       message = bytes.subarray(5, 5 + length);
     }
     fromBinary(desc, decompress(message, enc));
     return null;
   } catch (err) {
+    // A compression bomb stops at the bound instead of filling memory.
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE')
+      return { code: 8, message: 'request: larger than 1 MiB after decompression' };
     const reason = err instanceof Error ? err.message : String(err);
-    return `request: could not be decoded as ${desc.typeName} (${reason})`;
+    return invalid(`request: could not be decoded as ${desc.typeName} (${reason})`);
   }
 }

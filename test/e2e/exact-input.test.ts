@@ -110,6 +110,14 @@ describe('exact input', () => {
     });
     expect(truncated.status).toBe(400);
 
+    // A compression bomb (64 MiB of spaces in 64 KiB) stops at the 1 MiB bound, whatever the type.
+    const bomb = gzipSync(Buffer.alloc(64 << 20, 0x20));
+    for (const type of ['application/json', 'application/proto']) {
+      const res = await post(CONSUME, bomb, { 'content-type': type, 'content-encoding': 'gzip' });
+      expect(res.status, type).toBe(429);
+      expect(((await res.json()) as { code: string }).code).toBe('resource_exhausted');
+    }
+
     const metrics = await (await fetch(`${s.baseUrl}/metrics`)).text();
     const m =
       /quota_rpc_requests_total\{method="quota.v1.QuotaService\/Consume",transport="connect",code="INVALID_ARGUMENT"\} (\d+)/.exec(
