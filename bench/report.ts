@@ -67,6 +67,16 @@ export function summarize(
     consumeWithKey: rate('consume+key') / rate('baseline'),
     consumeBatch: rate(`consume-batch-${BATCH}`) / rate('baseline'),
     hot: rate('consume-hot') / rate('baseline-hot'),
+    // Against the references of the same run (issue 17's targets).
+    consumeVsTransport: rate('consume') / rate('ref-transport'),
+    getQuotaVsTransport: rate('get-quota') / rate('ref-transport'),
+    hotVsTransport: rate('consume-hot') / rate('ref-transport'),
+    cpuVsTransport:
+      (phases.find((p) => p.phase === 'consume')?.serverCpuUsPerCall ?? NaN) /
+      (phases.find((p) => p.phase === 'ref-transport')?.serverCpuUsPerCall ?? NaN),
+    lowLatencyOverFloorMs:
+      (phases.find((p) => p.phase === 'consume@low')?.p50Ms ?? NaN) -
+      (phases.find((p) => p.phase === 'ref-one-insert@low')?.p50Ms ?? NaN),
   };
   console.log('\nmedians:');
   console.log(
@@ -82,6 +92,11 @@ export function summarize(
   console.log(
     `service/baseline: consume ${ratios.consume.toFixed(2)}x, consume+key ${ratios.consumeWithKey.toFixed(2)}x, ` +
       `batch ${ratios.consumeBatch.toFixed(2)}x, hot key ${ratios.hot.toFixed(2)}x`,
+  );
+  console.log(
+    `service/references: consume ${ratios.consumeVsTransport.toFixed(2)}x and get-quota ${ratios.getQuotaVsTransport.toFixed(2)}x ` +
+      `and hot ${ratios.hotVsTransport.toFixed(2)}x the transport ceiling; server CPU ${ratios.cpuVsTransport.toFixed(2)}x the no-op server's; ` +
+      `p50 at the low rate ${ratios.lowLatencyOverFloorMs.toFixed(2)} ms over the one-statement floor`,
   );
   console.log(contention);
   return {

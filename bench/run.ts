@@ -18,7 +18,7 @@ import { benchDatabase } from './db.js';
 import { closedLoop, openLoop, percentiles, type Call, type LoadResult } from './load.js';
 import { summarize, type PhaseFigures } from './report.js';
 import { cpuSeconds, cpuTimes, postgresCpuSeconds, watchRss } from './proc.js';
-import { channels, startService, unary, type ServiceUnderTest } from './service.js';
+import { channels, startReference, startService, unary, type ServiceUnderTest } from './service.js';
 import { checkService, contentionCheck, seedQuotas } from './checks.js';
 
 const env = (name: string, def: number): number => {
@@ -120,6 +120,35 @@ async function measure(
   return figures;
 }
 
+/** A rate low enough that every call finds the servers idle: what one lone call costs
+ * (phases named "@low"). */
+const LOW_RATE = env('BENCH_LOW_RATE', 50);
+
+/**
+ * The references, measured with the same load generator as the service: the transport ceiling
+ * (a grpc-js server that answers at once) and the one-statement floor (one durable INSERT per
+ * call), each at full closed-loop load and at LOW_RATE calls/s.
+ */
+async function references(url: string, request: Buffer): Promise<PhaseFigures[]> {
+  const out: PhaseFigures[] = [];
+  for (const mode of ['noop', 'insert'] as const) {
+    const name = mode === 'noop' ? 'ref-transport' : 'ref-one-insert';
+    if (ONLY && !ONLY.some((p) => p.startsWith(name))) continue;
+    const ref = await startReference(mode, url);
+    const conns = channels(ref.port, CHANNELS);
+    const call: Call = async (w) => (await unary(conns[w % conns.length]!, CONSUME, request), 1);
+    out.push(await measure(name, ref, () => closedLoop(CLIENTS, WARMUP, SECONDS, call)));
+    out.push(
+      await measure(`${name}@low`, ref, () =>
+        openLoop(LOW_RATE, WARMUP, SECONDS, (_w, n) => call(n, n)),
+      ),
+    );
+    for (const c of conns) c.close();
+    await ref.stop();
+  }
+  return out;
+}
+
 async function round(
   url: string,
   server: ServiceUnderTest,
@@ -217,6 +246,17 @@ async function round(
       closed(async (w) => (await unary(ch(w), GET_QUOTA, getReqs[pick()]!), 1)),
     ),
   );
+  // A lone call's latency, beside the references' at the same rate.
+  out.push(
+    await measure('consume@low', server, () =>
+      openLoop(
+        LOW_RATE,
+        WARMUP,
+        SECONDS,
+        async (_w, n) => (await unary(ch(n), CONSUME, bySubject[pick()]!), 1),
+      ),
+    ),
+  );
   // Latency at half the unary maximum, from an open loop that keeps its pace whatever happens.
   const rate = Math.max(1, Math.round(unaryFig.eventsPerSec / 2));
   out.push(
@@ -230,6 +270,7 @@ async function round(
     ),
   );
   for (const c of conns) c.close();
+  out.push(...(await references(url, bySubject[0]!)));
   return out;
 }
 

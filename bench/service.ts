@@ -1,5 +1,5 @@
 // The service under benchmark: a real `src/main.ts` process, and grpc-js channels to it.
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { startService as startProcess } from '../test/support/process.js';
@@ -35,6 +35,32 @@ export async function startService(
     async stop() {
       service.child.kill('SIGTERM');
       return service.exited;
+    },
+  };
+}
+
+/** A reference server (bench/reference-server.ts) on a free loopback port. */
+export async function startReference(
+  mode: 'noop' | 'insert',
+  databaseUrl: string,
+): Promise<ServiceUnderTest> {
+  const port = await freePort();
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'bench/reference-server.ts', mode, String(port), databaseUrl],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const exited = new Promise<number | null>((ok) => child.once('exit', (code) => ok(code)));
+  await new Promise<void>((ok, fail) => {
+    child.stdout!.on('data', (d: Buffer) => d.toString().includes('listening') && ok());
+    child.once('exit', (code) => fail(new Error(`reference server ${mode} exited (${code})`)));
+  });
+  return {
+    child,
+    port,
+    async stop() {
+      child.kill('SIGTERM');
+      return exited;
     },
   };
 }
