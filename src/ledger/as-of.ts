@@ -36,14 +36,14 @@ WITH ev AS (
   SELECT sequence, type, metric, period, period_start, period_end, recorded_at, data
     FROM ledger_events
    WHERE subject = $1 AND recorded_at <= $2 AND ($3::text IS NULL OR metric = $3)
-     AND type IN ('USAGE', 'REFUND', 'RESET_SCHEDULED', 'RESET_MANUAL')
+     AND type IN ('USAGE', 'REFUND', 'RESERVATION_COMMITTED', 'RESET_SCHEDULED', 'RESET_MANUAL')
 ),
 fx AS (
   SELECT e.sequence, e.metric, x->>'period' AS period, (x->>'delta')::numeric AS delta,
          (x->>'periodStart')::timestamptz AS period_start,
          (x->>'periodEnd')::timestamptz AS period_end
     FROM ev e CROSS JOIN LATERAL jsonb_array_elements(e.data->'effects') x
-   WHERE e.type IN ('USAGE', 'REFUND')
+   WHERE e.type IN ('USAGE', 'REFUND', 'RESERVATION_COMMITTED')
 ),
 sched AS (
   SELECT DISTINCT ON (metric, period) metric, period, sequence, period_start, period_end
@@ -101,6 +101,8 @@ export async function countersAsOf(
       counterKey(r.metric, r.period),
       {
         used: BigInt(r.used),
+        // Holds are not rebuilt for a past instant: as_of answers what was used.
+        reserved: 0n,
         periodStart: r.period_start,
         periodEnd: r.period_end,
         lastResetAt: r.last_reset_at,
