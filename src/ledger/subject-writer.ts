@@ -71,7 +71,7 @@ export class SubjectWriter {
     this.setCounter(q.def.metric, q.def.period, q.counter);
   }
 
-  async findByKey(type: 'USAGE' | 'REFUND', key: string): Promise<StoredEvent | null> {
+  async findByKey(type: 'USAGE' | 'REFUND' | 'RESERVED', key: string): Promise<StoredEvent | null> {
     const rows = await this.tx.query<EventRow>(
       `SELECT ${EVENT_COLUMNS} FROM ledger_events WHERE subject = $1 AND type = $2 AND idempotency_key = $3`,
       [this.subject, type, key],
