@@ -30,7 +30,7 @@ import {
   type QuotaStatus,
 } from '../gen/quota/v1/types_pb.js';
 
-const PERIODS: Record<PeriodKind, Period> = {
+export const PERIODS: Record<PeriodKind, Period> = {
   DAY: Period.DAY,
   WEEK: Period.WEEK,
   MONTH: Period.MONTH,

@@ -73,6 +73,13 @@ const REQUESTS: Record<string, (subject: string) => object> = {
   'quota.v1.QuotaAdminService/ListResetRuns': () => ({}),
   'quota.v1.QuotaAdminService/TriggerResetSweep': () => ({}),
   'quota.v1.QuotaAdminService/GetResetStatus': () => ({}),
+  'quota.v1.QuotaAdminService/BacktestQuota': (subject) => ({
+    subject,
+    metric: 'api_calls',
+    quotas: [{ period: Period.DAY, limit: 1n }],
+    startTime: { seconds: 0n, nanos: 0 },
+    endTime: { seconds: 4_000_000_000n, nanos: 0 },
+  }),
   'quota.v1.QuotaAdminService/VerifyProjection': (subject) => ({ subject, repair: true }),
 };
 

@@ -26,6 +26,8 @@ export const EXPECTED_ROLES: Readonly<Record<string, readonly Role[]>> = {
   'quota.v1.QuotaAdminService/ListResetRuns': ['reader', 'admin'],
   'quota.v1.QuotaAdminService/TriggerResetSweep': ['admin'],
   'quota.v1.QuotaAdminService/GetResetStatus': ['reader', 'admin'],
+  // Read-only: replays the ledger against proposed limits.
+  'quota.v1.QuotaAdminService/BacktestQuota': ['reader', 'admin'],
   // Repair rewrites counters: admin only.
   'quota.v1.QuotaAdminService/VerifyProjection': ['admin'],
 };
