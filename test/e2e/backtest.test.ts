@@ -1,3 +1,5 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QuotaAdminService } from '../../src/gen/quota/v1/quota_admin_service_pb.js';
@@ -83,5 +85,29 @@ describe('QuotaAdminService/BacktestQuota', () => {
       expect(e?.code, field).toBe(Code.InvalidArgument);
       expect(e?.rawMessage.split(':')[0]).toBe(field);
     }
+  });
+
+  it('npm run quota -- backtest prints a table with totals and the limits', async () => {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        'src/cli/main.ts',
+        'backtest',
+        'images',
+        '--quota',
+        'DAY:50',
+        '--from',
+        '2020-01-01T00:00:00Z',
+        '--to',
+        '2030-01-01T00:00:00Z',
+      ],
+      { env: { ...process.env, QUOTA_URL: s.baseUrl }, timeout: 60_000 },
+    );
+    expect(stdout).toMatch(/^SUBJECT\s+CALLS OK\s+AMOUNT OK\s+CALLS REFUSED/m);
+    expect(stdout).toMatch(/^acme\s+1\s+40\s+1\s+40\s+\S+\s+40\s*$/m);
+    expect(stdout).toMatch(/^\*\s+2\s+50\s+1\s+40\s/m);
+    expect(stdout).toMatch(/^3 events replayed\. Limits of this answer:$/m);
   });
 });
