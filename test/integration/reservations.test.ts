@@ -7,6 +7,9 @@ import { getQuota } from '../../src/ledger/read.js';
 import { expireReservations } from '../../src/ledger/reservation-sweep.js';
 import { cancelReservation, commitReservation, reserve } from '../../src/ledger/reservation.js';
 import { sweep } from '../../src/ledger/reset-sweep.js';
+import { Metrics } from '../../src/metrics.js';
+import { ResetScheduler } from '../../src/scheduler/reset-scheduler.js';
+import { pino } from 'pino';
 import {
   consumeCommand,
   createTestDatabase,
@@ -233,6 +236,45 @@ describe('expiry', () => {
       [s, 'DAY'],
     );
     expect(row.rows[0]).toEqual({ reserved: '0' });
+  });
+});
+
+describe('the scheduler', () => {
+  it('arms its timer for the next hold expiry and, when it fires, writes RESERVATION_EXPIRED', async () => {
+    const s = fresh('timer');
+    await defineQuota(deps, { subject: s, period: 'DAY', limit: 10n });
+    await hold(s, 2, { ttlMs: 1_000 });
+    const metrics = new Metrics({ defaultMetrics: false });
+    const scheduler = new ResetScheduler({
+      db: t.db,
+      clock,
+      logger: pino({ level: 'silent' }),
+      metrics,
+      cron: '0 0 1 1 *',
+      timeZone: 'UTC',
+      replicaId: 'test',
+      maxAttempts: 1,
+      retryBaseMs: 10,
+      batchSize: 100,
+      maxTimerMs: 3_600_000,
+    });
+    try {
+      const before = Date.now();
+      await scheduler.armTimer();
+      // Set for the expiry 1 s ahead (by the service clock), not for the next period boundary.
+      expect(scheduler.status().nextRunTime!.getTime() - before).toBeLessThanOrEqual(1_050);
+      clock.advance(1_000);
+      const deadline = Date.now() + 15_000;
+      while (!(await types(s)).includes('RESERVATION_EXPIRED')) {
+        if (Date.now() > deadline) throw new Error('the timer did not expire the hold');
+        await new Promise((ok) => setTimeout(ok, 20));
+      }
+      expect(
+        await metrics.registry.getSingleMetricAsString('quota_reservations_settled_total'),
+      ).toMatch(/outcome="expired"\} [1-9]/);
+    } finally {
+      await scheduler.stop();
+    }
   });
 });
 
