@@ -3,7 +3,7 @@ import { counterKey } from '../domain/quota.js';
 import { releasesOf } from '../domain/reservation.js';
 import { readConsumeState } from './consume-state.js';
 import { inTransaction, query, type Db } from './db.js';
-import { deleteHold } from './reservation.js';
+import { deleteHold } from './reservation-store.js';
 import { SCHEDULER_ACTOR, SubjectWriter } from './subject-writer.js';
 
 /**
