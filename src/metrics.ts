@@ -121,6 +121,20 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly reservations = new Counter({
+    name: 'quota_reservations_total',
+    help: 'Answered Reserve calls by metric and outcome (allowed, denied, replayed).',
+    labelNames: ['metric', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly reservationsSettled = new Counter({
+    name: 'quota_reservations_settled_total',
+    help: 'Holds settled, by outcome: committed, cancelled, or expired (written by the sweep).',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
   readonly resetLag: Gauge;
 
   constructor(opts: { resetLagSeconds?: () => Promise<number>; defaultMetrics?: boolean } = {}) {
@@ -156,6 +170,47 @@ export class Metrics {
         this.registry.removeSingleMetric(name);
       }
     }
+  }
+
+  /**
+   * Open holds by metric, sampled at scrape time: the amount still held (unexpired) and the
+   * number of expired holds the sweep has not settled yet (should stay near zero).
+   */
+  watchReservations(db: Db, now: () => Date): void {
+    const read = () =>
+      db.query<{ metric: string; held: string; lapsed: string }>(
+        `SELECT metric, coalesce(sum(amount) FILTER (WHERE expires_at > $1), 0)::text AS held,
+                count(*) FILTER (WHERE expires_at <= $1)::text AS lapsed
+           FROM reservations GROUP BY metric`,
+        [now()],
+      );
+    const sample = async (g: Gauge, pick: (r: { held: string; lapsed: string }) => string) => {
+      try {
+        const rows = (await read()).rows;
+        g.reset();
+        for (const r of rows) g.set({ metric: r.metric }, Number(pick(r)));
+      } catch {
+        // Database away: keep the last value rather than fail the scrape.
+      }
+    };
+    new Gauge({
+      name: 'quota_reserved_amount',
+      help: 'Amount held by open, unexpired reservations, by metric.',
+      labelNames: ['metric'] as const,
+      registers: [this.registry],
+      async collect() {
+        await sample(this, (r) => r.held);
+      },
+    });
+    new Gauge({
+      name: 'quota_reservations_expired_unswept',
+      help: 'Holds past their expiry whose RESERVATION_EXPIRED event the sweep has not written yet.',
+      labelNames: ['metric'] as const,
+      registers: [this.registry],
+      async collect() {
+        await sample(this, (r) => r.lapsed);
+      },
+    });
   }
 
   /** The pool's connections, sampled at scrape time. */

@@ -111,6 +111,7 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
   const deps: LedgerDeps = { db: o.db, clock: o.clock ?? systemClock };
   const reset: ResetSettings = { ...DEFAULT_RESET, ...o.reset };
   const metrics = new Metrics({ resetLagSeconds: () => resetLagSeconds(o.db, deps.clock.now()) });
+  metrics.watchReservations(o.db, () => deps.clock.now());
   metrics.watchPool(o.db);
   observeDb(o.db, metrics.dbObserver);
   const scheduler = new ResetScheduler({

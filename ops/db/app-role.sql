@@ -12,5 +12,7 @@ GRANT SELECT, INSERT, UPDATE ON subjects TO quota_app;
 GRANT EXECUTE ON FUNCTION quota_forget_unused_subjects(text[]) TO quota_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON quotas TO quota_app;
 GRANT SELECT, INSERT, UPDATE ON reset_runs TO quota_app;
+-- Open reservations are a projection too: a settled hold's row is deleted.
+GRANT SELECT, INSERT, DELETE ON reservations TO quota_app;
 GRANT SELECT ON pgmigrations TO quota_app;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO quota_app;

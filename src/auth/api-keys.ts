@@ -36,10 +36,14 @@ const ACCESS: Record<string, readonly Role[]> = {
   'quota.v1.QuotaService/ConsumeBatch': ['consumer', 'admin'],
   'quota.v1.QuotaService/Refund': ['consumer', 'admin'],
   'quota.v1.QuotaService/GetQuota': ['consumer', 'reader', 'admin'],
+  'quota.v1.QuotaService/Reserve': ['consumer', 'admin'],
+  'quota.v1.QuotaService/CommitReservation': ['consumer', 'admin'],
+  'quota.v1.QuotaService/CancelReservation': ['consumer', 'admin'],
   'quota.v1.QuotaAdminService/ListEvents': ['reader', 'admin'],
   'quota.v1.QuotaAdminService/ListQuotas': ['reader', 'admin'],
   'quota.v1.QuotaAdminService/ListResetRuns': ['reader', 'admin'],
   'quota.v1.QuotaAdminService/GetResetStatus': ['reader', 'admin'],
+  'quota.v1.QuotaAdminService/BacktestQuota': ['reader', 'admin'],
 };
 
 export const rolesFor = (method: string): readonly Role[] => ACCESS[method] ?? ['admin'];

@@ -3,6 +3,7 @@
 // directly; the other commands call the service (QUOTA_URL, QUOTA_API_KEY).
 import { parseArgs } from 'node:util';
 import { createKey, listKeys, revokeKey } from '../auth/key-file.js';
+import { backtest } from './backtest.js';
 import { cliClient, events, reset, runs, schedulerStatus, status, verify } from './ops.js';
 import { table } from './table.js';
 
@@ -18,6 +19,9 @@ const USAGE = `usage: npm run quota -- <command>
   verify [--subject S]                        fold the ledger and compare every counter with it
                                               (exit status 1 when something differs)
   rebuild [--subject S]                       rewrite the counters that differ from the ledger
+  backtest METRIC --quota PERIOD:LIMIT[:ZONE[:ANCHOR]] ... --from ISO [--to ISO] [--subject S]
+                                              replay recorded usage against proposed quotas: whom
+                                              they would have refused (every subject unless --subject)
 
   keys create NAME --role consumer|reader|admin [--file PATH]
              [--subject S ...] [--subject-prefix P]
@@ -79,6 +83,9 @@ async function main(argv: string[]): Promise<number> {
       limit: { type: 'string' },
       all: { type: 'boolean' },
       follow: { type: 'boolean', short: 'f' },
+      quota: { type: 'string', multiple: true },
+      from: { type: 'string' },
+      to: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -120,6 +127,9 @@ async function main(argv: string[]): Promise<number> {
       out(r.text);
       return r.clean ? 0 : 1;
     }
+    case 'backtest':
+      out(await backtest(cliClient(), arg1, flags));
+      return 0;
     default:
       process.stdout.write(USAGE + '\n');
       return 2;

@@ -7,6 +7,7 @@ import {
   liveQuotasOf,
   type CounterState,
   type LiveQuota,
+  type OpenHold,
   type QuotaDef,
   type QuotaView,
 } from './quota.js';
@@ -53,6 +54,8 @@ export interface SubjectState {
   counters: Map<string, CounterState>;
   /** Usages already in the ledger, by idempotency key, at least for every key in the run. */
   priors: Map<string, PriorUsage>;
+  /** Open holds that may have expired by the decision (see liveQuotasOf), at least for the run. */
+  lapsed: OpenHold[];
 }
 
 export interface CounterWrite {
@@ -178,7 +181,7 @@ export function applyConsumes(
     const prior = cmd.idempotencyKey ? state.priors.get(cmd.idempotencyKey) : undefined;
     if (prior) return replay(prior, cmd);
     const defs = state.defs.filter((d) => d.metric === cmd.metric);
-    const live = liveQuotasOf(defs, state.counters, state.subject, now);
+    const live = liveQuotasOf(defs, state.counters, state.subject, now, null, state.lapsed);
     if (live.length === 0) throw noQuota(state.subject, cmd.metric);
     for (const q of live) {
       const roll = rollEvent(state.subject, q, now);

@@ -25,15 +25,16 @@ export function decideConsume(
   amount: bigint,
   mode: ConsumeMode,
 ): ConsumeDecision {
-  const over = quotas.map((q) => q.counter.used + amount > q.def.limit);
+  // Held amounts count like usage: a hold is a promise that the amount is there at commit.
+  const over = quotas.map((q) => q.counter.used + q.held + amount > q.def.limit);
   const allowed = !over.includes(true);
   const record = mode === 'RECORD' || (mode === 'ENFORCE' && allowed);
   if (record) {
     for (const q of quotas) {
-      if (q.counter.used + amount > INT64_MAX) {
+      if (q.counter.used + q.held + amount > INT64_MAX) {
         throw new QuotaError(
           'OUT_OF_RANGE',
-          `amount: ${amount} more would overflow the ${q.def.period} counter of ${q.def.metric} (used ${q.counter.used}, int64 maximum ${INT64_MAX})`,
+          `amount: ${amount} more would overflow the ${q.def.period} counter of ${q.def.metric} (used ${q.counter.used}, reserved ${q.held}, int64 maximum ${INT64_MAX})`,
         );
       }
     }

@@ -2,7 +2,20 @@ import type { PeriodKind } from './period.js';
 import type { QuotaView } from './quota.js';
 
 export type EventType =
-  'USAGE' | 'REFUND' | 'QUOTA_SET' | 'QUOTA_DELETED' | 'RESET_SCHEDULED' | 'RESET_MANUAL';
+  | 'USAGE'
+  | 'REFUND'
+  | 'QUOTA_SET'
+  | 'QUOTA_DELETED'
+  | 'RESET_SCHEDULED'
+  | 'RESET_MANUAL'
+  | 'RESERVED'
+  | 'RESERVATION_COMMITTED'
+  | 'RESERVATION_CANCELLED'
+  | 'RESERVATION_EXPIRED';
+
+/** The events that settle a reservation; the database allows one per reservation. */
+export type SettlementType =
+  'RESERVATION_COMMITTED' | 'RESERVATION_CANCELLED' | 'RESERVATION_EXPIRED';
 
 export const EVENT_TYPES: readonly EventType[] = [
   'USAGE',
@@ -11,6 +24,10 @@ export const EVENT_TYPES: readonly EventType[] = [
   'QUOTA_DELETED',
   'RESET_SCHEDULED',
   'RESET_MANUAL',
+  'RESERVED',
+  'RESERVATION_COMMITTED',
+  'RESERVATION_CANCELLED',
+  'RESERVATION_EXPIRED',
 ];
 
 /** A change to one period counter, carried by USAGE (positive) and REFUND (negative) events. */
@@ -39,6 +56,17 @@ export interface EventData {
   previousPeriodEnd?: Date;
   usedBefore?: bigint;
   quota?: QuotaSettings;
+  /** Reservation events: the reservation they belong to. */
+  reservationId?: string;
+  /** RESERVED: when the hold stops counting. */
+  expiresAt?: Date;
+  /** RESERVATION_COMMITTED: the amount that was held. */
+  reservedAmount?: bigint;
+  /**
+   * Reservation events: changes to counters' `reserved` (+amount when held, -amount when
+   * released), only for counters still in the period the hold was made in.
+   */
+  holds?: Effect[];
 }
 
 export interface NewEvent {

@@ -1,4 +1,4 @@
-import type { StoredEvent } from './events.js';
+import type { Effect, StoredEvent } from './events.js';
 import { counterKey, type CounterState, type QuotaDef } from './quota.js';
 
 /**
@@ -16,6 +16,7 @@ export function foldCounters(events: Iterable<StoredEvent>): Map<string, Counter
           const key = counterKey(e.metric, fx.period);
           const c = counters.get(key) ?? {
             used: 0n,
+            reserved: 0n,
             periodStart: fx.periodStart,
             periodEnd: fx.periodEnd,
             lastResetAt: null,
@@ -26,8 +27,10 @@ export function foldCounters(events: Iterable<StoredEvent>): Map<string, Counter
         break;
       case 'RESET_SCHEDULED':
         if (e.period && e.periodStart) {
+          // Holds belong to the period they were made in and vanish with its roll.
           counters.set(counterKey(e.metric, e.period), {
             used: 0n,
+            reserved: 0n,
             periodStart: e.periodStart,
             periodEnd: e.periodEnd,
             lastResetAt: e.periodStart,
@@ -50,6 +53,7 @@ export function foldCounters(events: Iterable<StoredEvent>): Map<string, Counter
       default:
         break;
     }
+    foldHolds(counters, e);
   }
   return counters;
 }
@@ -74,3 +78,34 @@ export function foldQuotaDefs(events: Iterable<StoredEvent>): QuotaDef[] {
   }
   return [...defs.values()];
 }
+
+/**
+ * The `reserved` side of reservation events. A hold is added to the counters of the periods
+ * current when it was made; a release subtracts only from a counter still in that period (the
+ * event lists only those). A commit's usage is in `effects`, folded like a USAGE above.
+ */
+function foldHolds(counters: Map<string, CounterState>, e: StoredEvent): void {
+  if (!e.metric) return;
+  if (e.type === 'RESERVATION_COMMITTED') {
+    for (const fx of e.data.effects ?? []) {
+      const key = counterKey(e.metric, fx.period);
+      const c = counters.get(key) ?? fresh(fx);
+      counters.set(key, { ...c, used: c.used + fx.delta, lastSequence: e.sequence });
+    }
+  }
+  for (const fx of e.data.holds ?? []) {
+    const key = counterKey(e.metric, fx.period);
+    const c = counters.get(key) ?? fresh(fx);
+    if (c.periodStart.getTime() !== fx.periodStart.getTime()) continue;
+    counters.set(key, { ...c, reserved: c.reserved + fx.delta, lastSequence: e.sequence });
+  }
+}
+
+const fresh = (fx: Effect): CounterState => ({
+  used: 0n,
+  reserved: 0n,
+  periodStart: fx.periodStart,
+  periodEnd: fx.periodEnd,
+  lastResetAt: null,
+  lastSequence: 0n,
+});

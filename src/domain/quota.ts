@@ -15,6 +15,8 @@ export interface QuotaDef {
 /** The projection row of one (subject, metric, period). */
 export interface CounterState {
   used: bigint;
+  /** Open holds of this period, as the ledger folds them (expired-but-unswept ones included). */
+  reserved: bigint;
   periodStart: Date;
   periodEnd: Date | null;
   lastResetAt: Date | null;
@@ -30,6 +32,9 @@ export interface QuotaView {
   anchorDay: number;
   limit: bigint;
   used: bigint;
+  /** Open, unexpired holds of this period. */
+  reserved: bigint;
+  /** max(limit - used - reserved, 0). */
   remaining: bigint;
   periodStart: Date;
   periodEnd: Date | null;
@@ -55,6 +60,38 @@ export interface LiveQuota {
   /** False when no counter row exists yet (nothing was ever charged). */
   stored: boolean;
   roll: RollPlan | null;
+  /** What open holds take from this period now: counter.reserved less the holds that lapsed. */
+  held: bigint;
+}
+
+/** An open hold (a reservation not yet settled), as the decisions need it. */
+export interface OpenHold {
+  reservationId: string;
+  metric: string;
+  amount: bigint;
+  expiresAt: Date;
+  sequence: bigint;
+  /** The counters (period and its start) the hold was added to when it was made. */
+  holds: { period: PeriodKind; periodStart: Date }[];
+}
+
+/** Whether `h` was added to the counter of `period` that started at `periodStart`. */
+export const holdCounts = (h: OpenHold, period: PeriodKind, periodStart: Date): boolean =>
+  h.holds.some((x) => x.period === period && x.periodStart.getTime() === periodStart.getTime());
+
+/**
+ * Holds past their expiry no longer count, whether or not the sweep has written their
+ * RESERVATION_EXPIRED event yet (the same lazy rule as period rolls). `lapsed` may hold any
+ * open holds; those expiring after `now` still count.
+ */
+function heldOf(q: LiveQuota, lapsed: readonly OpenHold[], now: Date): bigint {
+  let held = q.counter.reserved;
+  for (const h of lapsed) {
+    if (h.expiresAt.getTime() > now.getTime()) continue;
+    if (h.metric === q.def.metric && holdCounts(h, q.def.period, q.counter.periodStart))
+      held -= h.amount;
+  }
+  return held > 0n ? held : 0n;
 }
 
 export const counterKey = (metric: string, period: PeriodKind): string =>
@@ -96,15 +133,16 @@ export function liveQuota(
     const w = periodContaining(def, now);
     const counter = {
       used: 0n,
+      reserved: 0n,
       periodStart: w.start,
       periodEnd: w.end,
       lastResetAt: null,
       lastSequence: 0n,
     };
-    return { def, isDefault, counter, stored: false, roll: null };
+    return { def, isDefault, counter, stored: false, roll: null, held: 0n };
   }
   if (stored.periodEnd === null || stored.periodEnd.getTime() > now.getTime()) {
-    return { def, isDefault, counter: stored, stored: true, roll: null };
+    return { def, isDefault, counter: stored, stored: true, roll: null, held: stored.reserved };
   }
   const w = nextWindow(def, stored.periodEnd, now);
   const roll: RollPlan = {
@@ -115,14 +153,16 @@ export function liveQuota(
     end: w.end,
   };
   // A scheduled reset's last_reset_at is the boundary itself, whoever notices it and when.
+  // Holds belong to the period they were made in and vanish with its roll.
   const counter = {
     ...stored,
     used: 0n,
+    reserved: 0n,
     periodStart: w.start,
     periodEnd: w.end,
     lastResetAt: w.start,
   };
-  return { def, isDefault, counter, stored: true, roll };
+  return { def, isDefault, counter, stored: true, roll, held: 0n };
 }
 
 export function viewOf(
@@ -131,7 +171,7 @@ export function viewOf(
   used = q.counter.used,
   exceeded = false,
 ): QuotaView {
-  const remaining = q.def.limit - used;
+  const remaining = q.def.limit - used - q.held;
   return {
     subject,
     metric: q.def.metric,
@@ -140,6 +180,7 @@ export function viewOf(
     anchorDay: q.def.anchorDay,
     limit: q.def.limit,
     used,
+    reserved: q.held,
     remaining: remaining > 0n ? remaining : 0n,
     periodStart: q.counter.periodStart,
     periodEnd: q.counter.periodEnd,
@@ -156,15 +197,18 @@ export function liveQuotasOf(
   subject: string,
   now: Date,
   period: PeriodKind | null = null,
+  lapsed: readonly OpenHold[] = [],
 ): LiveQuota[] {
   return applicableQuotas(defs, subject)
     .filter((a) => period === null || a.def.period === period)
-    .map((a) =>
-      liveQuota(
+    .map((a) => {
+      const q = liveQuota(
         a.def,
         a.isDefault,
         counters.get(counterKey(a.def.metric, a.def.period)) ?? null,
         now,
-      ),
-    );
+      );
+      q.held = heldOf(q, lapsed, now);
+      return q;
+    });
 }

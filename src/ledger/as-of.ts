@@ -36,14 +36,22 @@ WITH ev AS (
   SELECT sequence, type, metric, period, period_start, period_end, recorded_at, data
     FROM ledger_events
    WHERE subject = $1 AND recorded_at <= $2 AND ($3::text IS NULL OR metric = $3)
-     AND type IN ('USAGE', 'REFUND', 'RESET_SCHEDULED', 'RESET_MANUAL')
+     AND type IN ('USAGE', 'REFUND', 'RESERVATION_COMMITTED', 'RESERVED', 'RESET_SCHEDULED',
+                  'RESET_MANUAL')
 ),
 fx AS (
   SELECT e.sequence, e.metric, x->>'period' AS period, (x->>'delta')::numeric AS delta,
          (x->>'periodStart')::timestamptz AS period_start,
          (x->>'periodEnd')::timestamptz AS period_end
     FROM ev e CROSS JOIN LATERAL jsonb_array_elements(e.data->'effects') x
-   WHERE e.type IN ('USAGE', 'REFUND')
+   WHERE e.type IN ('USAGE', 'REFUND', 'RESERVATION_COMMITTED')
+),
+hx AS (  -- a hold creates its counters too (their usage stays zero until a commit)
+  SELECT e.sequence, e.metric, x->>'period' AS period,
+         (x->>'periodStart')::timestamptz AS period_start,
+         (x->>'periodEnd')::timestamptz AS period_end
+    FROM ev e CROSS JOIN LATERAL jsonb_array_elements(e.data->'holds') x
+   WHERE e.type = 'RESERVED'
 ),
 sched AS (
   SELECT DISTINCT ON (metric, period) metric, period, sequence, period_start, period_end
@@ -53,6 +61,7 @@ sched AS (
 born AS (  -- where each counter first appears: a manual reset before that changes nothing
   SELECT metric, period, min(sequence) AS sequence FROM (
     SELECT metric, period, sequence FROM fx UNION ALL SELECT metric, period, sequence FROM sched
+    UNION ALL SELECT metric, period, sequence FROM hx
   ) b GROUP BY metric, period
 ),
 manual AS (
@@ -63,7 +72,9 @@ manual AS (
 ),
 first_fx AS (  -- the period of a counter that no scheduled reset has opened yet
   SELECT DISTINCT ON (metric, period) metric, period, period_start, period_end
-    FROM fx ORDER BY metric, period, sequence
+    FROM (SELECT sequence, metric, period, period_start, period_end FROM fx
+          UNION ALL SELECT sequence, metric, period, period_start, period_end FROM hx) f
+   ORDER BY metric, period, sequence
 ),
 agg AS (  -- one pass over the effects: what counts since the last reset, and the last one
   SELECT f.metric, f.period,
@@ -101,6 +112,8 @@ export async function countersAsOf(
       counterKey(r.metric, r.period),
       {
         used: BigInt(r.used),
+        // Holds are not rebuilt for a past instant: as_of answers what was used.
+        reserved: 0n,
         periodStart: r.period_start,
         periodEnd: r.period_end,
         lastResetAt: r.last_reset_at,

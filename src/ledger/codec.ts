@@ -30,6 +30,8 @@ function decodeView(j: Json): QuotaView {
     anchorDay: j.anchorDay as number,
     limit: big(j.limit),
     used: big(j.used),
+    // Answers recorded before reservations existed carry no reserved amount.
+    reserved: j.reserved == null ? 0n : big(j.reserved),
     remaining: big(j.remaining),
     periodStart: date(j.periodStart),
     periodEnd: optDate(j.periodEnd),
@@ -48,6 +50,10 @@ export function decodeData(j: Json): EventData {
   if (j.previousPeriodStart != null) d.previousPeriodStart = date(j.previousPeriodStart);
   if (j.previousPeriodEnd != null) d.previousPeriodEnd = date(j.previousPeriodEnd);
   if (j.usedBefore != null) d.usedBefore = big(j.usedBefore);
+  if (typeof j.reservationId === 'string') d.reservationId = j.reservationId;
+  if (j.expiresAt != null) d.expiresAt = date(j.expiresAt);
+  if (j.reservedAmount != null) d.reservedAmount = big(j.reservedAmount);
+  if (Array.isArray(j.holds)) d.holds = (j.holds as Json[]).map(decodeEffect);
   if (j.quota != null) {
     const q = j.quota as Json;
     d.quota = {
@@ -132,13 +138,15 @@ export interface CounterRow {
   period_end: Date | null;
   last_reset_at: Date | null;
   last_sequence: bigint;
+  reserved: bigint;
 }
 
 export const COUNTER_COLUMNS =
-  'subject, metric, period, used, period_start, period_end, last_reset_at, last_sequence';
+  'subject, metric, period, used, period_start, period_end, last_reset_at, last_sequence, reserved';
 
 export const counterFromRow = (r: CounterRow): CounterState => ({
   used: r.used,
+  reserved: r.reserved,
   periodStart: r.period_start,
   periodEnd: r.period_end,
   lastResetAt: r.last_reset_at,

@@ -1,6 +1,6 @@
 import type { PriorUsage, SubjectState } from '../domain/consume-batch.js';
 import type { PeriodKind } from '../domain/period.js';
-import { counterKey, type QuotaDef } from '../domain/quota.js';
+import { counterKey, type OpenHold, type QuotaDef } from '../domain/quota.js';
 import { DEFAULT_SUBJECT } from '../domain/validate.js';
 import { decodeData } from './codec.js';
 import type { Db, Tx } from './db.js';
@@ -17,6 +17,11 @@ export interface ConsumeKeys {
   metrics: readonly string[] | null;
   /** (subject, idempotency key) of every call that has a key. */
   keyed: readonly { subject: string; key: string }[];
+  /**
+   * Loads the open holds that expire at or before this instant (the ones a decision at that
+   * time must leave out, see OpenHold). Null loads none.
+   */
+  lapsedAt?: Date | null;
 }
 
 // Everything a flush needs, in one statement and one round trip: the subject rows, their
@@ -25,25 +30,30 @@ export interface ConsumeKeys {
 const READ_SQL = `
   SELECT 's' AS k, subject, NULL AS metric, NULL AS period, last_sequence AS n1, NULL::int8 AS n2,
          NULL::timestamptz AS t1, NULL::timestamptz AS t2, NULL::timestamptz AS t3,
-         xmin::text AS x, NULL::int AS i, NULL::jsonb AS j
+         xmin::text AS x, NULL::int AS i, NULL::jsonb AS j, NULL::int8 AS n3
     FROM subjects WHERE subject = ANY($1::text[])
   UNION ALL
   SELECT 'q', subject, metric, period, quota_limit, NULL, updated_at, NULL, NULL, time_zone,
-         anchor_day, NULL
+         anchor_day, NULL, NULL
     FROM quotas WHERE subject = ANY(array_append($1::text[], $5::text))
      AND ($2::text[] IS NULL OR metric = ANY($2::text[]))
   UNION ALL
   SELECT 'c', subject, metric, period, used, last_sequence, period_start, period_end,
-         last_reset_at, NULL, NULL, NULL
+         last_reset_at, NULL, NULL, NULL, reserved
     FROM counters WHERE subject = ANY($1::text[]) AND ($2::text[] IS NULL OR metric = ANY($2::text[]))
   UNION ALL
   SELECT 'p', e.subject, e.metric, NULL, e.amount, e.sequence, NULL, NULL, NULL,
-         e.idempotency_key, NULL, e.data
+         e.idempotency_key, NULL, e.data, NULL
     FROM unnest($3::text[], $4::text[]) AS k(subject, key)
-    JOIN ledger_events e ON e.subject = k.subject AND e.type = 'USAGE' AND e.idempotency_key = k.key`;
+    JOIN ledger_events e ON e.subject = k.subject AND e.type = 'USAGE' AND e.idempotency_key = k.key
+  UNION ALL
+  SELECT 'h', subject, metric, NULL, amount, sequence, expires_at, NULL, NULL, reservation_id,
+         NULL, holds, NULL
+    FROM reservations WHERE $6::timestamptz IS NOT NULL AND subject = ANY($1::text[])
+     AND ($2::text[] IS NULL OR metric = ANY($2::text[])) AND expires_at <= $6`;
 
 interface Row {
-  k: 's' | 'q' | 'c' | 'p';
+  k: 's' | 'q' | 'c' | 'p' | 'h';
   subject: string;
   metric: string | null;
   period: PeriodKind | null;
@@ -55,6 +65,7 @@ interface Row {
   x: string | null;
   i: number | null;
   j: Record<string, unknown> | null;
+  n3: bigint | null;
 }
 
 /**
@@ -72,6 +83,7 @@ export async function readConsumeState(
     keys.keyed.map((k) => k.subject),
     keys.keyed.map((k) => k.key),
     DEFAULT_SUBJECT,
+    keys.lapsedAt ?? null,
   ]);
   const defs: QuotaDef[] = [];
   const states = new Map<string, LoadedSubject>();
@@ -83,6 +95,7 @@ export async function readConsumeState(
       defs,
       counters: new Map(),
       priors: new Map(),
+      lapsed: [],
     });
   }
   for (const r of rows.rows) {
@@ -107,6 +120,7 @@ export async function readConsumeState(
     } else if (r.k === 'c' && state) {
       state.counters.set(counterKey(r.metric!, r.period!), {
         used: r.n1,
+        reserved: r.n3!,
         lastSequence: r.n2!,
         periodStart: r.t1!,
         periodEnd: r.t2,
@@ -114,6 +128,8 @@ export async function readConsumeState(
       });
     } else if (r.k === 'p' && state) {
       state.priors.set(r.x!, prior(r));
+    } else if (r.k === 'h' && state) {
+      state.lapsed.push(holdFromRow(r));
     }
   }
   return states;
@@ -127,5 +143,19 @@ function prior(r: Row): PriorUsage {
     sequence: r.n2!,
     overLimit: data.overLimit ?? false,
     quotas: data.quotas ?? [],
+  };
+}
+
+function holdFromRow(r: Row): OpenHold {
+  return {
+    reservationId: r.x!,
+    metric: r.metric!,
+    amount: r.n1,
+    expiresAt: r.t1!,
+    sequence: r.n2!,
+    holds: ((r.j ?? []) as unknown as { period: PeriodKind; periodStart: string }[]).map((h) => ({
+      period: h.period,
+      periodStart: new Date(h.periodStart),
+    })),
   };
 }

@@ -58,7 +58,9 @@ export async function consumeMany(
   calls: readonly PendingConsume[],
   signal?: AbortSignal,
 ): Promise<ConsumeOutcome[]> {
-  const keys = keysOf(calls);
+  // Holds lapsed by now are left out of the decisions; one that lapses between this read and
+  // the decision still counts, which can only refuse, never overspend.
+  const keys = { ...keysOf(calls), lapsedAt: deps.clock.now() };
   try {
     const states = await readConsumeState(deps.db, keys);
     if ([...states.values()].every((s) => s.version !== null)) {
@@ -88,8 +90,9 @@ function consumeLocked(
       const created = await lockSubjects(tx, keys.subjects);
       // Read after the locks are held: in READ COMMITTED each statement sees what committed
       // before it started, so these rows are the latest any writer of these subjects left.
-      const states = await readConsumeState(tx, keys);
-      const changes = decide(states, calls, deps.clock.now());
+      const now = deps.clock.now();
+      const states = await readConsumeState(tx, { ...keys, lapsedAt: now });
+      const changes = decide(states, calls, now);
       await writeChanges(tx, changes, false);
       countAppended(tx, countByType(changes.events));
       // A subject row made just now for calls that recorded nothing would be an empty trace
@@ -204,9 +207,9 @@ async function writeChanges(q: Db | Tx, c: Changes, checkVersions: boolean): Pro
      ), projected AS (
        INSERT INTO counters (${COUNTER_COLUMNS})
        SELECT * FROM unnest($15::text[], $16::text[], $17::text[], $18::int8[], $19::timestamptz[],
-         $20::timestamptz[], $21::timestamptz[], $22::int8[])
+         $20::timestamptz[], $21::timestamptz[], $22::int8[], $28::int8[])
        ON CONFLICT (subject, metric, period) DO UPDATE SET
-         used = EXCLUDED.used, period_start = EXCLUDED.period_start, period_end = EXCLUDED.period_end,
+         used = EXCLUDED.used, reserved = EXCLUDED.reserved, period_start = EXCLUDED.period_start, period_end = EXCLUDED.period_end,
          last_reset_at = EXCLUDED.last_reset_at, last_sequence = EXCLUDED.last_sequence
      ), sequenced AS (
        UPDATE subjects s SET last_sequence = u.last
@@ -243,6 +246,7 @@ async function writeChanges(q: Db | Tx, c: Changes, checkVersions: boolean): Pro
       c.subjects.map((s) => s.version),
       checkVersions,
       c.subjects.length,
+      ccol((x) => x.state.reserved),
     ],
   );
 }

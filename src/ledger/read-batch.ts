@@ -3,6 +3,7 @@ import { mapDbError, reading, type Db } from './db.js';
 
 interface WaitingRead {
   subject: string;
+  now: Date;
   resolve(s: LoadedSubject): void;
   reject(e: unknown): void;
 }
@@ -21,9 +22,10 @@ export class QuotaReadBatcher {
 
   constructor(private readonly db: Db) {}
 
-  read(subject: string): Promise<LoadedSubject> {
+  /** `now`: the reader's clock; holds lapsed by then are loaded so it can leave them out. */
+  read(subject: string, now: Date): Promise<LoadedSubject> {
     return new Promise((resolve, reject) => {
-      this.waiting.push({ subject, resolve, reject });
+      this.waiting.push({ subject, now, resolve, reject });
       if (this.scheduled) return;
       this.scheduled = true;
       setImmediate(() => {
@@ -46,9 +48,12 @@ export class QuotaReadBatcher {
 
   private async flush(batch: WaitingRead[]): Promise<void> {
     const subjects = [...new Set(batch.map((w) => w.subject))];
+    // The latest reader's instant: earlier readers get a few holds too many, which the
+    // domain filters by each reader's own instant.
+    const lapsedAt = new Date(Math.max(...batch.map((w) => w.now.getTime())));
     try {
       const states = await reading(this.db, () =>
-        readConsumeState(this.db, { subjects, metrics: null, keyed: [] }),
+        readConsumeState(this.db, { subjects, metrics: null, keyed: [], lapsedAt }),
       );
       for (const w of batch) w.resolve(states.get(w.subject)!);
     } catch (err) {

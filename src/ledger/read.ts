@@ -16,11 +16,11 @@ export async function getQuota(
 ): Promise<QuotaView[]> {
   // A plain read, shared with the other reads arriving at the same moment: the common case
   // needs no lock, no transaction and a fraction of a round trip.
-  const state = await readBatcherOf(deps.db).read(subject);
+  const now = deps.clock.now();
+  const state = await readBatcherOf(deps.db).read(subject, now);
   const defs = metric === null ? state.defs : state.defs.filter((d) => d.metric === metric);
   const counters = state.counters;
-  const now = deps.clock.now();
-  let live = liveQuotasOf(defs, counters, subject, now);
+  let live = liveQuotasOf(defs, counters, subject, now, null, state.lapsed);
   if (live.some((q) => q.roll)) {
     live = await inTransaction(deps.db, async (tx) => {
       const w = await SubjectWriter.open(tx, subject);

@@ -215,7 +215,8 @@ async function roll(
   }
   const ws = [...distinct.values()];
   // One statement: every sub-statement sees the counters as they were, so the events record
-  // the period each counter leaves and what it had used.
+  // the period each counter leaves and what it had used. Holds belong to the period they were
+  // made in and vanish with its roll (reserved = 0, as foldCounters does).
   await tx.query(
     `WITH u AS (
        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::int[])
@@ -235,7 +236,7 @@ async function roll(
          JOIN ws ON ws.i = u.w
          JOIN counters c ON c.subject = u.subject AND c.metric = u.metric AND c.period = u.period
      ), upd AS (
-       UPDATE counters c SET used = 0, period_start = ws.start_at, period_end = ws.end_at,
+       UPDATE counters c SET used = 0, reserved = 0, period_start = ws.start_at, period_end = ws.end_at,
               last_reset_at = ws.start_at, last_sequence = u.sequence
          FROM u JOIN ws ON ws.i = u.w
         WHERE c.subject = u.subject AND c.metric = u.metric AND c.period = u.period

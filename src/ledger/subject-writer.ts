@@ -55,9 +55,10 @@ export class SubjectWriter {
       subjects: [this.subject],
       metrics: metric === null ? null : [metric],
       keyed: [],
+      lapsedAt: now,
     };
     const state = (await readConsumeState(this.tx, keys)).get(this.subject)!;
-    const live = liveQuotasOf(state.defs, state.counters, this.subject, now, period);
+    const live = liveQuotasOf(state.defs, state.counters, this.subject, now, period, state.lapsed);
     for (const q of live) this.appendRoll(q, now);
     return live;
   }
@@ -70,7 +71,7 @@ export class SubjectWriter {
     this.setCounter(q.def.metric, q.def.period, q.counter);
   }
 
-  async findByKey(type: 'USAGE' | 'REFUND', key: string): Promise<StoredEvent | null> {
+  async findByKey(type: 'USAGE' | 'REFUND' | 'RESERVED', key: string): Promise<StoredEvent | null> {
     const rows = await this.tx.query<EventRow>(
       `SELECT ${EVENT_COLUMNS} FROM ledger_events WHERE subject = $1 AND type = $2 AND idempotency_key = $3`,
       [this.subject, type, key],
@@ -147,14 +148,15 @@ export class SubjectWriter {
         state.periodEnd,
         state.lastResetAt,
         state.lastSequence,
+        state.reserved,
       );
-      const b = i * 8;
-      return `(${Array.from({ length: 8 }, (_, k) => `$${b + k + 1}`).join(', ')})`;
+      const b = i * 9;
+      return `(${Array.from({ length: 9 }, (_, k) => `$${b + k + 1}`).join(', ')})`;
     });
     await this.tx.query(
       `INSERT INTO counters (${COUNTER_COLUMNS}) VALUES ${tuples.join(', ')}
        ON CONFLICT (subject, metric, period) DO UPDATE SET
-         used = EXCLUDED.used, period_start = EXCLUDED.period_start, period_end = EXCLUDED.period_end,
+         used = EXCLUDED.used, reserved = EXCLUDED.reserved, period_start = EXCLUDED.period_start, period_end = EXCLUDED.period_end,
          last_reset_at = EXCLUDED.last_reset_at, last_sequence = EXCLUDED.last_sequence`,
       values,
     );

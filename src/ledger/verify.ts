@@ -35,6 +35,7 @@ const MAX_POSITIONS = 20;
 
 const same = (a: CounterState, b: CounterState): boolean =>
   a.used === b.used &&
+  a.reserved === b.reserved &&
   a.periodStart.getTime() === b.periodStart.getTime() &&
   (a.periodEnd?.getTime() ?? null) === (b.periodEnd?.getTime() ?? null) &&
   (a.lastResetAt?.getTime() ?? null) === (b.lastResetAt?.getTime() ?? null) &&
@@ -47,7 +48,10 @@ function positionsOf(events: StoredEvent[], metric: string, period: PeriodKind):
     if (e.metric !== metric) continue;
     if ((e.type === 'RESET_SCHEDULED' || e.type === 'RESET_MANUAL') && e.period === period)
       out = [e.position];
-    else if ((e.data.effects ?? []).some((fx) => fx.period === period)) out.push(e.position);
+    else if (
+      [...(e.data.effects ?? []), ...(e.data.holds ?? [])].some((fx) => fx.period === period)
+    )
+      out.push(e.position);
   }
   return out.slice(-MAX_POSITIONS);
 }
@@ -119,8 +123,9 @@ async function checkSubject(
       for (const d of diffs) {
         if (d.ledger) {
           await tx.query(
-            `INSERT INTO counters (${COUNTER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            `INSERT INTO counters (${COUNTER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (subject, metric, period) DO UPDATE SET used = EXCLUDED.used,
+               reserved = EXCLUDED.reserved,
                period_start = EXCLUDED.period_start, period_end = EXCLUDED.period_end,
                last_reset_at = EXCLUDED.last_reset_at, last_sequence = EXCLUDED.last_sequence`,
             [
@@ -132,6 +137,7 @@ async function checkSubject(
               d.ledger.periodEnd,
               d.ledger.lastResetAt,
               d.ledger.lastSequence,
+              d.ledger.reserved,
             ],
           );
         } else {

@@ -40,6 +40,8 @@ import {
   type TriggerResetSweepRequest,
   type TriggerResetSweepResponse,
   type VerifyProjectionRequest,
+  type BacktestQuotaRequest,
+  type BacktestQuotaResponse,
   type VerifyProjectionResponse,
   VerifyProjectionResponseSchema,
 } from '../gen/quota/v1/quota_admin_service_pb.js';
@@ -62,6 +64,7 @@ import {
   runToProto,
   statusToProto,
 } from './convert.js';
+import { backtestHandler } from './backtest.js';
 import { decodePageToken, encodePageToken } from './page-token.js';
 
 export interface AdminServiceHandlers {
@@ -74,6 +77,7 @@ export interface AdminServiceHandlers {
   triggerResetSweep: Handler<TriggerResetSweepRequest, TriggerResetSweepResponse>;
   getResetStatus: Handler<GetResetStatusRequest, GetResetStatusResponse>;
   verifyProjection: Handler<VerifyProjectionRequest, VerifyProjectionResponse>;
+  backtestQuota: Handler<BacktestQuotaRequest, BacktestQuotaResponse>;
 }
 
 const isDecimal = (a: unknown): a is string =>
@@ -88,6 +92,7 @@ export function adminServiceHandlers(
   scheduler: ResetScheduler,
 ): AdminServiceHandlers {
   return {
+    backtestQuota: backtestHandler(deps),
     async setQuota(req, ctx) {
       const period = periodFromProto(req.period);
       const cmd = {

@@ -30,7 +30,7 @@ import {
   type QuotaStatus,
 } from '../gen/quota/v1/types_pb.js';
 
-const PERIODS: Record<PeriodKind, Period> = {
+export const PERIODS: Record<PeriodKind, Period> = {
   DAY: Period.DAY,
   WEEK: Period.WEEK,
   MONTH: Period.MONTH,
@@ -44,6 +44,10 @@ const EVENT_TYPES: Record<DomainEventType, EventType> = {
   QUOTA_DELETED: EventType.QUOTA_DELETED,
   RESET_SCHEDULED: EventType.RESET_SCHEDULED,
   RESET_MANUAL: EventType.RESET_MANUAL,
+  RESERVED: EventType.RESERVED,
+  RESERVATION_COMMITTED: EventType.RESERVATION_COMMITTED,
+  RESERVATION_CANCELLED: EventType.RESERVATION_CANCELLED,
+  RESERVATION_EXPIRED: EventType.RESERVATION_EXPIRED,
 };
 
 const invert = <K extends string, V extends number>(r: Record<K, V>): Map<number, K> =>
@@ -118,6 +122,7 @@ export const statusToProto = (v: QuotaView): QuotaStatus =>
     anchorDay: v.anchorDay,
     limit: v.limit,
     used: v.used,
+    reserved: v.reserved,
     remaining: v.remaining,
     periodStart: ts(v.periodStart),
     periodEnd: optTs(v.periodEnd),
@@ -179,6 +184,7 @@ export function eventToProto(e: StoredEvent): LedgerEvent {
         ? (e.data.effects ?? []).map((fx) => periodAmountToProto({ ...fx, delta: -fx.delta }))
         : [],
     refundedSequence: e.data.refundedSequence ?? 0n,
+    reservationId: e.data.reservationId ?? '',
   });
 }
 
@@ -198,6 +204,7 @@ export const runToProto = (r: ResetAttempt): ResetRun =>
 const counterToProto = (c: DomainCounter): CounterState =>
   create(CounterStateSchema, {
     used: c.used,
+    reserved: c.reserved,
     periodStart: ts(c.periodStart),
     periodEnd: optTs(c.periodEnd),
     lastResetAt: optTs(c.lastResetAt),

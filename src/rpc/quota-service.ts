@@ -34,9 +34,10 @@ import { refund } from '../ledger/refund.js';
 import type { Metrics } from '../metrics.js';
 import { allowSubject, isAdmin, type Handler } from './context.js';
 import { toFailure } from './errors.js';
+import { reservationHandlers, type ReservationHandlers } from './reservations.js';
 import { dateFromProto, modeFromProto, periodAmountToProto, statusToProto, ts } from './convert.js';
 
-export interface QuotaServiceHandlers {
+export interface QuotaServiceHandlers extends ReservationHandlers {
   consume: Handler<ConsumeRequest, ConsumeResponse>;
   consumeBatch: Handler<ConsumeBatchRequest, ConsumeBatchResponse>;
   refund: Handler<RefundRequest, RefundResponse>;
@@ -94,6 +95,7 @@ export function quotaServiceHandlers(
     });
   };
   return {
+    ...reservationHandlers(deps, metrics),
     async consume(req, ctx) {
       const cmd = consumeCommand(req);
       allowSubject(ctx, cmd.subject);

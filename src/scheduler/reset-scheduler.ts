@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../domain/clock.js';
 import type { Db } from '../ledger/db.js';
 import { saveAttempt, type ResetAttempt, type ResetTrigger } from '../ledger/reset-runs.js';
+import { expireReservations, nextExpiry } from '../ledger/reservation-sweep.js';
 import { nextBoundary, oldestDue, sweep } from '../ledger/reset-sweep.js';
 import { safeError } from '../logger.js';
 import type { Metrics } from '../metrics.js';
@@ -205,6 +206,11 @@ export class ResetScheduler {
             shouldStop: () => this.stopping,
             onRolled: (n) => (a.countersRolled += n),
           });
+          // Holds past their ttl get their RESERVATION_EXPIRED in the same run.
+          const expired = await expireReservations(this.o.db, a.startedAt, {
+            shouldStop: () => this.stopping,
+          });
+          this.o.metrics.reservationsSettled.inc({ outcome: 'expired' }, expired);
           // A sweep cut short by a stop is no success: counters may still be due.
           a.outcome = r.complete ? 'success' : 'interrupted';
           if (!r.complete) a.error = 'stopped before it had taken every due counter';
@@ -269,7 +275,13 @@ export class ResetScheduler {
     let delay = maxMs;
     try {
       const now = this.o.clock.now();
-      const next = await nextBoundary(this.o.db, now);
+      // The next period boundary or hold expiry, whichever comes first.
+      const [boundary, expiry] = await Promise.all([
+        nextBoundary(this.o.db, now),
+        nextExpiry(this.o.db, now),
+      ]);
+      const next =
+        boundary && expiry ? (boundary < expiry ? boundary : expiry) : (boundary ?? expiry);
       if (next) delay = Math.min(maxMs, Math.max(0, next.getTime() - now.getTime()));
     } catch {
       // Database away: look again later; the cron sweep and the lazy roll cover the gap.
@@ -283,9 +295,25 @@ export class ResetScheduler {
         // Sweep only if a period has really ended (the timer may just be looking again).
         const due = await oldestDue(this.o.db, this.o.clock.now()).catch(() => null);
         if (due) await this.trigger('timer');
-        else await this.armTimer();
+        else {
+          // No period ended, but a hold may have expired: settle those without a full run.
+          await this.expireHolds();
+          await this.armTimer();
+        }
       })();
     }, delay);
+  }
+
+  /** Writes RESERVATION_EXPIRED for the holds past their ttl; a failure waits for the next run. */
+  private async expireHolds(): Promise<void> {
+    try {
+      const n = await expireReservations(this.o.db, this.o.clock.now(), {
+        shouldStop: () => this.stopping,
+      });
+      this.o.metrics.reservationsSettled.inc({ outcome: 'expired' }, n);
+    } catch {
+      // Database away: the lazy rule already leaves these holds out; the next run writes them.
+    }
   }
 
   private sleep(ms: number): Promise<void> {

@@ -10,6 +10,7 @@ import { KeyStore, readKeyFile, ROLES, type Role } from '../../src/auth/api-keys
 import { createKey } from '../../src/auth/key-file.js';
 import { Period } from '../../src/gen/quota/v1/types_pb.js';
 import { consume } from '../../src/ledger/consume.js';
+import { reserve } from '../../src/ledger/reservation.js';
 import { consumeCommand, defineQuota } from '../support/db.js';
 import { allMethodNames, EXPECTED_ROLES, SERVICES } from '../support/roles.js';
 import { startTestServer, type TestServer } from '../support/server.js';
@@ -40,6 +41,21 @@ const REQUESTS: Record<string, (subject: string) => object> = {
     usageIdempotencyKey: 'u1',
   }),
   'quota.v1.QuotaService/GetQuota': (subject) => ({ subject }),
+  'quota.v1.QuotaService/Reserve': (subject) => ({
+    subject,
+    metric: 'api_calls',
+    amount: 1n,
+    ttl: { seconds: 60n, nanos: 0 },
+  }),
+  'quota.v1.QuotaService/CommitReservation': (subject) => ({
+    subject,
+    reservationId: holds.get(subject),
+    amount: 1n,
+  }),
+  'quota.v1.QuotaService/CancelReservation': (subject) => ({
+    subject,
+    reservationId: holds.get(subject),
+  }),
   'quota.v1.QuotaAdminService/SetQuota': (subject) => ({
     subject,
     metric: 'api_calls',
@@ -57,8 +73,18 @@ const REQUESTS: Record<string, (subject: string) => object> = {
   'quota.v1.QuotaAdminService/ListResetRuns': () => ({}),
   'quota.v1.QuotaAdminService/TriggerResetSweep': () => ({}),
   'quota.v1.QuotaAdminService/GetResetStatus': () => ({}),
+  'quota.v1.QuotaAdminService/BacktestQuota': (subject) => ({
+    subject,
+    metric: 'api_calls',
+    quotas: [{ period: Period.DAY, limit: 1n }],
+    startTime: { seconds: 0n, nanos: 0 },
+    endTime: { seconds: 4_000_000_000n, nanos: 0 },
+  }),
   'quota.v1.QuotaAdminService/VerifyProjection': (subject) => ({ subject, repair: true }),
 };
+
+/** The open reservation (of 1) each fresh subject has, by subject. */
+const holds = new Map<string, string>();
 
 let dir: string;
 let s: TestServer;
@@ -85,6 +111,7 @@ async function snapshot(): Promise<unknown> {
     (SELECT coalesce(string_agg(c::text, '|' ORDER BY subject, metric, period), '') FROM counters c) AS counters,
     (SELECT coalesce(string_agg(q::text, '|' ORDER BY subject, metric, period), '') FROM quotas q) AS quotas,
     (SELECT coalesce(string_agg(x::text, '|' ORDER BY subject), '') FROM subjects x) AS subjects,
+    (SELECT coalesce(string_agg(r::text, '|' ORDER BY subject, reservation_id), '') FROM reservations r) AS holds,
     (SELECT count(*) FROM reset_runs)::int AS runs`);
   return rows[0];
 }
@@ -133,6 +160,19 @@ async function freshSubject(): Promise<string> {
   const deps = s.server.deps;
   await defineQuota(deps, { subject, period: 'DAY', limit: 10n });
   await consume(deps, consumeCommand(subject, { idempotencyKey: 'u1' }), 'fixture');
+  const r = await reserve(
+    deps,
+    {
+      subject,
+      metric: 'api_calls',
+      amount: 1n,
+      ttlMs: 60_000,
+      idempotencyKey: null,
+      attributes: {},
+    },
+    'fixture',
+  );
+  holds.set(subject, r.reservationId!);
   return subject;
 }
 

@@ -9,6 +9,8 @@ import { refund } from '../../src/ledger/refund.js';
 import { resetAllSubjects, resetSubject } from '../../src/ledger/reset.js';
 import { deleteQuota, setQuota } from '../../src/ledger/quota-admin.js';
 import { verifyProjection } from '../../src/ledger/verify.js';
+import { expireReservations } from '../../src/ledger/reservation-sweep.js';
+import { cancelReservation, commitReservation, reserve } from '../../src/ledger/reservation.js';
 import { createTestDatabase, TestClock, type TestDatabase } from '../support/db.js';
 
 // Random command sequences against the real database; afterwards the projection must be
@@ -39,7 +41,11 @@ type Cmd =
   | { k: 'set'; who: number; period: PeriodKind; limit: number; zone: string; anchor: number }
   | { k: 'delete'; who: number; period: PeriodKind }
   | { k: 'reset'; who: number | null; period: PeriodKind | null }
-  | { k: 'advance'; hours: number };
+  | { k: 'advance'; hours: number }
+  | { k: 'reserve'; who: number; amount: number; ttlMinutes: number; key: number | null }
+  | { k: 'commit'; who: number; hold: number; amount: number; overrun: boolean }
+  | { k: 'cancel'; who: number; hold: number }
+  | { k: 'expire' };
 
 const who = fc.integer({ min: 0, max: 2 }); // subject 0 is "*", the defaults
 const command: fc.Arbitrary<Cmd> = fc.oneof(
@@ -97,7 +103,44 @@ const command: fc.Arbitrary<Cmd> = fc.oneof(
       hours: fc.integer({ min: 1, max: 24 * 40 }),
     }),
   },
+  {
+    weight: 5,
+    arbitrary: fc.record({
+      k: fc.constant('reserve' as const),
+      who: fc.integer({ min: 1, max: 2 }),
+      amount: fc.integer({ min: 1, max: 40 }),
+      ttlMinutes: fc.integer({ min: 1, max: 24 * 60 }),
+      key: fc.option(fc.integer({ min: 0, max: 5 })),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      k: fc.constant('commit' as const),
+      who: fc.integer({ min: 1, max: 2 }),
+      hold: fc.integer({ min: 0, max: 3 }),
+      amount: fc.integer({ min: 1, max: 30 }),
+      overrun: fc.boolean(),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      k: fc.constant('cancel' as const),
+      who: fc.integer({ min: 1, max: 2 }),
+      hold: fc.integer({ min: 0, max: 3 }),
+    }),
+  },
+  { weight: 1, arbitrary: fc.constant({ k: 'expire' as const }) },
 );
+
+/** Reservation ids each run has been given, by subject index; commands pick one by number. */
+let holds: string[][] = [[], [], []];
+// Counted from the newest: the holds most likely still open (hold 0 is the last one made).
+// A subject without holds yet lends the command to the other one, so settlements are common.
+const holder = (who: number): number => (holds[who]!.length > 0 ? who : 3 - who);
+const pick = (who: number, i: number): string =>
+  holds[who]!.at(-1 - i) ?? '00000000-0000-0000-0000-000000000000';
 
 let run = 0;
 
@@ -172,6 +215,49 @@ async function apply(c: Cmd, metric: string, subjects: string[]): Promise<void> 
       return;
     case 'advance':
       clock.advance(c.hours * 3_600_000);
+      return;
+    case 'reserve': {
+      const r = await reserve(
+        deps,
+        {
+          subject: s(c.who),
+          metric,
+          amount: BigInt(c.amount),
+          ttlMs: c.ttlMinutes * 60_000,
+          idempotencyKey: key(c.key),
+          attributes: {},
+        },
+        'prop',
+      );
+      if (r.reservationId && !r.replayed) holds[c.who]!.push(r.reservationId);
+      return;
+    }
+    case 'commit':
+      await commitReservation(
+        deps,
+        {
+          subject: s(holder(c.who)),
+          reservationId: pick(holder(c.who), c.hold),
+          amount: BigInt(c.amount),
+          allowOverrun: c.overrun,
+          reason: null,
+        },
+        'prop',
+      );
+      return;
+    case 'cancel':
+      await cancelReservation(
+        deps,
+        {
+          subject: s(holder(c.who)),
+          reservationId: pick(holder(c.who), c.hold),
+          reason: null,
+        },
+        'prop',
+      );
+      return;
+    case 'expire':
+      await expireReservations(t.db, clock.now());
   }
 }
 
@@ -182,6 +268,7 @@ describe('the projection is the fold of the ledger', () => {
         const metric = `m${++run}`;
         // "*" carries the defaults; the two real subjects are new for every run.
         const subjects = ['*', `s${run}-a`, `s${run}-b`];
+        holds = [[], [], []];
         for (const c of cmds) {
           try {
             await apply(c, metric, subjects);
@@ -205,12 +292,27 @@ describe('the projection is the fold of the ledger', () => {
           // No metric named: a subject without quotas answers [], so any error here is a bug.
           const current = await getQuota(deps, subject, null);
           const asOf = await getQuotaAsOf(deps, subject, null, clock.now());
-          expect(asOf).toEqual(current);
-          for (const q of current) expect(q.used >= 0n).toBe(true);
+          // as_of does not rebuild holds: it answers what was used.
+          const unheld = current.map((q) => {
+            const remaining = q.limit - q.used;
+            return { ...q, reserved: 0n, remaining: remaining > 0n ? remaining : 0n };
+          });
+          expect(asOf).toEqual(unheld);
+          for (const q of current) expect(q.used >= 0n && q.reserved >= 0n).toBe(true);
         }
         expect((await verifyProjection(t.db)).differences).toEqual([]);
       }),
       { numRuns: 40, seed: 20261123 },
     );
+    // The runs really went through every reservation path, not just refusals.
+    const { rows } = await t.db.query<{ type: string }>(
+      `SELECT DISTINCT type FROM ledger_events WHERE type LIKE 'RESERV%' ORDER BY type`,
+    );
+    expect(rows.map((r) => r.type)).toEqual([
+      'RESERVATION_CANCELLED',
+      'RESERVATION_COMMITTED',
+      'RESERVATION_EXPIRED',
+      'RESERVED',
+    ]);
   }, 120_000);
 });

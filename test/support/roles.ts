@@ -14,6 +14,10 @@ export const EXPECTED_ROLES: Readonly<Record<string, readonly Role[]>> = {
   'quota.v1.QuotaService/ConsumeBatch': ['consumer', 'admin'],
   'quota.v1.QuotaService/Refund': ['consumer', 'admin'],
   'quota.v1.QuotaService/GetQuota': ['consumer', 'reader', 'admin'],
+  // Holds and settles quota: what a consumer does, in two steps.
+  'quota.v1.QuotaService/Reserve': ['consumer', 'admin'],
+  'quota.v1.QuotaService/CommitReservation': ['consumer', 'admin'],
+  'quota.v1.QuotaService/CancelReservation': ['consumer', 'admin'],
   'quota.v1.QuotaAdminService/SetQuota': ['admin'],
   'quota.v1.QuotaAdminService/DeleteQuota': ['admin'],
   'quota.v1.QuotaAdminService/ResetQuota': ['admin'],
@@ -22,6 +26,8 @@ export const EXPECTED_ROLES: Readonly<Record<string, readonly Role[]>> = {
   'quota.v1.QuotaAdminService/ListResetRuns': ['reader', 'admin'],
   'quota.v1.QuotaAdminService/TriggerResetSweep': ['admin'],
   'quota.v1.QuotaAdminService/GetResetStatus': ['reader', 'admin'],
+  // Read-only: replays the ledger against proposed limits.
+  'quota.v1.QuotaAdminService/BacktestQuota': ['reader', 'admin'],
   // Repair rewrites counters: admin only.
   'quota.v1.QuotaAdminService/VerifyProjection': ['admin'],
 };

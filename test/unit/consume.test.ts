@@ -32,6 +32,7 @@ const counterNow = (d: QuotaDef, used: bigint, over: Partial<CounterState> = {})
   const w = periodContaining(d, NOW);
   return {
     used,
+    reserved: 0n,
     periodStart: w.start,
     periodEnd: w.end,
     lastResetAt: null,
@@ -167,8 +168,10 @@ describe('liveQuota', () => {
       isDefault: true,
       stored: false,
       roll: null,
+      held: 0n,
       counter: {
         used: 0n,
+        reserved: 0n,
         periodStart: at('2026-03-09T04:00:00Z'),
         periodEnd: at('2026-03-16T04:00:00Z'),
         lastResetAt: null,
@@ -187,7 +190,14 @@ describe('liveQuota', () => {
     const d = def();
     const stored = counterNow(d, 4n, { lastResetAt: at('2026-03-10T00:00:00Z') });
     const q = liveQuota(d, false, stored, NOW);
-    expect(q).toEqual({ def: d, isDefault: false, counter: stored, stored: true, roll: null });
+    expect(q).toEqual({
+      def: d,
+      isDefault: false,
+      counter: stored,
+      stored: true,
+      roll: null,
+      held: 0n,
+    });
     // One millisecond before the end is still inside.
     expect(liveQuota(d, false, stored, at('2026-03-10T23:59:59.999Z')).roll).toBeNull();
   });
@@ -196,6 +206,7 @@ describe('liveQuota', () => {
     const d = def({ period: 'NEVER' });
     const stored: CounterState = {
       used: 99n,
+      reserved: 0n,
       periodStart: new Date(0),
       periodEnd: null,
       lastResetAt: null,
@@ -210,6 +221,7 @@ describe('liveQuota', () => {
     const d = def();
     const stored: CounterState = {
       used: 8n,
+      reserved: 0n,
       periodStart: at('2026-03-09T00:00:00Z'),
       periodEnd: at('2026-03-10T00:00:00Z'),
       lastResetAt: null,
@@ -226,6 +238,7 @@ describe('liveQuota', () => {
     });
     expect(q.counter).toEqual({
       used: 0n,
+      reserved: 0n,
       periodStart: at('2026-03-10T00:00:00Z'),
       periodEnd: at('2026-03-11T00:00:00Z'),
       lastResetAt: at('2026-03-10T00:00:00Z'),
@@ -247,6 +260,7 @@ describe('liveQuota', () => {
     const d = def({ period: 'MONTH', anchorDay: 31 });
     const stored: CounterState = {
       used: 5n,
+      reserved: 0n,
       periodStart: at('2025-10-31T00:00:00Z'),
       periodEnd: at('2025-11-30T00:00:00Z'),
       lastResetAt: null,
@@ -267,6 +281,7 @@ describe('liveQuota', () => {
     const d = def({ timeZone: 'Asia/Kolkata' });
     const stored: CounterState = {
       used: 1n,
+      reserved: 0n,
       periodStart: at('2026-03-10T00:00:00Z'),
       periodEnd: at('2026-03-11T00:00:00Z'),
       lastResetAt: null,
@@ -434,6 +449,7 @@ describe('decideConsume', () => {
       anchorDay: 15,
       limit: 50n,
       used: 2n,
+      reserved: 0n,
       remaining: 48n,
       periodStart: at('2026-02-14T18:30:00Z'),
       periodEnd: at('2026-03-14T18:30:00Z'),

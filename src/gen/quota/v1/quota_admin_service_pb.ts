@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file quota/v1/quota_admin_service.proto.
  */
 export const file_quota_v1_quota_admin_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJxdW90YS92MS9xdW90YV9hZG1pbl9zZXJ2aWNlLnByb3RvEghxdW90YS52MSKaAQoPU2V0UXVvdGFSZXF1ZXN0Eg8KB3N1YmplY3QYASABKAkSDgoGbWV0cmljGAIgASgJEiAKBnBlcmlvZBgDIAEoDjIQLnF1b3RhLnYxLlBlcmlvZBINCgVsaW1pdBgEIAEoAxIRCgl0aW1lX3pvbmUYBSABKAkSEgoKYW5jaG9yX2RheRgGIAEoBRIOCgZyZWFzb24YByABKAkiRAoQU2V0UXVvdGFSZXNwb25zZRIeCgVxdW90YRgBIAEoCzIPLnF1b3RhLnYxLlF1b3RhEhAKCHNlcXVlbmNlGAIgASgDImcKEkRlbGV0ZVF1b3RhUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIgCgZwZXJpb2QYAyABKA4yEC5xdW90YS52MS5QZXJpb2QSDgoGcmVhc29uGAQgASgJIicKE0RlbGV0ZVF1b3RhUmVzcG9uc2USEAoIc2VxdWVuY2UYASABKAMifAoRUmVzZXRRdW90YVJlcXVlc3QSDwoHc3ViamVjdBgBIAEoCRIOCgZtZXRyaWMYAiABKAkSIAoGcGVyaW9kGAMgASgOMhAucXVvdGEudjEuUGVyaW9kEhQKDGFsbF9zdWJqZWN0cxgEIAEoCBIOCgZyZWFzb24YBSABKAkiVAoSUmVzZXRRdW90YVJlc3BvbnNlEiUKBnF1b3RhcxgBIAMoCzIVLnF1b3RhLnYxLlF1b3RhU3RhdHVzEhcKD2V2ZW50c19hcHBlbmRlZBgCIAEoAyJbChFMaXN0UXVvdGFzUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJOChJMaXN0UXVvdGFzUmVzcG9uc2USHwoGcXVvdGFzGAEgAygLMg8ucXVvdGEudjEuUXVvdGESFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIpoCChFMaXN0RXZlbnRzUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIiCgV0eXBlcxgDIAMoDjITLnF1b3RhLnYxLkV2ZW50VHlwZRIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAYgASgFEhIKCnBhZ2VfdG9rZW4YByABKAkSDQoFYWN0b3IYCCABKAkSFgoOYWZ0ZXJfcG9zaXRpb24YCSABKAMSFAoMbmV3ZXN0X2ZpcnN0GAogASgIIlQKEkxpc3RFdmVudHNSZXNwb25zZRIlCgZldmVudHMYASADKAsyFS5xdW90YS52MS5MZWRnZXJFdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPQoUTGlzdFJlc2V0UnVuc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiUgoVTGlzdFJlc2V0UnVuc1Jlc3BvbnNlEiAKBHJ1bnMYASADKAsyEi5xdW90YS52MS5SZXNldFJ1bhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiGgoYVHJpZ2dlclJlc2V0U3dlZXBSZXF1ZXN0IjwKGVRyaWdnZXJSZXNldFN3ZWVwUmVzcG9uc2USHwoDcnVuGAEgASgLMhIucXVvdGEudjEuUmVzZXRSdW4iFwoVR2V0UmVzZXRTdGF0dXNSZXF1ZXN0Iv8BChZHZXRSZXNldFN0YXR1c1Jlc3BvbnNlEg8KB2VuYWJsZWQYASABKAgSEAoIc2NoZWR1bGUYAiABKAkSEQoJdGltZV96b25lGAMgASgJEjEKDW5leHRfcnVuX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3J1bm5pbmcYBSABKAgSMQoNcnVubmluZ19zaW5jZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJAoIbGFzdF9ydW4YByABKAsyEi5xdW90YS52MS5SZXNldFJ1bhISCgpyZXBsaWNhX2lkGAggASgJIjoKF1ZlcmlmeVByb2plY3Rpb25SZXF1ZXN0Eg8KB3N1YmplY3QYASABKAkSDgoGcmVwYWlyGAIgASgIIpMBChhWZXJpZnlQcm9qZWN0aW9uUmVzcG9uc2USGAoQc3ViamVjdHNfY2hlY2tlZBgBIAEoAxIwCgtkaWZmZXJlbmNlcxgCIAMoCzIbLnF1b3RhLnYxLkNvdW50ZXJEaWZmZXJlbmNlEhkKEWRpZmZlcmVuY2VzX2ZvdW5kGAMgASgDEhAKCHJlcGFpcmVkGAQgASgDIr0BChFDb3VudGVyRGlmZmVyZW5jZRIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIgCgZwZXJpb2QYAyABKA4yEC5xdW90YS52MS5QZXJpb2QSJgoGbGVkZ2VyGAQgASgLMhYucXVvdGEudjEuQ291bnRlclN0YXRlEioKCnByb2plY3Rpb24YBSABKAsyFi5xdW90YS52MS5Db3VudGVyU3RhdGUSEQoJcG9zaXRpb25zGAYgAygDIsgBCgxDb3VudGVyU3RhdGUSDAoEdXNlZBgBIAEoAxIwCgxwZXJpb2Rfc3RhcnQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnBlcmlvZF9lbmQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDWxhc3RfcmVzZXRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWxhc3Rfc2VxdWVuY2UYBSABKAMy7AUKEVF1b3RhQWRtaW5TZXJ2aWNlEkEKCFNldFF1b3RhEhkucXVvdGEudjEuU2V0UXVvdGFSZXF1ZXN0GhoucXVvdGEudjEuU2V0UXVvdGFSZXNwb25zZRJKCgtEZWxldGVRdW90YRIcLnF1b3RhLnYxLkRlbGV0ZVF1b3RhUmVxdWVzdBodLnF1b3RhLnYxLkRlbGV0ZVF1b3RhUmVzcG9uc2USRwoKUmVzZXRRdW90YRIbLnF1b3RhLnYxLlJlc2V0UXVvdGFSZXF1ZXN0GhwucXVvdGEudjEuUmVzZXRRdW90YVJlc3BvbnNlEkwKCkxpc3RRdW90YXMSGy5xdW90YS52MS5MaXN0UXVvdGFzUmVxdWVzdBocLnF1b3RhLnYxLkxpc3RRdW90YXNSZXNwb25zZSIDkAIBEkwKCkxpc3RFdmVudHMSGy5xdW90YS52MS5MaXN0RXZlbnRzUmVxdWVzdBocLnF1b3RhLnYxLkxpc3RFdmVudHNSZXNwb25zZSIDkAIBElUKDUxpc3RSZXNldFJ1bnMSHi5xdW90YS52MS5MaXN0UmVzZXRSdW5zUmVxdWVzdBofLnF1b3RhLnYxLkxpc3RSZXNldFJ1bnNSZXNwb25zZSIDkAIBElwKEVRyaWdnZXJSZXNldFN3ZWVwEiIucXVvdGEudjEuVHJpZ2dlclJlc2V0U3dlZXBSZXF1ZXN0GiMucXVvdGEudjEuVHJpZ2dlclJlc2V0U3dlZXBSZXNwb25zZRJTCg5HZXRSZXNldFN0YXR1cxIfLnF1b3RhLnYxLkdldFJlc2V0U3RhdHVzUmVxdWVzdBogLnF1b3RhLnYxLkdldFJlc2V0U3RhdHVzUmVzcG9uc2USWQoQVmVyaWZ5UHJvamVjdGlvbhIhLnF1b3RhLnYxLlZlcmlmeVByb2plY3Rpb25SZXF1ZXN0GiIucXVvdGEudjEuVmVyaWZ5UHJvamVjdGlvblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_quota_v1_types]);
+  fileDesc("CiJxdW90YS92MS9xdW90YV9hZG1pbl9zZXJ2aWNlLnByb3RvEghxdW90YS52MSKaAQoPU2V0UXVvdGFSZXF1ZXN0Eg8KB3N1YmplY3QYASABKAkSDgoGbWV0cmljGAIgASgJEiAKBnBlcmlvZBgDIAEoDjIQLnF1b3RhLnYxLlBlcmlvZBINCgVsaW1pdBgEIAEoAxIRCgl0aW1lX3pvbmUYBSABKAkSEgoKYW5jaG9yX2RheRgGIAEoBRIOCgZyZWFzb24YByABKAkiRAoQU2V0UXVvdGFSZXNwb25zZRIeCgVxdW90YRgBIAEoCzIPLnF1b3RhLnYxLlF1b3RhEhAKCHNlcXVlbmNlGAIgASgDImcKEkRlbGV0ZVF1b3RhUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIgCgZwZXJpb2QYAyABKA4yEC5xdW90YS52MS5QZXJpb2QSDgoGcmVhc29uGAQgASgJIicKE0RlbGV0ZVF1b3RhUmVzcG9uc2USEAoIc2VxdWVuY2UYASABKAMifAoRUmVzZXRRdW90YVJlcXVlc3QSDwoHc3ViamVjdBgBIAEoCRIOCgZtZXRyaWMYAiABKAkSIAoGcGVyaW9kGAMgASgOMhAucXVvdGEudjEuUGVyaW9kEhQKDGFsbF9zdWJqZWN0cxgEIAEoCBIOCgZyZWFzb24YBSABKAkiVAoSUmVzZXRRdW90YVJlc3BvbnNlEiUKBnF1b3RhcxgBIAMoCzIVLnF1b3RhLnYxLlF1b3RhU3RhdHVzEhcKD2V2ZW50c19hcHBlbmRlZBgCIAEoAyJbChFMaXN0UXVvdGFzUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJOChJMaXN0UXVvdGFzUmVzcG9uc2USHwoGcXVvdGFzGAEgAygLMg8ucXVvdGEudjEuUXVvdGESFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIpoCChFMaXN0RXZlbnRzUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIiCgV0eXBlcxgDIAMoDjITLnF1b3RhLnYxLkV2ZW50VHlwZRIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAYgASgFEhIKCnBhZ2VfdG9rZW4YByABKAkSDQoFYWN0b3IYCCABKAkSFgoOYWZ0ZXJfcG9zaXRpb24YCSABKAMSFAoMbmV3ZXN0X2ZpcnN0GAogASgIIlQKEkxpc3RFdmVudHNSZXNwb25zZRIlCgZldmVudHMYASADKAsyFS5xdW90YS52MS5MZWRnZXJFdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPQoUTGlzdFJlc2V0UnVuc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiUgoVTGlzdFJlc2V0UnVuc1Jlc3BvbnNlEiAKBHJ1bnMYASADKAsyEi5xdW90YS52MS5SZXNldFJ1bhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiGgoYVHJpZ2dlclJlc2V0U3dlZXBSZXF1ZXN0IjwKGVRyaWdnZXJSZXNldFN3ZWVwUmVzcG9uc2USHwoDcnVuGAEgASgLMhIucXVvdGEudjEuUmVzZXRSdW4iFwoVR2V0UmVzZXRTdGF0dXNSZXF1ZXN0Iv8BChZHZXRSZXNldFN0YXR1c1Jlc3BvbnNlEg8KB2VuYWJsZWQYASABKAgSEAoIc2NoZWR1bGUYAiABKAkSEQoJdGltZV96b25lGAMgASgJEjEKDW5leHRfcnVuX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3J1bm5pbmcYBSABKAgSMQoNcnVubmluZ19zaW5jZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJAoIbGFzdF9ydW4YByABKAsyEi5xdW90YS52MS5SZXNldFJ1bhISCgpyZXBsaWNhX2lkGAggASgJIjoKF1ZlcmlmeVByb2plY3Rpb25SZXF1ZXN0Eg8KB3N1YmplY3QYASABKAkSDgoGcmVwYWlyGAIgASgIIpMBChhWZXJpZnlQcm9qZWN0aW9uUmVzcG9uc2USGAoQc3ViamVjdHNfY2hlY2tlZBgBIAEoAxIwCgtkaWZmZXJlbmNlcxgCIAMoCzIbLnF1b3RhLnYxLkNvdW50ZXJEaWZmZXJlbmNlEhkKEWRpZmZlcmVuY2VzX2ZvdW5kGAMgASgDEhAKCHJlcGFpcmVkGAQgASgDIr0BChFDb3VudGVyRGlmZmVyZW5jZRIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIgCgZwZXJpb2QYAyABKA4yEC5xdW90YS52MS5QZXJpb2QSJgoGbGVkZ2VyGAQgASgLMhYucXVvdGEudjEuQ291bnRlclN0YXRlEioKCnByb2plY3Rpb24YBSABKAsyFi5xdW90YS52MS5Db3VudGVyU3RhdGUSEQoJcG9zaXRpb25zGAYgAygDItoBCgxDb3VudGVyU3RhdGUSDAoEdXNlZBgBIAEoAxIwCgxwZXJpb2Rfc3RhcnQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnBlcmlvZF9lbmQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDWxhc3RfcmVzZXRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWxhc3Rfc2VxdWVuY2UYBSABKAMSEAoIcmVzZXJ2ZWQYBiABKAMivgEKFEJhY2t0ZXN0UXVvdGFSZXF1ZXN0Eg4KBm1ldHJpYxgBIAEoCRIPCgdzdWJqZWN0GAIgASgJEicKBnF1b3RhcxgDIAMoCzIXLnF1b3RhLnYxLlByb3Bvc2VkUXVvdGESLgoKc3RhcnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImcKDVByb3Bvc2VkUXVvdGESIAoGcGVyaW9kGAEgASgOMhAucXVvdGEudjEuUGVyaW9kEg0KBWxpbWl0GAIgASgDEhEKCXRpbWVfem9uZRgDIAEoCRISCgphbmNob3JfZGF5GAQgASgFIpcBChVCYWNrdGVzdFF1b3RhUmVzcG9uc2USKwoIc3ViamVjdHMYASADKAsyGS5xdW90YS52MS5CYWNrdGVzdFN1YmplY3QSKQoGdG90YWxzGAIgASgLMhkucXVvdGEudjEuQmFja3Rlc3RTdWJqZWN0Eg4KBmxpbWl0cxgDIAMoCRIWCg5ldmVudHNfc2Nhbm5lZBgEIAEoAyLhAQoPQmFja3Rlc3RTdWJqZWN0Eg8KB3N1YmplY3QYASABKAkSFQoNY2FsbHNfYWxsb3dlZBgCIAEoAxIWCg5hbW91bnRfYWxsb3dlZBgDIAEoAxIVCg1jYWxsc19yZWZ1c2VkGAQgASgDEhYKDmFtb3VudF9yZWZ1c2VkGAUgASgDEjQKEGZpcnN0X3JlZnVzZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKB3BlcmlvZHMYByADKAsyGC5xdW90YS52MS5CYWNrdGVzdFBlcmlvZCK2AQoOQmFja3Rlc3RQZXJpb2QSIAoGcGVyaW9kGAEgASgOMhAucXVvdGEudjEuUGVyaW9kEjAKDHBlcmlvZF9zdGFydBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcGVyaW9kX2VuZBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGVha191c2VkGAQgASgDEg0KBWxpbWl0GAUgASgDMsMGChFRdW90YUFkbWluU2VydmljZRJBCghTZXRRdW90YRIZLnF1b3RhLnYxLlNldFF1b3RhUmVxdWVzdBoaLnF1b3RhLnYxLlNldFF1b3RhUmVzcG9uc2USSgoLRGVsZXRlUXVvdGESHC5xdW90YS52MS5EZWxldGVRdW90YVJlcXVlc3QaHS5xdW90YS52MS5EZWxldGVRdW90YVJlc3BvbnNlEkcKClJlc2V0UXVvdGESGy5xdW90YS52MS5SZXNldFF1b3RhUmVxdWVzdBocLnF1b3RhLnYxLlJlc2V0UXVvdGFSZXNwb25zZRJMCgpMaXN0UXVvdGFzEhsucXVvdGEudjEuTGlzdFF1b3Rhc1JlcXVlc3QaHC5xdW90YS52MS5MaXN0UXVvdGFzUmVzcG9uc2UiA5ACARJMCgpMaXN0RXZlbnRzEhsucXVvdGEudjEuTGlzdEV2ZW50c1JlcXVlc3QaHC5xdW90YS52MS5MaXN0RXZlbnRzUmVzcG9uc2UiA5ACARJVCg1MaXN0UmVzZXRSdW5zEh4ucXVvdGEudjEuTGlzdFJlc2V0UnVuc1JlcXVlc3QaHy5xdW90YS52MS5MaXN0UmVzZXRSdW5zUmVzcG9uc2UiA5ACARJcChFUcmlnZ2VyUmVzZXRTd2VlcBIiLnF1b3RhLnYxLlRyaWdnZXJSZXNldFN3ZWVwUmVxdWVzdBojLnF1b3RhLnYxLlRyaWdnZXJSZXNldFN3ZWVwUmVzcG9uc2USUwoOR2V0UmVzZXRTdGF0dXMSHy5xdW90YS52MS5HZXRSZXNldFN0YXR1c1JlcXVlc3QaIC5xdW90YS52MS5HZXRSZXNldFN0YXR1c1Jlc3BvbnNlElkKEFZlcmlmeVByb2plY3Rpb24SIS5xdW90YS52MS5WZXJpZnlQcm9qZWN0aW9uUmVxdWVzdBoiLnF1b3RhLnYxLlZlcmlmeVByb2plY3Rpb25SZXNwb25zZRJVCg1CYWNrdGVzdFF1b3RhEh4ucXVvdGEudjEuQmFja3Rlc3RRdW90YVJlcXVlc3QaHy5xdW90YS52MS5CYWNrdGVzdFF1b3RhUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_google_protobuf_timestamp, file_quota_v1_types]);
 
 /**
  * @generated from message quota.v1.SetQuotaRequest
@@ -670,6 +670,13 @@ export type CounterState = Message<"quota.v1.CounterState"> & {
    * @generated from field: int64 last_sequence = 5;
    */
   lastSequence: bigint;
+
+  /**
+   * What open holds of this period add up to.
+   *
+   * @generated from field: int64 reserved = 6;
+   */
+  reserved: bigint;
 };
 
 /**
@@ -678,6 +685,217 @@ export type CounterState = Message<"quota.v1.CounterState"> & {
  */
 export const CounterStateSchema: GenMessage<CounterState> = /*@__PURE__*/
   messageDesc(file_quota_v1_quota_admin_service, 19);
+
+/**
+ * @generated from message quota.v1.BacktestQuotaRequest
+ */
+export type BacktestQuotaRequest = Message<"quota.v1.BacktestQuotaRequest"> & {
+  /**
+   * @generated from field: string metric = 1;
+   */
+  metric: string;
+
+  /**
+   * A subject, or "*" for every subject.
+   *
+   * @generated from field: string subject = 2;
+   */
+  subject: string;
+
+  /**
+   * 1 to 4 quota definitions to test together (a call must fit all of them).
+   *
+   * @generated from field: repeated quota.v1.ProposedQuota quotas = 3;
+   */
+  quotas: ProposedQuota[];
+
+  /**
+   * The range of recorded_at replayed, [start_time, end_time).
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 4;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp end_time = 5;
+   */
+  endTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message quota.v1.BacktestQuotaRequest.
+ * Use `create(BacktestQuotaRequestSchema)` to create a new message.
+ */
+export const BacktestQuotaRequestSchema: GenMessage<BacktestQuotaRequest> = /*@__PURE__*/
+  messageDesc(file_quota_v1_quota_admin_service, 20);
+
+/**
+ * A quota definition being considered: the fields of SetQuotaRequest that shape it.
+ *
+ * @generated from message quota.v1.ProposedQuota
+ */
+export type ProposedQuota = Message<"quota.v1.ProposedQuota"> & {
+  /**
+   * @generated from field: quota.v1.Period period = 1;
+   */
+  period: Period;
+
+  /**
+   * @generated from field: int64 limit = 2;
+   */
+  limit: bigint;
+
+  /**
+   * IANA time zone; empty means UTC.
+   *
+   * @generated from field: string time_zone = 3;
+   */
+  timeZone: string;
+
+  /**
+   * PERIOD_MONTH only: 1-31, or 0 for the calendar month.
+   *
+   * @generated from field: int32 anchor_day = 4;
+   */
+  anchorDay: number;
+};
+
+/**
+ * Describes the message quota.v1.ProposedQuota.
+ * Use `create(ProposedQuotaSchema)` to create a new message.
+ */
+export const ProposedQuotaSchema: GenMessage<ProposedQuota> = /*@__PURE__*/
+  messageDesc(file_quota_v1_quota_admin_service, 21);
+
+/**
+ * @generated from message quota.v1.BacktestQuotaResponse
+ */
+export type BacktestQuotaResponse = Message<"quota.v1.BacktestQuotaResponse"> & {
+  /**
+   * One per subject that has recorded usage in the range, sorted by subject.
+   *
+   * @generated from field: repeated quota.v1.BacktestSubject subjects = 1;
+   */
+  subjects: BacktestSubject[];
+
+  /**
+   * The sums over all subjects (subject "*").
+   *
+   * @generated from field: quota.v1.BacktestSubject totals = 2;
+   */
+  totals?: BacktestSubject | undefined;
+
+  /**
+   * What a replay of the ledger cannot know; read these before trusting the numbers.
+   *
+   * @generated from field: repeated string limits = 3;
+   */
+  limits: string[];
+
+  /**
+   * Ledger events replayed.
+   *
+   * @generated from field: int64 events_scanned = 4;
+   */
+  eventsScanned: bigint;
+};
+
+/**
+ * Describes the message quota.v1.BacktestQuotaResponse.
+ * Use `create(BacktestQuotaResponseSchema)` to create a new message.
+ */
+export const BacktestQuotaResponseSchema: GenMessage<BacktestQuotaResponse> = /*@__PURE__*/
+  messageDesc(file_quota_v1_quota_admin_service, 22);
+
+/**
+ * @generated from message quota.v1.BacktestSubject
+ */
+export type BacktestSubject = Message<"quota.v1.BacktestSubject"> & {
+  /**
+   * @generated from field: string subject = 1;
+   */
+  subject: string;
+
+  /**
+   * @generated from field: int64 calls_allowed = 2;
+   */
+  callsAllowed: bigint;
+
+  /**
+   * @generated from field: int64 amount_allowed = 3;
+   */
+  amountAllowed: bigint;
+
+  /**
+   * @generated from field: int64 calls_refused = 4;
+   */
+  callsRefused: bigint;
+
+  /**
+   * @generated from field: int64 amount_refused = 5;
+   */
+  amountRefused: bigint;
+
+  /**
+   * Unset when nothing would have been refused.
+   *
+   * @generated from field: google.protobuf.Timestamp first_refused_at = 6;
+   */
+  firstRefusedAt?: Timestamp | undefined;
+
+  /**
+   * Each period with usage, per proposed quota, oldest first: its peak against the limit.
+   *
+   * @generated from field: repeated quota.v1.BacktestPeriod periods = 7;
+   */
+  periods: BacktestPeriod[];
+};
+
+/**
+ * Describes the message quota.v1.BacktestSubject.
+ * Use `create(BacktestSubjectSchema)` to create a new message.
+ */
+export const BacktestSubjectSchema: GenMessage<BacktestSubject> = /*@__PURE__*/
+  messageDesc(file_quota_v1_quota_admin_service, 23);
+
+/**
+ * @generated from message quota.v1.BacktestPeriod
+ */
+export type BacktestPeriod = Message<"quota.v1.BacktestPeriod"> & {
+  /**
+   * @generated from field: quota.v1.Period period = 1;
+   */
+  period: Period;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp period_start = 2;
+   */
+  periodStart?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp period_end = 3;
+   */
+  periodEnd?: Timestamp | undefined;
+
+  /**
+   * The highest usage the period reached in the replay (allowed usage only).
+   *
+   * @generated from field: int64 peak_used = 4;
+   */
+  peakUsed: bigint;
+
+  /**
+   * @generated from field: int64 limit = 5;
+   */
+  limit: bigint;
+};
+
+/**
+ * Describes the message quota.v1.BacktestPeriod.
+ * Use `create(BacktestPeriodSchema)` to create a new message.
+ */
+export const BacktestPeriodSchema: GenMessage<BacktestPeriod> = /*@__PURE__*/
+  messageDesc(file_quota_v1_quota_admin_service, 24);
 
 /**
  * Operator actions. Role admin; the List* methods also role reader.
@@ -767,6 +985,17 @@ export const QuotaAdminService: GenService<{
     methodKind: "unary";
     input: typeof VerifyProjectionRequestSchema;
     output: typeof VerifyProjectionResponseSchema;
+  },
+  /**
+   * Replays the recorded usage of a time range against proposed quotas: whom would they have
+   * refused? Read-only; role reader or admin.
+   *
+   * @generated from rpc quota.v1.QuotaAdminService.BacktestQuota
+   */
+  backtestQuota: {
+    methodKind: "unary";
+    input: typeof BacktestQuotaRequestSchema;
+    output: typeof BacktestQuotaResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_quota_v1_quota_admin_service, 0);

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file quota/v1/quota_service.proto.
  */
 export const file_quota_v1_quota_service: GenFile = /*@__PURE__*/
-  fileDesc("ChxxdW90YS92MS9xdW90YV9zZXJ2aWNlLnByb3RvEghxdW90YS52MSLwAQoOQ29uc3VtZVJlcXVlc3QSDwoHc3ViamVjdBgBIAEoCRIOCgZtZXRyaWMYAiABKAkSDgoGYW1vdW50GAMgASgDEhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRIjCgRtb2RlGAUgASgOMhUucXVvdGEudjEuQ29uc3VtZU1vZGUSPAoKYXR0cmlidXRlcxgGIAMoCzIoLnF1b3RhLnYxLkNvbnN1bWVSZXF1ZXN0LkF0dHJpYnV0ZXNFbnRyeRoxCg9BdHRyaWJ1dGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLdAQoPQ29uc3VtZVJlc3BvbnNlEg8KB2FsbG93ZWQYASABKAgSJQoGcXVvdGFzGAIgAygLMhUucXVvdGEudjEuUXVvdGFTdGF0dXMSEAoIc2VxdWVuY2UYAyABKAMSEAoIcmVwbGF5ZWQYBCABKAgSEAoIcmVjb3JkZWQYBSABKAgSLgoLcmV0cnlfYWZ0ZXIYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoIcmV0cnlfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIj4KE0NvbnN1bWVCYXRjaFJlcXVlc3QSJwoFaXRlbXMYASADKAsyGC5xdW90YS52MS5Db25zdW1lUmVxdWVzdCJFChRDb25zdW1lQmF0Y2hSZXNwb25zZRItCgdyZXN1bHRzGAEgAygLMhwucXVvdGEudjEuQ29uc3VtZUJhdGNoUmVzdWx0InMKEkNvbnN1bWVCYXRjaFJlc3VsdBItCghyZXNwb25zZRgBIAEoCzIZLnF1b3RhLnYxLkNvbnN1bWVSZXNwb25zZUgAEiQKBWVycm9yGAIgASgLMhMucXVvdGEudjEuSXRlbUVycm9ySABCCAoGcmVzdWx0IioKCUl0ZW1FcnJvchIMCgRjb2RlGAEgASgFEg8KB21lc3NhZ2UYAiABKAkiiAEKDVJlZnVuZFJlcXVlc3QSDwoHc3ViamVjdBgBIAEoCRIOCgZtZXRyaWMYAiABKAkSDgoGYW1vdW50GAMgASgDEhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRIOCgZyZWFzb24YBSABKAkSHQoVdXNhZ2VfaWRlbXBvdGVuY3lfa2V5GAYgASgJIoUBCg5SZWZ1bmRSZXNwb25zZRIlCgZxdW90YXMYASADKAsyFS5xdW90YS52MS5RdW90YVN0YXR1cxIQCghzZXF1ZW5jZRgCIAEoAxIQCghyZXBsYXllZBgDIAEoCBIoCghjcmVkaXRlZBgEIAMoCzIWLnF1b3RhLnYxLlBlcmlvZEFtb3VudCJdCg9HZXRRdW90YVJlcXVlc3QSDwoHc3ViamVjdBgBIAEoCRIOCgZtZXRyaWMYAiABKAkSKQoFYXNfb2YYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjkKEEdldFF1b3RhUmVzcG9uc2USJQoGcXVvdGFzGAEgAygLMhUucXVvdGEudjEuUXVvdGFTdGF0dXMyogIKDFF1b3RhU2VydmljZRI+CgdDb25zdW1lEhgucXVvdGEudjEuQ29uc3VtZVJlcXVlc3QaGS5xdW90YS52MS5Db25zdW1lUmVzcG9uc2USTQoMQ29uc3VtZUJhdGNoEh0ucXVvdGEudjEuQ29uc3VtZUJhdGNoUmVxdWVzdBoeLnF1b3RhLnYxLkNvbnN1bWVCYXRjaFJlc3BvbnNlEjsKBlJlZnVuZBIXLnF1b3RhLnYxLlJlZnVuZFJlcXVlc3QaGC5xdW90YS52MS5SZWZ1bmRSZXNwb25zZRJGCghHZXRRdW90YRIZLnF1b3RhLnYxLkdldFF1b3RhUmVxdWVzdBoaLnF1b3RhLnYxLkdldFF1b3RhUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_quota_v1_types]);
+  fileDesc("ChxxdW90YS92MS9xdW90YV9zZXJ2aWNlLnByb3RvEghxdW90YS52MSLwAQoOQ29uc3VtZVJlcXVlc3QSDwoHc3ViamVjdBgBIAEoCRIOCgZtZXRyaWMYAiABKAkSDgoGYW1vdW50GAMgASgDEhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRIjCgRtb2RlGAUgASgOMhUucXVvdGEudjEuQ29uc3VtZU1vZGUSPAoKYXR0cmlidXRlcxgGIAMoCzIoLnF1b3RhLnYxLkNvbnN1bWVSZXF1ZXN0LkF0dHJpYnV0ZXNFbnRyeRoxCg9BdHRyaWJ1dGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLdAQoPQ29uc3VtZVJlc3BvbnNlEg8KB2FsbG93ZWQYASABKAgSJQoGcXVvdGFzGAIgAygLMhUucXVvdGEudjEuUXVvdGFTdGF0dXMSEAoIc2VxdWVuY2UYAyABKAMSEAoIcmVwbGF5ZWQYBCABKAgSEAoIcmVjb3JkZWQYBSABKAgSLgoLcmV0cnlfYWZ0ZXIYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoIcmV0cnlfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIj4KE0NvbnN1bWVCYXRjaFJlcXVlc3QSJwoFaXRlbXMYASADKAsyGC5xdW90YS52MS5Db25zdW1lUmVxdWVzdCJFChRDb25zdW1lQmF0Y2hSZXNwb25zZRItCgdyZXN1bHRzGAEgAygLMhwucXVvdGEudjEuQ29uc3VtZUJhdGNoUmVzdWx0InMKEkNvbnN1bWVCYXRjaFJlc3VsdBItCghyZXNwb25zZRgBIAEoCzIZLnF1b3RhLnYxLkNvbnN1bWVSZXNwb25zZUgAEiQKBWVycm9yGAIgASgLMhMucXVvdGEudjEuSXRlbUVycm9ySABCCAoGcmVzdWx0IioKCUl0ZW1FcnJvchIMCgRjb2RlGAEgASgFEg8KB21lc3NhZ2UYAiABKAkiiAEKDVJlZnVuZFJlcXVlc3QSDwoHc3ViamVjdBgBIAEoCRIOCgZtZXRyaWMYAiABKAkSDgoGYW1vdW50GAMgASgDEhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRIOCgZyZWFzb24YBSABKAkSHQoVdXNhZ2VfaWRlbXBvdGVuY3lfa2V5GAYgASgJIoUBCg5SZWZ1bmRSZXNwb25zZRIlCgZxdW90YXMYASADKAsyFS5xdW90YS52MS5RdW90YVN0YXR1cxIQCghzZXF1ZW5jZRgCIAEoAxIQCghyZXBsYXllZBgDIAEoCBIoCghjcmVkaXRlZBgEIAMoCzIWLnF1b3RhLnYxLlBlcmlvZEFtb3VudCJdCg9HZXRRdW90YVJlcXVlc3QSDwoHc3ViamVjdBgBIAEoCRIOCgZtZXRyaWMYAiABKAkSKQoFYXNfb2YYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjkKEEdldFF1b3RhUmVzcG9uc2USJQoGcXVvdGFzGAEgAygLMhUucXVvdGEudjEuUXVvdGFTdGF0dXMi8wEKDlJlc2VydmVSZXF1ZXN0Eg8KB3N1YmplY3QYASABKAkSDgoGbWV0cmljGAIgASgJEg4KBmFtb3VudBgDIAEoAxImCgN0dGwYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFwoPaWRlbXBvdGVuY3lfa2V5GAUgASgJEjwKCmF0dHJpYnV0ZXMYBiADKAsyKC5xdW90YS52MS5SZXNlcnZlUmVxdWVzdC5BdHRyaWJ1dGVzRW50cnkaMQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEikwIKD1Jlc2VydmVSZXNwb25zZRIPCgdhbGxvd2VkGAEgASgIEhYKDnJlc2VydmF0aW9uX2lkGAIgASgJEi4KCmV4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiUKBnF1b3RhcxgEIAMoCzIVLnF1b3RhLnYxLlF1b3RhU3RhdHVzEhAKCHNlcXVlbmNlGAUgASgDEhAKCHJlcGxheWVkGAYgASgIEi4KC3JldHJ5X2FmdGVyGAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCHJldHJ5X2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ6ChhDb21taXRSZXNlcnZhdGlvblJlcXVlc3QSDwoHc3ViamVjdBgBIAEoCRIWCg5yZXNlcnZhdGlvbl9pZBgCIAEoCRIOCgZhbW91bnQYAyABKAMSFQoNYWxsb3dfb3ZlcnJ1bhgEIAEoCBIOCgZyZWFzb24YBSABKAkiZgoZQ29tbWl0UmVzZXJ2YXRpb25SZXNwb25zZRIlCgZxdW90YXMYASADKAsyFS5xdW90YS52MS5RdW90YVN0YXR1cxIQCghzZXF1ZW5jZRgCIAEoAxIQCghyZXBsYXllZBgDIAEoCCJTChhDYW5jZWxSZXNlcnZhdGlvblJlcXVlc3QSDwoHc3ViamVjdBgBIAEoCRIWCg5yZXNlcnZhdGlvbl9pZBgCIAEoCRIOCgZyZWFzb24YAyABKAkiZgoZQ2FuY2VsUmVzZXJ2YXRpb25SZXNwb25zZRIlCgZxdW90YXMYASADKAsyFS5xdW90YS52MS5RdW90YVN0YXR1cxIQCghzZXF1ZW5jZRgCIAEoAxIQCghyZXBsYXllZBgDIAEoCDKeBAoMUXVvdGFTZXJ2aWNlEj4KB0NvbnN1bWUSGC5xdW90YS52MS5Db25zdW1lUmVxdWVzdBoZLnF1b3RhLnYxLkNvbnN1bWVSZXNwb25zZRJNCgxDb25zdW1lQmF0Y2gSHS5xdW90YS52MS5Db25zdW1lQmF0Y2hSZXF1ZXN0Gh4ucXVvdGEudjEuQ29uc3VtZUJhdGNoUmVzcG9uc2USOwoGUmVmdW5kEhcucXVvdGEudjEuUmVmdW5kUmVxdWVzdBoYLnF1b3RhLnYxLlJlZnVuZFJlc3BvbnNlEkYKCEdldFF1b3RhEhkucXVvdGEudjEuR2V0UXVvdGFSZXF1ZXN0GhoucXVvdGEudjEuR2V0UXVvdGFSZXNwb25zZSIDkAIBEj4KB1Jlc2VydmUSGC5xdW90YS52MS5SZXNlcnZlUmVxdWVzdBoZLnF1b3RhLnYxLlJlc2VydmVSZXNwb25zZRJcChFDb21taXRSZXNlcnZhdGlvbhIiLnF1b3RhLnYxLkNvbW1pdFJlc2VydmF0aW9uUmVxdWVzdBojLnF1b3RhLnYxLkNvbW1pdFJlc2VydmF0aW9uUmVzcG9uc2USXAoRQ2FuY2VsUmVzZXJ2YXRpb24SIi5xdW90YS52MS5DYW5jZWxSZXNlcnZhdGlvblJlcXVlc3QaIy5xdW90YS52MS5DYW5jZWxSZXNlcnZhdGlvblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_quota_v1_types]);
 
 /**
  * @generated from message quota.v1.ConsumeRequest
@@ -360,6 +360,250 @@ export const GetQuotaResponseSchema: GenMessage<GetQuotaResponse> = /*@__PURE__*
   messageDesc(file_quota_v1_quota_service, 9);
 
 /**
+ * @generated from message quota.v1.ReserveRequest
+ */
+export type ReserveRequest = Message<"quota.v1.ReserveRequest"> & {
+  /**
+   * @generated from field: string subject = 1;
+   */
+  subject: string;
+
+  /**
+   * @generated from field: string metric = 2;
+   */
+  metric: string;
+
+  /**
+   * Greater than zero.
+   *
+   * @generated from field: int64 amount = 3;
+   */
+  amount: bigint;
+
+  /**
+   * How long the hold lasts: 1 s to 24 h.
+   *
+   * @generated from field: google.protobuf.Duration ttl = 4;
+   */
+  ttl?: Duration | undefined;
+
+  /**
+   * Optional. The same key for the same subject replays the first answer (same reservation).
+   *
+   * @generated from field: string idempotency_key = 5;
+   */
+  idempotencyKey: string;
+
+  /**
+   * Optional string attributes stored with the RESERVED event.
+   *
+   * @generated from field: map<string, string> attributes = 6;
+   */
+  attributes: { [key: string]: string };
+};
+
+/**
+ * Describes the message quota.v1.ReserveRequest.
+ * Use `create(ReserveRequestSchema)` to create a new message.
+ */
+export const ReserveRequestSchema: GenMessage<ReserveRequest> = /*@__PURE__*/
+  messageDesc(file_quota_v1_quota_service, 10);
+
+/**
+ * @generated from message quota.v1.ReserveResponse
+ */
+export type ReserveResponse = Message<"quota.v1.ReserveResponse"> & {
+  /**
+   * The amount fits every quota and is held.
+   *
+   * @generated from field: bool allowed = 1;
+   */
+  allowed: boolean;
+
+  /**
+   * Set when allowed: what CommitReservation and CancelReservation take.
+   *
+   * @generated from field: string reservation_id = 2;
+   */
+  reservationId: string;
+
+  /**
+   * Set when allowed: after this instant the hold no longer counts.
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 3;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * Every quota of (subject, metric) after this call (before it, when refused).
+   *
+   * @generated from field: repeated quota.v1.QuotaStatus quotas = 4;
+   */
+  quotas: QuotaStatus[];
+
+  /**
+   * The RESERVED event's per-subject sequence; 0 when refused.
+   *
+   * @generated from field: int64 sequence = 5;
+   */
+  sequence: bigint;
+
+  /**
+   * @generated from field: bool replayed = 6;
+   */
+  replayed: boolean;
+
+  /**
+   * When refused: how long until every refusing quota has reset; unset if one never resets.
+   *
+   * @generated from field: google.protobuf.Duration retry_after = 7;
+   */
+  retryAfter?: Duration | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp retry_at = 8;
+   */
+  retryAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message quota.v1.ReserveResponse.
+ * Use `create(ReserveResponseSchema)` to create a new message.
+ */
+export const ReserveResponseSchema: GenMessage<ReserveResponse> = /*@__PURE__*/
+  messageDesc(file_quota_v1_quota_service, 11);
+
+/**
+ * @generated from message quota.v1.CommitReservationRequest
+ */
+export type CommitReservationRequest = Message<"quota.v1.CommitReservationRequest"> & {
+  /**
+   * @generated from field: string subject = 1;
+   */
+  subject: string;
+
+  /**
+   * @generated from field: string reservation_id = 2;
+   */
+  reservationId: string;
+
+  /**
+   * The actual usage, greater than zero. At most the held amount unless allow_overrun.
+   *
+   * @generated from field: int64 amount = 3;
+   */
+  amount: bigint;
+
+  /**
+   * Allows an amount above the hold, provided the excess still fits every quota.
+   *
+   * @generated from field: bool allow_overrun = 4;
+   */
+  allowOverrun: boolean;
+
+  /**
+   * @generated from field: string reason = 5;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message quota.v1.CommitReservationRequest.
+ * Use `create(CommitReservationRequestSchema)` to create a new message.
+ */
+export const CommitReservationRequestSchema: GenMessage<CommitReservationRequest> = /*@__PURE__*/
+  messageDesc(file_quota_v1_quota_service, 12);
+
+/**
+ * @generated from message quota.v1.CommitReservationResponse
+ */
+export type CommitReservationResponse = Message<"quota.v1.CommitReservationResponse"> & {
+  /**
+   * @generated from field: repeated quota.v1.QuotaStatus quotas = 1;
+   */
+  quotas: QuotaStatus[];
+
+  /**
+   * The RESERVATION_COMMITTED event's per-subject sequence.
+   *
+   * @generated from field: int64 sequence = 2;
+   */
+  sequence: bigint;
+
+  /**
+   * True when this reservation had already been committed with this amount.
+   *
+   * @generated from field: bool replayed = 3;
+   */
+  replayed: boolean;
+};
+
+/**
+ * Describes the message quota.v1.CommitReservationResponse.
+ * Use `create(CommitReservationResponseSchema)` to create a new message.
+ */
+export const CommitReservationResponseSchema: GenMessage<CommitReservationResponse> = /*@__PURE__*/
+  messageDesc(file_quota_v1_quota_service, 13);
+
+/**
+ * @generated from message quota.v1.CancelReservationRequest
+ */
+export type CancelReservationRequest = Message<"quota.v1.CancelReservationRequest"> & {
+  /**
+   * @generated from field: string subject = 1;
+   */
+  subject: string;
+
+  /**
+   * @generated from field: string reservation_id = 2;
+   */
+  reservationId: string;
+
+  /**
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message quota.v1.CancelReservationRequest.
+ * Use `create(CancelReservationRequestSchema)` to create a new message.
+ */
+export const CancelReservationRequestSchema: GenMessage<CancelReservationRequest> = /*@__PURE__*/
+  messageDesc(file_quota_v1_quota_service, 14);
+
+/**
+ * @generated from message quota.v1.CancelReservationResponse
+ */
+export type CancelReservationResponse = Message<"quota.v1.CancelReservationResponse"> & {
+  /**
+   * @generated from field: repeated quota.v1.QuotaStatus quotas = 1;
+   */
+  quotas: QuotaStatus[];
+
+  /**
+   * The RESERVATION_CANCELLED event's per-subject sequence.
+   *
+   * @generated from field: int64 sequence = 2;
+   */
+  sequence: bigint;
+
+  /**
+   * True when this reservation had already been cancelled.
+   *
+   * @generated from field: bool replayed = 3;
+   */
+  replayed: boolean;
+};
+
+/**
+ * Describes the message quota.v1.CancelReservationResponse.
+ * Use `create(CancelReservationResponseSchema)` to create a new message.
+ */
+export const CancelReservationResponseSchema: GenMessage<CancelReservationResponse> = /*@__PURE__*/
+  messageDesc(file_quota_v1_quota_service, 15);
+
+/**
  * Asks and answers "may subject S use N more of metric M?". Role consumer or admin.
  *
  * @generated from service quota.v1.QuotaService
@@ -406,6 +650,37 @@ export const QuotaService: GenService<{
     methodKind: "unary";
     input: typeof GetQuotaRequestSchema;
     output: typeof GetQuotaResponseSchema;
+  },
+  /**
+   * Holds an amount for work in progress: decided like an ENFORCE Consume against used +
+   * reserved of every quota of (subject, metric), all or nothing, but held, not used.
+   *
+   * @generated from rpc quota.v1.QuotaService.Reserve
+   */
+  reserve: {
+    methodKind: "unary";
+    input: typeof ReserveRequestSchema;
+    output: typeof ReserveResponseSchema;
+  },
+  /**
+   * Settles a hold with the actual amount: records the usage and releases the hold.
+   *
+   * @generated from rpc quota.v1.QuotaService.CommitReservation
+   */
+  commitReservation: {
+    methodKind: "unary";
+    input: typeof CommitReservationRequestSchema;
+    output: typeof CommitReservationResponseSchema;
+  },
+  /**
+   * Releases a hold without usage.
+   *
+   * @generated from rpc quota.v1.QuotaService.CancelReservation
+   */
+  cancelReservation: {
+    methodKind: "unary";
+    input: typeof CancelReservationRequestSchema;
+    output: typeof CancelReservationResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_quota_v1_quota_service, 0);

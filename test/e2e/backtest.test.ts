@@ -1,0 +1,113 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { Code, ConnectError } from '@connectrpc/connect';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { QuotaAdminService } from '../../src/gen/quota/v1/quota_admin_service_pb.js';
+import { Period } from '../../src/gen/quota/v1/types_pb.js';
+import { startTestServer, type TestServer } from '../support/server.js';
+
+let s: TestServer;
+beforeAll(async () => {
+  s = await startTestServer();
+  await s.connect.admin.setQuota({
+    subject: '*',
+    metric: 'images',
+    period: Period.DAY,
+    limit: 100n,
+  });
+  for (const [subject, amount] of [
+    ['acme', 40n],
+    ['acme', 40n],
+    ['zeta', 10n],
+  ] as const) {
+    await s.connect.quota.consume({ subject, metric: 'images', amount });
+    s.clock.advance(60_000);
+  }
+});
+afterAll(() => s.close());
+
+const range = {
+  startTime: { seconds: 1_700_000_000n, nanos: 0 },
+  endTime: { seconds: 1_900_000_000n, nanos: 0 },
+};
+
+describe('QuotaAdminService/BacktestQuota', () => {
+  it('answers per subject and in total, with its limits stated (gRPC and Connect agree)', async () => {
+    const req = {
+      metric: 'images',
+      subject: '*',
+      quotas: [{ period: Period.DAY, limit: 50n }],
+      ...range,
+    };
+    const r = await s.grpc.call(QuotaAdminService, QuotaAdminService.method.backtestQuota, req);
+    expect(
+      r.subjects.map((x) => [x.subject, x.callsAllowed, x.callsRefused, x.amountRefused]),
+    ).toEqual([
+      ['acme', 1n, 1n, 40n],
+      ['zeta', 1n, 0n, 0n],
+    ]);
+    expect(r.subjects[0]!.periods.map((p) => [p.peakUsed, p.limit])).toEqual([[40n, 50n]]);
+    expect(r.totals).toMatchObject({ subject: '*', callsRefused: 1n, callsAllowed: 2n });
+    expect(r.subjects[0]!.firstRefusedAt).toEqual(r.totals!.firstRefusedAt);
+    expect(r.limits.join(' ')).toMatch(/refused were never recorded/);
+    expect(r.eventsScanned).toBe(3n);
+    const c = await s.connect.admin.backtestQuota(req);
+    expect(c.totals).toEqual(r.totals);
+  });
+
+  it('bad input is INVALID_ARGUMENT naming the field', async () => {
+    const cases: [object, string][] = [
+      [{ metric: 'images', subject: '*', quotas: [], ...range }, 'quotas'],
+      [
+        { metric: 'images', subject: '*', quotas: [{ period: Period.DAY, limit: -1n }], ...range },
+        'quotas[0].limit',
+      ],
+      [
+        { metric: 'images', subject: '*', quotas: [{ period: Period.DAY, limit: 1n }] },
+        'start_time',
+      ],
+      [
+        {
+          metric: 'images',
+          subject: '*',
+          quotas: [{ period: Period.DAY, limit: 1n }],
+          startTime: range.endTime,
+          endTime: range.startTime,
+        },
+        'end_time',
+      ],
+    ];
+    for (const [req, field] of cases) {
+      const e = await s.connect.admin.backtestQuota(req).then(
+        () => null,
+        (err: unknown) => err as ConnectError,
+      );
+      expect(e?.code, field).toBe(Code.InvalidArgument);
+      expect(e?.rawMessage.split(':')[0]).toBe(field);
+    }
+  });
+
+  it('npm run quota -- backtest prints a table with totals and the limits', async () => {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        'src/cli/main.ts',
+        'backtest',
+        'images',
+        '--quota',
+        'DAY:50',
+        '--from',
+        '2020-01-01T00:00:00Z',
+        '--to',
+        '2030-01-01T00:00:00Z',
+      ],
+      { env: { ...process.env, QUOTA_URL: s.baseUrl }, timeout: 60_000 },
+    );
+    expect(stdout).toMatch(/^SUBJECT\s+CALLS OK\s+AMOUNT OK\s+CALLS REFUSED/m);
+    expect(stdout).toMatch(/^acme\s+1\s+40\s+1\s+40\s+\S+\s+40\s*$/m);
+    expect(stdout).toMatch(/^\*\s+2\s+50\s+1\s+40\s/m);
+    expect(stdout).toMatch(/^3 events replayed\. Limits of this answer:$/m);
+  });
+});
