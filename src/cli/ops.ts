@@ -135,32 +135,24 @@ export async function events(
   const last = [...newest.events].reverse();
   write(table(EVENT_HEADER, last.map(eventRow)) + '\n');
   if (!f.follow) return;
-  // Positions are taken when an event is written, not when it commits, so an event can become
-  // visible just after a higher one. Following therefore re-reads a window behind the newest
-  // position, longer than any of the service's transactions (bounded by the statement
-  // timeout), and prints what it had not seen.
-  const seen = new Map<bigint, number>(last.map((e) => [e.position, Date.now()]));
-  let floor = last.at(-1)?.position ?? 0n;
+  // The newest events shown are ones the feed has handed out already, so following the feed
+  // from the last of them misses nothing still in flight. Feed order is by transaction, so
+  // an event shown above (a lower position of a later transaction) can come again: skip it.
+  const shown = new Set(last.map((e) => e.position));
+  let pageToken = '';
+  let afterPosition = last.at(-1)?.position ?? 0n;
   while (!signal?.aborted) {
+    const page = await c.admin.listEvents({ ...filter, pageSize: 1000, afterPosition, pageToken });
+    for (const e of page.events) {
+      if (!shown.delete(e.position)) write(eventRow(e).join('  ') + '\n');
+    }
+    if (page.nextPageToken) {
+      pageToken = page.nextPageToken;
+      continue;
+    }
+    if (page.events.length > 0) afterPosition = page.events.at(-1)!.position;
+    pageToken = '';
     await new Promise((r) => setTimeout(r, 500));
-    let from = floor;
-    for (;;) {
-      const page = await c.admin.listEvents({ ...filter, pageSize: 1000, afterPosition: from });
-      for (const e of page.events) {
-        if (seen.has(e.position)) continue;
-        seen.set(e.position, Date.now());
-        write(eventRow(e).join('  ') + '\n');
-      }
-      if (page.events.length < 1000) break;
-      from = page.events.at(-1)!.position;
-    }
-    const settled = Date.now() - 30_000;
-    for (const [pos, at] of seen) {
-      if (at < settled) {
-        if (pos > floor) floor = pos;
-        seen.delete(pos);
-      }
-    }
   }
 }
 

@@ -44,7 +44,14 @@ import {
   VerifyProjectionResponseSchema,
 } from '../gen/quota/v1/quota_admin_service_pb.js';
 import type { LedgerDeps } from '../ledger/commands.js';
-import { listEvents } from '../ledger/list-events.js';
+import type { Db } from '../ledger/db.js';
+import {
+  FEED_START,
+  feedCursorAt,
+  followEvents,
+  listEventsNewestFirst,
+  type FeedCursor,
+} from '../ledger/list-events.js';
 import { lastFinishedAttempt, listAttempts } from '../ledger/reset-runs.js';
 import { verifyProjection } from '../ledger/verify.js';
 import type { ResetScheduler } from '../scheduler/reset-scheduler.js';
@@ -78,6 +85,26 @@ export interface AdminServiceHandlers {
 
 const isDecimal = (a: unknown): a is string =>
   typeof a === 'string' && /^\d{1,19}$/.test(a) && BigInt(a) <= INT64_MAX;
+const isFeedToken = (a: unknown): a is string =>
+  typeof a === 'string' &&
+  /^\d{1,20}:\d{1,19}$/.test(a) &&
+  a.split(':').every((x) => BigInt(x) <= INT64_MAX * 2n) &&
+  BigInt(a.split(':')[1]!) <= INT64_MAX;
+const feedToken = (c: FeedCursor): string => `${c.xid}:${c.position}`;
+const parseFeedToken = (t: string): FeedCursor => {
+  const [xid, position] = t.split(':');
+  return { xid: BigInt(xid!), position: BigInt(position!) };
+};
+
+/** Following after a position starts after that event in feed order, so it must exist. */
+async function feedCursor(db: Db, afterPosition: bigint): Promise<FeedCursor> {
+  if (afterPosition === 0n) return FEED_START;
+  const at = await feedCursorAt(db, afterPosition);
+  if (!at) {
+    throw invalid('after_position', 'names no event; pass the position of an event you were sent');
+  }
+  return at;
+}
 const isQuotaKey = (a: unknown): a is [string, string, string] =>
   Array.isArray(a) &&
   a.length === 3 &&
@@ -175,14 +202,27 @@ export function adminServiceHandlers(
       }
       const pageSize = checkPageSize(req.pageSize);
       if (req.afterPosition < 0n) throw invalid('after_position', 'must be zero or more');
-      const after = decodePageToken(req.pageToken, filter, isDecimal);
-      const from = after ? BigInt(after) : 0n;
-      const start = req.newestFirst || from > req.afterPosition ? from : req.afterPosition;
-      const page = await listEvents(deps, filter, pageSize, start);
-      const last = page.events.at(-1);
+      if (req.newestFirst) {
+        const before = decodePageToken(req.pageToken, filter, isDecimal);
+        const page = await listEventsNewestFirst(
+          deps,
+          filter,
+          pageSize,
+          before ? BigInt(before) : 0n,
+        );
+        const last = page.events.at(-1);
+        return create(ListEventsResponseSchema, {
+          events: page.events.map(eventToProto),
+          nextPageToken: page.more && last ? encodePageToken(last.position.toString(), filter) : '',
+        });
+      }
+      // Oldest first is the feed: (xid, position) order, so a token carries both.
+      const token = decodePageToken(req.pageToken, filter, isFeedToken);
+      const after = token ? parseFeedToken(token) : await feedCursor(deps.db, req.afterPosition);
+      const page = await followEvents(deps.db, filter, pageSize, after);
       return create(ListEventsResponseSchema, {
         events: page.events.map(eventToProto),
-        nextPageToken: page.more && last ? encodePageToken(last.position.toString(), filter) : '',
+        nextPageToken: page.more && page.last ? encodePageToken(feedToken(page.last), filter) : '',
       });
     },
 

@@ -330,17 +330,20 @@ export type ListEventsRequest = Message<"quota.v1.ListEventsRequest"> & {
   actor: string;
 
   /**
-   * Optional: only events after this position, to follow the ledger as it grows. Positions
-   * are taken when an event is written, not when it commits, so under concurrent writes an
-   * event can appear just after a higher one was read: a follower re-reads a window of recent
-   * positions (npm run quota -- events --follow re-reads 30 s).
+   * Optional: only events after the event at this position, to follow the ledger as it grows
+   * (0: from the start). Oldest first is a feed: events are listed in the order of their
+   * writing transactions, and only once every older transaction has ended, so a follower that
+   * passes the position of the last event it was sent sees every event exactly once, never
+   * one that commits behind it. That order is not position order: resume from the last event
+   * received, not from the highest position. A position that names no event is refused.
    *
    * @generated from field: int64 after_position = 9;
    */
   afterPosition: bigint;
 
   /**
-   * List the newest events first (paging goes back in time); after_position is then ignored.
+   * List the newest events first, by position (paging goes back in time); after_position is
+   * then ignored. Only events the feed would hand out already are listed.
    *
    * @generated from field: bool newest_first = 10;
    */
