@@ -3,7 +3,16 @@
 // directly; the other commands call the service (QUOTA_URL, QUOTA_API_KEY).
 import { parseArgs } from 'node:util';
 import { createKey, listKeys, revokeKey } from '../auth/key-file.js';
-import { cliClient, events, reset, runs, schedulerStatus, status, verify } from './ops.js';
+import {
+  cliClient,
+  events,
+  reset,
+  runs,
+  schedulerStatus,
+  status,
+  verify,
+  verifyLedger,
+} from './ops.js';
 import { table } from './table.js';
 
 const USAGE = `usage: npm run quota -- <command>
@@ -18,6 +27,8 @@ const USAGE = `usage: npm run quota -- <command>
   verify [--subject S]                        fold the ledger and compare every counter with it
                                               (exit status 1 when something differs)
   rebuild [--subject S]                       rewrite the counters that differ from the ledger
+  verify-ledger [--subject S]                 recompute the ledger's hash chains, check the checkpoint
+                                              (exit status 1 on any break: modified, deleted, cut)
 
   keys create NAME --role consumer|reader|admin [--file PATH]
              [--subject S ...] [--subject-prefix P]
@@ -117,6 +128,11 @@ async function main(argv: string[]): Promise<number> {
     case 'verify':
     case 'rebuild': {
       const r = await verify(cliClient(), flags, command === 'rebuild');
+      out(r.text);
+      return r.clean ? 0 : 1;
+    }
+    case 'verify-ledger': {
+      const r = await verifyLedger(cliClient(), flags);
       out(r.text);
       return r.clean ? 0 : 1;
     }

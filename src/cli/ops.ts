@@ -1,5 +1,6 @@
 import { timestampDate, type Timestamp } from '@bufbuild/protobuf/wkt';
 import {
+  ChainBreakKind,
   createQuotaClient,
   EventType,
   Period,
@@ -219,5 +220,31 @@ export async function verify(
       '\n' +
       table(['SUBJECT', 'METRIC', 'PERIOD', 'LEDGER', 'COUNTER', 'EVENT POSITIONS'], rows),
     clean: repair,
+  };
+}
+
+/** Recomputes the ledger's hash chains; every break with subject, sequence and position. */
+export async function verifyLedger(
+  c: QuotaClient,
+  f: OpsFlags,
+): Promise<{ text: string; clean: boolean }> {
+  const r = await c.admin.verifyLedger({ subject: f.subject ?? '' });
+  const checkpoint = r.checkpointId
+    ? `, against checkpoint ${r.checkpointId} of ${when(r.checkpointTime)}`
+    : f.subject
+      ? ''
+      : ', no checkpoint yet';
+  const head = `${r.subjectsChecked} subject(s), ${r.eventsChecked} event(s) checked${checkpoint}: ${r.breaks.length === 0 ? 'the chains hold' : `${r.breaks.length}${r.truncated ? '+' : ''} break(s)`}`;
+  if (r.breaks.length === 0) return { text: head, clean: true };
+  const rows = r.breaks.map((b) => [
+    (ChainBreakKind[b.kind] ?? String(b.kind)).replace(/_/g, ' ').toLowerCase(),
+    b.subject,
+    b.sequence ? String(b.sequence) : '',
+    b.position ? String(b.position) : '',
+    b.detail,
+  ]);
+  return {
+    text: head + '\n' + table(['BREAK', 'SUBJECT', 'SEQUENCE', 'POSITION', 'DETAIL'], rows),
+    clean: false,
   };
 }

@@ -42,6 +42,9 @@ import {
   type VerifyProjectionRequest,
   type VerifyProjectionResponse,
   VerifyProjectionResponseSchema,
+  type VerifyLedgerRequest,
+  type VerifyLedgerResponse,
+  VerifyLedgerResponseSchema,
 } from '../gen/quota/v1/quota_admin_service_pb.js';
 import type { LedgerDeps } from '../ledger/commands.js';
 import type { Db } from '../ledger/db.js';
@@ -54,6 +57,7 @@ import {
 } from '../ledger/list-events.js';
 import { lastFinishedAttempt, listAttempts } from '../ledger/reset-runs.js';
 import { verifyProjection } from '../ledger/verify.js';
+import { verifyLedger } from '../ledger/ledger-chain.js';
 import type { ResetScheduler } from '../scheduler/reset-scheduler.js';
 import { deleteQuota, listQuotas, setQuota } from '../ledger/quota-admin.js';
 import { resetAllSubjects, resetSubject } from '../ledger/reset.js';
@@ -64,6 +68,7 @@ import {
   eventTypeFromProto,
   optionalPeriodFromProto,
   periodFromProto,
+  chainBreakToProto,
   differenceToProto,
   quotaToProto,
   runToProto,
@@ -81,6 +86,7 @@ export interface AdminServiceHandlers {
   triggerResetSweep: Handler<TriggerResetSweepRequest, TriggerResetSweepResponse>;
   getResetStatus: Handler<GetResetStatusRequest, GetResetStatusResponse>;
   verifyProjection: Handler<VerifyProjectionRequest, VerifyProjectionResponse>;
+  verifyLedger: Handler<VerifyLedgerRequest, VerifyLedgerResponse>;
 }
 
 const isDecimal = (a: unknown): a is string =>
@@ -273,6 +279,21 @@ export function adminServiceHandlers(
         differences: r.differences.slice(0, 1000).map(differenceToProto),
         differencesFound: BigInt(r.differences.length),
         repaired: BigInt(r.repaired),
+      });
+    },
+
+    async verifyLedger(req, ctx) {
+      const subject = req.subject === '' ? null : checkSubject(req.subject, 'subject', true);
+      if (subject === null) requireUnscoped(ctx, 'a verification without a subject');
+      else allowSubject(ctx, subject);
+      const r = await verifyLedger(deps.db, subject);
+      return create(VerifyLedgerResponseSchema, {
+        subjectsChecked: BigInt(r.subjects),
+        eventsChecked: BigInt(r.events),
+        breaks: r.breaks.map(chainBreakToProto),
+        truncated: r.truncated,
+        checkpointId: r.checkpoint?.id ?? 0n,
+        checkpointTime: r.checkpoint ? timestampFromDate(r.checkpoint.createdAt) : undefined,
       });
     },
   };

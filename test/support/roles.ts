@@ -24,6 +24,8 @@ export const EXPECTED_ROLES: Readonly<Record<string, readonly Role[]>> = {
   'quota.v1.QuotaAdminService/GetResetStatus': ['reader', 'admin'],
   // Repair rewrites counters: admin only.
   'quota.v1.QuotaAdminService/VerifyProjection': ['admin'],
+  // Reads only, but the whole ledger: admin (the default).
+  'quota.v1.QuotaAdminService/VerifyLedger': ['admin'],
 };
 
 /** The services the server mounts; every one of their methods needs a decision above. */
