@@ -85,8 +85,9 @@ export async function followEvents(
   f: EventFilter,
   pageSize: number,
   after: FeedCursor,
+  settleMs = SETTLE_WAIT_MS,
 ): Promise<{ events: StoredEvent[]; more: boolean; last: FeedCursor | null }> {
-  await settle(db);
+  if (settleMs > 0) await settle(db, settleMs);
   // A row comparison, so the (xid, position) index serves cursor and order in one range scan.
   const rows = await query<FeedRow>(
     db,
@@ -113,6 +114,16 @@ export async function followEvents(
     more: rows.length > pageSize,
     last: tail ? { xid: BigInt(tail.xid), position: tail.position } : null,
   };
+}
+
+/** Where the feed ends now: the cursor of the last event handed out so far. */
+export async function feedEnd(db: Db): Promise<FeedCursor> {
+  const rows = await query<{ xid: string; position: bigint }>(
+    db,
+    `SELECT xid::text AS xid, position FROM ledger_events WHERE ${SETTLED}
+      ORDER BY xid DESC, position DESC LIMIT 1`,
+  );
+  return rows[0] ? { xid: BigInt(rows[0].xid), position: rows[0].position } : FEED_START;
 }
 
 /** The feed cursor of the event at `position`, or null if there is none. */

@@ -1,13 +1,11 @@
 import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { invalid, QuotaError } from '../domain/errors.js';
-import { EVENT_TYPES } from '../domain/events.js';
 import {
   checkAnchorDay,
   checkLimit,
   checkMetric,
   checkOptionalMetric,
-  checkOptionalText,
   checkPageSize,
   checkReason,
   checkSubject,
@@ -43,18 +41,13 @@ import {
   type VerifyProjectionResponse,
   VerifyProjectionResponseSchema,
   type VerifyLedgerRequest,
+  type StreamEventsRequest,
+  type StreamEventsResponse,
   type VerifyLedgerResponse,
   VerifyLedgerResponseSchema,
 } from '../gen/quota/v1/quota_admin_service_pb.js';
 import type { LedgerDeps } from '../ledger/commands.js';
-import type { Db } from '../ledger/db.js';
-import {
-  FEED_START,
-  feedCursorAt,
-  followEvents,
-  listEventsNewestFirst,
-  type FeedCursor,
-} from '../ledger/list-events.js';
+import { followEvents, listEventsNewestFirst, type FeedCursor } from '../ledger/list-events.js';
 import { lastFinishedAttempt, listAttempts } from '../ledger/reset-runs.js';
 import { verifyProjection } from '../ledger/verify.js';
 import { verifyLedger } from '../ledger/ledger-chain.js';
@@ -63,9 +56,7 @@ import { deleteQuota, listQuotas, setQuota } from '../ledger/quota-admin.js';
 import { resetAllSubjects, resetSubject } from '../ledger/reset.js';
 import { allowSubject, requireUnscoped, type Handler } from './context.js';
 import {
-  dateFromProto,
   eventToProto,
-  eventTypeFromProto,
   optionalPeriodFromProto,
   periodFromProto,
   chainBreakToProto,
@@ -75,6 +66,7 @@ import {
   statusToProto,
 } from './convert.js';
 import { decodePageToken, encodePageToken } from './page-token.js';
+import { eventFilterOf, feedCursor, streamEventsHandler } from './event-feed.js';
 
 export interface AdminServiceHandlers {
   setQuota: Handler<SetQuotaRequest, SetQuotaResponse>;
@@ -87,6 +79,8 @@ export interface AdminServiceHandlers {
   getResetStatus: Handler<GetResetStatusRequest, GetResetStatusResponse>;
   verifyProjection: Handler<VerifyProjectionRequest, VerifyProjectionResponse>;
   verifyLedger: Handler<VerifyLedgerRequest, VerifyLedgerResponse>;
+  /** Server streaming: resolves to the stream once the request is checked. */
+  streamEvents: Handler<StreamEventsRequest, AsyncIterable<StreamEventsResponse>>;
 }
 
 const isDecimal = (a: unknown): a is string =>
@@ -102,15 +96,6 @@ const parseFeedToken = (t: string): FeedCursor => {
   return { xid: BigInt(xid!), position: BigInt(position!) };
 };
 
-/** Following after a position starts after that event in feed order, so it must exist. */
-async function feedCursor(db: Db, afterPosition: bigint): Promise<FeedCursor> {
-  if (afterPosition === 0n) return FEED_START;
-  const at = await feedCursorAt(db, afterPosition);
-  if (!at) {
-    throw invalid('after_position', 'names no event; pass the position of an event you were sent');
-  }
-  return at;
-}
 const isQuotaKey = (a: unknown): a is [string, string, string] =>
   Array.isArray(a) &&
   a.length === 3 &&
@@ -190,25 +175,10 @@ export function adminServiceHandlers(
     },
 
     async listEvents(req, ctx) {
-      const filter = {
-        newestFirst: req.newestFirst,
-        subject: req.subject === '' ? null : checkSubject(req.subject, 'subject', true),
-        metric: checkOptionalMetric(req.metric),
-        types: [...new Set(req.types.map((t) => eventTypeFromProto(t)))].sort(
-          (a, b) => EVENT_TYPES.indexOf(a) - EVENT_TYPES.indexOf(b),
-        ),
-        actor: checkOptionalText(req.actor, 'actor'),
-        start: dateFromProto(req.startTime, 'start_time'),
-        end: dateFromProto(req.endTime, 'end_time'),
-      };
-      if (filter.subject === null) requireUnscoped(ctx, 'a list without a subject');
-      else allowSubject(ctx, filter.subject);
-      if (filter.start && filter.end && filter.end < filter.start) {
-        throw invalid('end_time', 'is before start_time');
-      }
+      const filter = eventFilterOf(req, req.newestFirst, ctx);
       const pageSize = checkPageSize(req.pageSize);
-      if (req.afterPosition < 0n) throw invalid('after_position', 'must be zero or more');
       if (req.newestFirst) {
+        if (req.afterPosition < 0n) throw invalid('after_position', 'must be zero or more');
         const before = decodePageToken(req.pageToken, filter, isDecimal);
         const page = await listEventsNewestFirst(
           deps,
@@ -281,6 +251,8 @@ export function adminServiceHandlers(
         repaired: BigInt(r.repaired),
       });
     },
+
+    streamEvents: streamEventsHandler(deps.db),
 
     async verifyLedger(req, ctx) {
       const subject = req.subject === '' ? null : checkSubject(req.subject, 'subject', true);

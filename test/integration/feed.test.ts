@@ -10,6 +10,11 @@ import {
   type FeedCursor,
 } from '../../src/ledger/list-events.js';
 import { resetSubject } from '../../src/ledger/reset.js';
+import { streamEvents } from '../../src/ledger/event-stream.js';
+import { ANONYMOUS } from '../../src/rpc/context.js';
+import { streamEventsHandler } from '../../src/rpc/event-feed.js';
+import { create } from '@bufbuild/protobuf';
+import { StreamEventsRequestSchema } from '../../src/gen/quota/v1/quota_admin_service_pb.js';
 import {
   consumeCommand as cmd,
   createTestDatabase,
@@ -76,6 +81,25 @@ function follow(pageSize: number) {
   };
 }
 
+/** Holds a stream of the feed from the start, as a StreamEvents caller would. */
+function hold() {
+  const seen: bigint[] = [];
+  const ac = new AbortController();
+  const done = (async () => {
+    const options = { pollMs: 5, heartbeatMs: 60_000, pageSize: 5 };
+    for await (const item of streamEvents(t.db, ALL, FEED_START, ac.signal, options)) {
+      if ('event' in item) seen.push(item.event.position);
+    }
+  })();
+  return {
+    seen,
+    async stop() {
+      ac.abort();
+      await done;
+    },
+  };
+}
+
 const tableOrder = async (): Promise<bigint[]> =>
   (
     await t.db.query<{ position: bigint }>(
@@ -91,12 +115,13 @@ describe('the ledger feed', () => {
     }
     await new ConsumeGroupCommitter(deps).submit(cmd('held'), 'test');
     const follower = follow(7);
+    const holder = hold();
 
     // A transaction of the service held open on purpose: the owner locks the counter a manual
     // reset must write, so the reset appends its event (a low position) and then waits.
-    const holder = await t.owner.connect();
-    await holder.query('BEGIN');
-    await holder.query("SELECT * FROM counters WHERE subject = 'held' FOR UPDATE");
+    const locker = await t.owner.connect();
+    await locker.query('BEGIN');
+    await locker.query("SELECT * FROM counters WHERE subject = 'held' FOR UPDATE");
     const heldReset = resetSubject(
       deps,
       'held',
@@ -131,15 +156,21 @@ describe('the ledger feed', () => {
     expect(ahead[0]!.n).toBeGreaterThan(0);
     expect((await feedHeldBack(t.db)).events).toBe(ahead[0]!.n);
 
-    await holder.query('COMMIT');
-    holder.release();
+    await locker.query('COMMIT');
+    locker.release();
     expect((await heldReset).eventsAppended).toBe(1);
     const expected = await tableOrder();
     const deadline = Date.now() + 20_000;
-    while (follower.seen.length < expected.length && Date.now() < deadline) {
+    while (
+      (follower.seen.length < expected.length || holder.seen.length < expected.length) &&
+      Date.now() < deadline
+    ) {
       await new Promise((r) => setTimeout(r, 10));
     }
     await follower.stop();
+    await holder.stop();
+    // The stream holder saw the same events, in the same order, as the pager.
+    expect(holder.seen).toEqual(expected);
     expect(follower.resumes()).toBeGreaterThan(0);
     expect(new Set(follower.seen).size).toBe(follower.seen.length);
     expect(follower.seen).toEqual(expected);
@@ -151,5 +182,20 @@ describe('the ledger feed', () => {
     );
     expect(rows[0]!.n).toBeGreaterThan(100);
     expect(await feedHeldBack(t.db)).toEqual({ events: 0, seconds: 0 });
+  });
+
+  it('caps the streams open at once, and frees a place when one ends', async () => {
+    const handler = streamEventsHandler(t.db, 1);
+    const ac = new AbortController();
+    const ctx = { ...ANONYMOUS, signal: ac.signal };
+    const req = create(StreamEventsRequestSchema, { heartbeatSeconds: 1 });
+    const first = (await handler(req, ctx))[Symbol.asyncIterator]();
+    await first.next();
+    await expect(handler(req, ctx)).rejects.toThrow(/already serves 1 event stream/);
+    await first.return!(undefined);
+    const again = (await handler(req, { ...ANONYMOUS, signal: ac.signal }))[Symbol.asyncIterator]();
+    await again.next();
+    ac.abort();
+    await again.return!(undefined);
   });
 });

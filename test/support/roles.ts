@@ -19,6 +19,7 @@ export const EXPECTED_ROLES: Readonly<Record<string, readonly Role[]>> = {
   'quota.v1.QuotaAdminService/ResetQuota': ['admin'],
   'quota.v1.QuotaAdminService/ListQuotas': ['reader', 'admin'],
   'quota.v1.QuotaAdminService/ListEvents': ['reader', 'admin'],
+  'quota.v1.QuotaAdminService/StreamEvents': ['reader', 'admin'],
   'quota.v1.QuotaAdminService/ListResetRuns': ['reader', 'admin'],
   'quota.v1.QuotaAdminService/TriggerResetSweep': ['admin'],
   'quota.v1.QuotaAdminService/GetResetStatus': ['reader', 'admin'],
