@@ -1,6 +1,8 @@
 import { timestampDate, type Timestamp } from '@bufbuild/protobuf/wkt';
 import {
   ChainBreakKind,
+  Code,
+  ConnectError,
   createQuotaClient,
   EventType,
   Period,
@@ -136,24 +138,27 @@ export async function events(
   const last = [...newest.events].reverse();
   write(table(EVENT_HEADER, last.map(eventRow)) + '\n');
   if (!f.follow) return;
-  // The newest events shown are ones the feed has handed out already, so following the feed
+  // The newest events shown are ones the feed has handed out already, so streaming the feed
   // from the last of them misses nothing still in flight. Feed order is by transaction, so
   // an event shown above (a lower position of a later transaction) can come again: skip it.
   const shown = new Set(last.map((e) => e.position));
-  let pageToken = '';
   let afterPosition = last.at(-1)?.position ?? 0n;
   while (!signal?.aborted) {
-    const page = await c.admin.listEvents({ ...filter, pageSize: 1000, afterPosition, pageToken });
-    for (const e of page.events) {
-      if (!shown.delete(e.position)) write(eventRow(e).join('  ') + '\n');
+    try {
+      // No deadline: the stream stays open; heartbeats keep idle proxies from closing it.
+      const stream = c.admin.streamEvents({ ...filter, afterPosition }, { signal, timeoutMs: 0 });
+      for await (const m of stream) {
+        if (m.item.case !== 'event') continue;
+        const e = m.item.value;
+        afterPosition = e.position;
+        if (!shown.delete(e.position)) write(eventRow(e).join('  ') + '\n');
+      }
+    } catch (err) {
+      if (signal?.aborted) return;
+      // The service restarted or the connection dropped: resume after the last event printed.
+      if (!(err instanceof ConnectError) || err.code !== Code.Unavailable) throw err;
+      await new Promise((r) => setTimeout(r, 1_000));
     }
-    if (page.nextPageToken) {
-      pageToken = page.nextPageToken;
-      continue;
-    }
-    if (page.events.length > 0) afterPosition = page.events.at(-1)!.position;
-    pageToken = '';
-    await new Promise((r) => setTimeout(r, 500));
   }
 }
 
