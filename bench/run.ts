@@ -2,7 +2,8 @@
 // Settings (environment): BENCH_CLIENTS (64), BENCH_SUBJECTS (10000), BENCH_SECONDS (10 per
 // phase), BENCH_WARMUP (2), BENCH_ROUNDS (1; figures are medians over rounds), BENCH_BATCH
 // (100 items per ConsumeBatch), BENCH_CHANNELS (8 HTTP/2 connections), BENCH_JSON (where the
-// JSON goes), BENCH_CPU_PROF (a directory: profile the server with --cpu-prof), DATABASE_URL.
+// JSON goes), BENCH_CPU_PROF (a directory: profile the server with --cpu-prof), DATABASE_URL,
+// BENCH_NO_CHAIN=1 (without the hash-chain trigger, to measure its cost).
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';

@@ -228,6 +228,40 @@ export class Metrics {
     });
   }
 
+  /**
+   * How far followers of the ledger feed are held back by transactions still in progress:
+   * committed events not yet handed out, and the age of the oldest. Sampled at scrape time.
+   */
+  watchFeed(heldBack: () => Promise<{ events: number; seconds: number }>): void {
+    // Both gauges come from one query per scrape: the first collect starts it, the other shares it.
+    let sample: { at: number; value: Promise<{ events: number; seconds: number }> } | undefined;
+    const read = async (): Promise<{ events: number; seconds: number } | undefined> => {
+      if (!sample || Date.now() - sample.at > 1_000) {
+        sample = { at: Date.now(), value: withTimeout(heldBack(), 2_000) };
+      }
+      // Database away or slow: keep the last values rather than fail or stall the scrape.
+      return sample.value.catch(() => undefined);
+    };
+    new Gauge({
+      name: 'quota_feed_held_back_events',
+      help: 'Committed ledger events not yet handed to followers: an older transaction is still open.',
+      registers: [this.registry],
+      async collect() {
+        const h = await read();
+        if (h) this.set(h.events);
+      },
+    });
+    new Gauge({
+      name: 'quota_feed_lag_seconds',
+      help: 'Age of the oldest committed ledger event not yet handed to followers (0 when none).',
+      registers: [this.registry],
+      async collect() {
+        const h = await read();
+        if (h) this.set(h.seconds);
+      },
+    });
+  }
+
   get groupCommitObserver(): GroupCommitObserver {
     return {
       flushed: (size, seconds, ok) => {
@@ -243,5 +277,19 @@ export class Metrics {
       read: (seconds, ok) => this.dbReads.observe({ outcome: ok ? 'ok' : 'error' }, seconds),
       eventsAppended: (type, n) => this.eventsAppended.inc({ type }, n),
     };
+  }
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, fail) => {
+        timer = setTimeout(() => fail(new Error('timed out')), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
   }
 }

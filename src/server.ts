@@ -14,6 +14,7 @@ import { QuotaService } from './gen/quota/v1/quota_service_pb.js';
 import type { LedgerDeps } from './ledger/commands.js';
 import { observeDb, type Db } from './ledger/db.js';
 import { resetLagSeconds } from './ledger/reset-sweep.js';
+import { feedHeldBack } from './ledger/list-events.js';
 import { safeError } from './logger.js';
 import { codeName, Metrics } from './metrics.js';
 import {
@@ -113,6 +114,7 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
   const metrics = new Metrics({ resetLagSeconds: () => resetLagSeconds(o.db, deps.clock.now()) });
   metrics.watchReservations(o.db, () => deps.clock.now());
   metrics.watchPool(o.db);
+  metrics.watchFeed(() => feedHeldBack(o.db));
   observeDb(o.db, metrics.dbObserver);
   const scheduler = new ResetScheduler({
     ...reset,

@@ -14,5 +14,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON quotas TO quota_app;
 GRANT SELECT, INSERT, UPDATE ON reset_runs TO quota_app;
 -- Open reservations are a projection too: a settled hold's row is deleted.
 GRANT SELECT, INSERT, DELETE ON reservations TO quota_app;
+-- Checkpoints of the hash chain: heads move forward (UPDATE), checkpoints are only added.
+GRANT SELECT, INSERT, UPDATE ON ledger_checkpoint_heads TO quota_app;
+GRANT SELECT, INSERT ON ledger_checkpoints TO quota_app;
 GRANT SELECT ON pgmigrations TO quota_app;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO quota_app;

@@ -40,6 +40,7 @@ const ACCESS: Record<string, readonly Role[]> = {
   'quota.v1.QuotaService/CommitReservation': ['consumer', 'admin'],
   'quota.v1.QuotaService/CancelReservation': ['consumer', 'admin'],
   'quota.v1.QuotaAdminService/ListEvents': ['reader', 'admin'],
+  'quota.v1.QuotaAdminService/StreamEvents': ['reader', 'admin'],
   'quota.v1.QuotaAdminService/ListQuotas': ['reader', 'admin'],
   'quota.v1.QuotaAdminService/ListResetRuns': ['reader', 'admin'],
   'quota.v1.QuotaAdminService/GetResetStatus': ['reader', 'admin'],

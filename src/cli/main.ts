@@ -4,7 +4,16 @@
 import { parseArgs } from 'node:util';
 import { createKey, listKeys, revokeKey } from '../auth/key-file.js';
 import { backtest } from './backtest.js';
-import { cliClient, events, reset, runs, schedulerStatus, status, verify } from './ops.js';
+import {
+  cliClient,
+  events,
+  reset,
+  runs,
+  schedulerStatus,
+  status,
+  verify,
+  verifyLedger,
+} from './ops.js';
 import { table } from './table.js';
 
 const USAGE = `usage: npm run quota -- <command>
@@ -22,6 +31,8 @@ const USAGE = `usage: npm run quota -- <command>
   backtest METRIC --quota PERIOD:LIMIT[:ZONE[:ANCHOR]] ... --from ISO [--to ISO] [--subject S]
                                               replay recorded usage against proposed quotas: whom
                                               they would have refused (every subject unless --subject)
+  verify-ledger [--subject S]                 recompute the ledger's hash chains, check the checkpoint
+                                              (exit status 1 on any break: modified, deleted, cut)
 
   keys create NAME --role consumer|reader|admin [--file PATH]
              [--subject S ...] [--subject-prefix P]
@@ -130,6 +141,11 @@ async function main(argv: string[]): Promise<number> {
     case 'backtest':
       out(await backtest(cliClient(), arg1, flags));
       return 0;
+    case 'verify-ledger': {
+      const r = await verifyLedger(cliClient(), flags);
+      out(r.text);
+      return r.clean ? 0 : 1;
+    }
     default:
       process.stdout.write(USAGE + '\n');
       return 2;

@@ -1,5 +1,8 @@
 import { timestampDate, type Timestamp } from '@bufbuild/protobuf/wkt';
 import {
+  ChainBreakKind,
+  Code,
+  ConnectError,
   createQuotaClient,
   EventType,
   Period,
@@ -135,31 +138,26 @@ export async function events(
   const last = [...newest.events].reverse();
   write(table(EVENT_HEADER, last.map(eventRow)) + '\n');
   if (!f.follow) return;
-  // Positions are taken when an event is written, not when it commits, so an event can become
-  // visible just after a higher one. Following therefore re-reads a window behind the newest
-  // position, longer than any of the service's transactions (bounded by the statement
-  // timeout), and prints what it had not seen.
-  const seen = new Map<bigint, number>(last.map((e) => [e.position, Date.now()]));
-  let floor = last.at(-1)?.position ?? 0n;
+  // The newest events shown are ones the feed has handed out already, so streaming the feed
+  // from the last of them misses nothing still in flight. Feed order is by transaction, so
+  // an event shown above (a lower position of a later transaction) can come again: skip it.
+  const shown = new Set(last.map((e) => e.position));
+  let afterPosition = last.at(-1)?.position ?? 0n;
   while (!signal?.aborted) {
-    await new Promise((r) => setTimeout(r, 500));
-    let from = floor;
-    for (;;) {
-      const page = await c.admin.listEvents({ ...filter, pageSize: 1000, afterPosition: from });
-      for (const e of page.events) {
-        if (seen.has(e.position)) continue;
-        seen.set(e.position, Date.now());
-        write(eventRow(e).join('  ') + '\n');
+    try {
+      // No deadline: the stream stays open; heartbeats keep idle proxies from closing it.
+      const stream = c.admin.streamEvents({ ...filter, afterPosition }, { signal, timeoutMs: 0 });
+      for await (const m of stream) {
+        if (m.item.case !== 'event') continue;
+        const e = m.item.value;
+        afterPosition = e.position;
+        if (!shown.delete(e.position)) write(eventRow(e).join('  ') + '\n');
       }
-      if (page.events.length < 1000) break;
-      from = page.events.at(-1)!.position;
-    }
-    const settled = Date.now() - 30_000;
-    for (const [pos, at] of seen) {
-      if (at < settled) {
-        if (pos > floor) floor = pos;
-        seen.delete(pos);
-      }
+    } catch (err) {
+      if (signal?.aborted) return;
+      // The service restarted or the connection dropped: resume after the last event printed.
+      if (!(err instanceof ConnectError) || err.code !== Code.Unavailable) throw err;
+      await new Promise((r) => setTimeout(r, 1_000));
     }
   }
 }
@@ -227,5 +225,31 @@ export async function verify(
       '\n' +
       table(['SUBJECT', 'METRIC', 'PERIOD', 'LEDGER', 'COUNTER', 'EVENT POSITIONS'], rows),
     clean: repair,
+  };
+}
+
+/** Recomputes the ledger's hash chains; every break with subject, sequence and position. */
+export async function verifyLedger(
+  c: QuotaClient,
+  f: OpsFlags,
+): Promise<{ text: string; clean: boolean }> {
+  const r = await c.admin.verifyLedger({ subject: f.subject ?? '' });
+  const checkpoint = r.checkpointId
+    ? `, against checkpoint ${r.checkpointId} of ${when(r.checkpointTime)}`
+    : f.subject
+      ? ''
+      : ', no checkpoint yet';
+  const head = `${r.subjectsChecked} subject(s), ${r.eventsChecked} event(s) checked${checkpoint}: ${r.breaks.length === 0 ? 'the chains hold' : `${r.breaks.length}${r.truncated ? '+' : ''} break(s)`}`;
+  if (r.breaks.length === 0) return { text: head, clean: true };
+  const rows = r.breaks.map((b) => [
+    (ChainBreakKind[b.kind] ?? String(b.kind)).replace(/_/g, ' ').toLowerCase(),
+    b.subject,
+    b.sequence ? String(b.sequence) : '',
+    b.position ? String(b.position) : '',
+    b.detail,
+  ]);
+  return {
+    text: head + '\n' + table(['BREAK', 'SUBJECT', 'SEQUENCE', 'POSITION', 'DETAIL'], rows),
+    clean: false,
   };
 }

@@ -16,6 +16,12 @@ export interface PoolOptions {
   connectionString: string;
   max?: number;
   statementTimeoutMs?: number;
+  /**
+   * How long a transaction may sit idle before PostgreSQL ends it (default 15 s; 0, or a
+   * statement timeout of 0, sends nothing). An open transaction holds back every follower of the ledger feed
+   * (list-events.ts), so one the service forgets must not hold it back for long.
+   */
+  idleInTransactionTimeoutMs?: number;
 }
 
 export function createPool(o: PoolOptions): Db {
@@ -27,6 +33,11 @@ export function createPool(o: PoolOptions): Db {
     // 0 sends no statement_timeout (PgBouncer refuses it as a startup parameter; set it on
     // the database role instead).
     statement_timeout: o.statementTimeoutMs === 0 ? undefined : (o.statementTimeoutMs ?? 10_000),
+    // Like statement_timeout, not sent when that is off for PgBouncer: set both on the role.
+    idle_in_transaction_session_timeout:
+      o.statementTimeoutMs === 0 || o.idleInTransactionTimeoutMs === 0
+        ? undefined
+        : (o.idleInTransactionTimeoutMs ?? 15_000),
     application_name: 'quota-ledger',
   });
   // An idle client losing its connection must not crash the process; the pool replaces it.

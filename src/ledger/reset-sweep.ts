@@ -235,6 +235,8 @@ async function roll(
          FROM u
          JOIN ws ON ws.i = u.w
          JOIN counters c ON c.subject = u.subject AND c.metric = u.metric AND c.period = u.period
+        -- In sequence order: the hash-chain trigger links each event to the one before it.
+        ORDER BY u.subject, u.sequence
      ), upd AS (
        UPDATE counters c SET used = 0, reserved = 0, period_start = ws.start_at, period_end = ws.end_at,
               last_reset_at = ws.start_at, last_sequence = u.sequence

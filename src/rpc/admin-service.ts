@@ -1,13 +1,11 @@
 import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { invalid, QuotaError } from '../domain/errors.js';
-import { EVENT_TYPES } from '../domain/events.js';
 import {
   checkAnchorDay,
   checkLimit,
   checkMetric,
   checkOptionalMetric,
-  checkOptionalText,
   checkPageSize,
   checkReason,
   checkSubject,
@@ -44,21 +42,26 @@ import {
   type BacktestQuotaResponse,
   type VerifyProjectionResponse,
   VerifyProjectionResponseSchema,
+  type VerifyLedgerRequest,
+  type StreamEventsRequest,
+  type StreamEventsResponse,
+  type VerifyLedgerResponse,
+  VerifyLedgerResponseSchema,
 } from '../gen/quota/v1/quota_admin_service_pb.js';
 import type { LedgerDeps } from '../ledger/commands.js';
-import { listEvents } from '../ledger/list-events.js';
+import { followEvents, listEventsNewestFirst, type FeedCursor } from '../ledger/list-events.js';
 import { lastFinishedAttempt, listAttempts } from '../ledger/reset-runs.js';
 import { verifyProjection } from '../ledger/verify.js';
+import { verifyLedger } from '../ledger/ledger-chain.js';
 import type { ResetScheduler } from '../scheduler/reset-scheduler.js';
 import { deleteQuota, listQuotas, setQuota } from '../ledger/quota-admin.js';
 import { resetAllSubjects, resetSubject } from '../ledger/reset.js';
 import { allowSubject, requireUnscoped, type Handler } from './context.js';
 import {
-  dateFromProto,
   eventToProto,
-  eventTypeFromProto,
   optionalPeriodFromProto,
   periodFromProto,
+  chainBreakToProto,
   differenceToProto,
   quotaToProto,
   runToProto,
@@ -66,6 +69,7 @@ import {
 } from './convert.js';
 import { backtestHandler } from './backtest.js';
 import { decodePageToken, encodePageToken } from './page-token.js';
+import { eventFilterOf, feedCursor, streamEventsHandler } from './event-feed.js';
 
 export interface AdminServiceHandlers {
   setQuota: Handler<SetQuotaRequest, SetQuotaResponse>;
@@ -78,10 +82,24 @@ export interface AdminServiceHandlers {
   getResetStatus: Handler<GetResetStatusRequest, GetResetStatusResponse>;
   verifyProjection: Handler<VerifyProjectionRequest, VerifyProjectionResponse>;
   backtestQuota: Handler<BacktestQuotaRequest, BacktestQuotaResponse>;
+  verifyLedger: Handler<VerifyLedgerRequest, VerifyLedgerResponse>;
+  /** Server streaming: resolves to the stream once the request is checked. */
+  streamEvents: Handler<StreamEventsRequest, AsyncIterable<StreamEventsResponse>>;
 }
 
 const isDecimal = (a: unknown): a is string =>
   typeof a === 'string' && /^\d{1,19}$/.test(a) && BigInt(a) <= INT64_MAX;
+const isFeedToken = (a: unknown): a is string =>
+  typeof a === 'string' &&
+  /^\d{1,20}:\d{1,19}$/.test(a) &&
+  a.split(':').every((x) => BigInt(x) <= INT64_MAX * 2n) &&
+  BigInt(a.split(':')[1]!) <= INT64_MAX;
+const feedToken = (c: FeedCursor): string => `${c.xid}:${c.position}`;
+const parseFeedToken = (t: string): FeedCursor => {
+  const [xid, position] = t.split(':');
+  return { xid: BigInt(xid!), position: BigInt(position!) };
+};
+
 const isQuotaKey = (a: unknown): a is [string, string, string] =>
   Array.isArray(a) &&
   a.length === 3 &&
@@ -162,32 +180,30 @@ export function adminServiceHandlers(
     },
 
     async listEvents(req, ctx) {
-      const filter = {
-        newestFirst: req.newestFirst,
-        subject: req.subject === '' ? null : checkSubject(req.subject, 'subject', true),
-        metric: checkOptionalMetric(req.metric),
-        types: [...new Set(req.types.map((t) => eventTypeFromProto(t)))].sort(
-          (a, b) => EVENT_TYPES.indexOf(a) - EVENT_TYPES.indexOf(b),
-        ),
-        actor: checkOptionalText(req.actor, 'actor'),
-        start: dateFromProto(req.startTime, 'start_time'),
-        end: dateFromProto(req.endTime, 'end_time'),
-      };
-      if (filter.subject === null) requireUnscoped(ctx, 'a list without a subject');
-      else allowSubject(ctx, filter.subject);
-      if (filter.start && filter.end && filter.end < filter.start) {
-        throw invalid('end_time', 'is before start_time');
-      }
+      const filter = eventFilterOf(req, req.newestFirst, ctx);
       const pageSize = checkPageSize(req.pageSize);
-      if (req.afterPosition < 0n) throw invalid('after_position', 'must be zero or more');
-      const after = decodePageToken(req.pageToken, filter, isDecimal);
-      const from = after ? BigInt(after) : 0n;
-      const start = req.newestFirst || from > req.afterPosition ? from : req.afterPosition;
-      const page = await listEvents(deps, filter, pageSize, start);
-      const last = page.events.at(-1);
+      if (req.newestFirst) {
+        if (req.afterPosition < 0n) throw invalid('after_position', 'must be zero or more');
+        const before = decodePageToken(req.pageToken, filter, isDecimal);
+        const page = await listEventsNewestFirst(
+          deps,
+          filter,
+          pageSize,
+          before ? BigInt(before) : 0n,
+        );
+        const last = page.events.at(-1);
+        return create(ListEventsResponseSchema, {
+          events: page.events.map(eventToProto),
+          nextPageToken: page.more && last ? encodePageToken(last.position.toString(), filter) : '',
+        });
+      }
+      // Oldest first is the feed: (xid, position) order, so a token carries both.
+      const token = decodePageToken(req.pageToken, filter, isFeedToken);
+      const after = token ? parseFeedToken(token) : await feedCursor(deps.db, req.afterPosition);
+      const page = await followEvents(deps.db, filter, pageSize, after);
       return create(ListEventsResponseSchema, {
         events: page.events.map(eventToProto),
-        nextPageToken: page.more && last ? encodePageToken(last.position.toString(), filter) : '',
+        nextPageToken: page.more && page.last ? encodePageToken(feedToken(page.last), filter) : '',
       });
     },
 
@@ -238,6 +254,23 @@ export function adminServiceHandlers(
         differences: r.differences.slice(0, 1000).map(differenceToProto),
         differencesFound: BigInt(r.differences.length),
         repaired: BigInt(r.repaired),
+      });
+    },
+
+    streamEvents: streamEventsHandler(deps.db),
+
+    async verifyLedger(req, ctx) {
+      const subject = req.subject === '' ? null : checkSubject(req.subject, 'subject', true);
+      if (subject === null) requireUnscoped(ctx, 'a verification without a subject');
+      else allowSubject(ctx, subject);
+      const r = await verifyLedger(deps.db, subject);
+      return create(VerifyLedgerResponseSchema, {
+        subjectsChecked: BigInt(r.subjects),
+        eventsChecked: BigInt(r.events),
+        breaks: r.breaks.map(chainBreakToProto),
+        truncated: r.truncated,
+        checkpointId: r.checkpoint?.id ?? 0n,
+        checkpointTime: r.checkpoint ? timestampFromDate(r.checkpoint.createdAt) : undefined,
       });
     },
   };

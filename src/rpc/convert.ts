@@ -7,8 +7,12 @@ import type { PeriodKind } from '../domain/period.js';
 import type { QuotaDef, QuotaView } from '../domain/quota.js';
 import type { ResetAttempt } from '../ledger/reset-runs.js';
 import type { CounterDifference as Difference } from '../ledger/verify.js';
+import type { ChainBreak as DomainBreak } from '../ledger/ledger-chain.js';
 import type { CounterState as DomainCounter } from '../domain/quota.js';
 import {
+  ChainBreakKind,
+  ChainBreakSchema,
+  type ChainBreak,
   CounterDifferenceSchema,
   CounterStateSchema,
   type CounterDifference,
@@ -219,4 +223,13 @@ export const differenceToProto = (d: Difference): CounterDifference =>
     ledger: d.ledger ? counterToProto(d.ledger) : undefined,
     projection: d.projection ? counterToProto(d.projection) : undefined,
     positions: d.positions,
+  });
+
+export const chainBreakToProto = (b: DomainBreak): ChainBreak =>
+  create(ChainBreakSchema, {
+    kind: ChainBreakKind[b.kind],
+    subject: b.subject,
+    sequence: b.sequence,
+    position: b.position ?? 0n,
+    detail: b.detail,
   });

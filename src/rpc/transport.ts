@@ -99,6 +99,95 @@ async function run(
   );
 }
 
+/**
+ * One server-streaming call: as `run`, except that the handler resolves to the stream and the
+ * call ends (hook, span) when the stream does. The consumer pulls, so the transport's pace is
+ * the stream's pace (backpressure).
+ */
+async function* runStream(
+  m: DescMethod,
+  handler: Handler<never, unknown>,
+  hooks: TransportHooks,
+  transport: 'grpc' | 'connect',
+  header: HeaderReader,
+  signal: AbortSignal,
+  decode: () => unknown,
+): AsyncGenerator<unknown> {
+  const started = process.hrtime.bigint();
+  const name = methodName(m);
+  hooks.onCallStart?.(name, transport);
+  const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
+  const parent = propagation.extract(context.active(), header, headerGetter);
+  const span = tracer.startSpan(
+    name,
+    {
+      kind: SpanKind.SERVER,
+      attributes: {
+        'rpc.system': transport === 'grpc' ? 'grpc' : 'connect_rpc',
+        'rpc.service': m.parent.typeName,
+        'rpc.method': m.name,
+      },
+    },
+    parent,
+  );
+  try {
+    const ctx: CallContext = { ...hooks.authenticate(header, name), signal };
+    const stream = (await handler(decode() as never, ctx)) as AsyncIterable<unknown>;
+    for await (const msg of stream) yield msg;
+    span.setAttribute('rpc.grpc.status_code', 0);
+    hooks.onCallEnd?.(name, transport, 0, seconds());
+  } catch (err) {
+    const f = toFailure(err);
+    span.setAttribute('rpc.grpc.status_code', f.code);
+    if (f.internal) span.setStatus({ code: SpanStatusCode.ERROR, message: f.message });
+    hooks.onCallEnd?.(name, transport, f.code, seconds(), f);
+    throw f;
+  } finally {
+    span.end();
+  }
+}
+
+/** A server-streaming method on grpc-js: writes as fast as the client reads, no faster. */
+function grpcStream(
+  m: DescMethod,
+  handler: Handler<never, unknown>,
+  hooks: TransportHooks,
+): grpc.handleServerStreamingCall<Buffer, unknown> {
+  return (call) => {
+    const ac = new AbortController();
+    call.once('cancelled', () => ac.abort());
+    call.once('error', () => ac.abort());
+    const header: HeaderReader = (name) => {
+      const v = call.metadata.get(name.toLowerCase())[0];
+      return typeof v === 'string' ? v : undefined;
+    };
+    const drained = () =>
+      new Promise<void>((ok) => {
+        const done = () => {
+          call.off('drain', done);
+          ac.signal.removeEventListener('abort', done);
+          ok();
+        };
+        call.on('drain', done);
+        ac.signal.addEventListener('abort', done);
+      });
+    void (async () => {
+      try {
+        for await (const msg of runStream(m, handler, hooks, 'grpc', header, ac.signal, () =>
+          decodeRequest(m.input, call.request),
+        )) {
+          if (ac.signal.aborted) break;
+          if (!call.write(msg)) await drained();
+        }
+        if (!ac.signal.aborted) call.end();
+      } catch (f) {
+        const { code, message } = f as RpcFailure;
+        if (!ac.signal.aborted) call.emit('error', { code, details: message });
+      }
+    })();
+  };
+}
+
 /** The gRPC face: grpc-js service definitions built from the protobuf-es descriptors. */
 export function addGrpcService(
   server: grpc.Server,
@@ -110,10 +199,11 @@ export function addGrpcService(
   for (const m of svc.desc.methods) {
     const handler = svc.handlers[m.localName];
     if (!handler) continue;
+    const streaming = m.methodKind === 'server_streaming';
     definition[m.localName] = {
       path: `/${methodName(m)}`,
       requestStream: false,
-      responseStream: false,
+      responseStream: streaming,
       // Requests stay raw bytes here and are decoded inside the call, so a malformed message
       // is answered INVALID_ARGUMENT with a reason rather than grpc-js's generic INTERNAL.
       requestSerialize: (b: Buffer) => b,
@@ -121,6 +211,10 @@ export function addGrpcService(
       responseSerialize: (msg: unknown) => Buffer.from(toBinary(m.output, msg as never)),
       responseDeserialize: (b: Buffer) => fromBinary(m.output, b),
     };
+    if (streaming) {
+      implementation[m.localName] = grpcStream(m, handler, hooks);
+      continue;
+    }
     implementation[m.localName] = (
       call: grpc.ServerUnaryCall<Buffer, unknown>,
       callback: grpc.sendUnaryData<unknown>,
@@ -157,10 +251,21 @@ export function addConnectService(
   svc: MountedService,
   hooks: TransportHooks,
 ): void {
-  const impl: Record<string, (req: unknown, hctx: HandlerContext) => Promise<unknown>> = {};
+  const impl: Record<string, (req: unknown, hctx: HandlerContext) => unknown> = {};
   for (const m of svc.desc.methods) {
     const handler = svc.handlers[m.localName];
     if (!handler) continue;
+    if (m.methodKind === 'server_streaming') {
+      impl[m.localName] = async function* (req: unknown, hctx: HandlerContext) {
+        const header: HeaderReader = (name) => hctx.requestHeader.get(name) ?? undefined;
+        try {
+          yield* runStream(m, handler, hooks, 'connect', header, hctx.signal, () => req);
+        } catch (f) {
+          throw toConnectError(f as RpcFailure);
+        }
+      };
+      continue;
+    }
     impl[m.localName] = async (req, hctx) => {
       const header: HeaderReader = (name) => hctx.requestHeader.get(name) ?? undefined;
       try {

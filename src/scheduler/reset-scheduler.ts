@@ -7,6 +7,7 @@ import type { Db } from '../ledger/db.js';
 import { saveAttempt, type ResetAttempt, type ResetTrigger } from '../ledger/reset-runs.js';
 import { expireReservations, nextExpiry } from '../ledger/reservation-sweep.js';
 import { nextBoundary, oldestDue, sweep } from '../ledger/reset-sweep.js';
+import { writeCheckpoint } from '../ledger/ledger-chain.js';
 import { safeError } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 
@@ -246,9 +247,27 @@ export class ResetScheduler {
         };
         if (ok) this.o.logger.info(fields, 'reset run');
         else this.o.logger.warn({ ...fields, error: a.error }, 'reset run failed');
+        if (ok) await this.checkpoint();
         return a;
       },
     );
+  }
+
+  /**
+   * Records a checkpoint of the ledger's hash chains after each successful run, so a cut tail
+   * is detectable (VerifyLedger). The root goes to the log too: a copy outside the database
+   * that whoever rewrites the database cannot rewrite with it. Never throws.
+   */
+  private async checkpoint(): Promise<void> {
+    try {
+      const cp = await writeCheckpoint(this.o.db, this.o.clock.now());
+      this.o.logger.info(
+        { checkpoint: String(cp.id), subjects: String(cp.subjects), root: cp.root },
+        'ledger checkpoint',
+      );
+    } catch (err) {
+      this.o.logger.warn({ err: safeError(err) }, 'ledger checkpoint failed');
+    }
   }
 
   /** Writes an attempt, and any that could not be written earlier; never throws. */

@@ -81,6 +81,9 @@ const REQUESTS: Record<string, (subject: string) => object> = {
     endTime: { seconds: 4_000_000_000n, nanos: 0 },
   }),
   'quota.v1.QuotaAdminService/VerifyProjection': (subject) => ({ subject, repair: true }),
+  'quota.v1.QuotaAdminService/VerifyLedger': (subject) => ({ subject }),
+  // The subject has events, so an allowed stream answers with one at once.
+  'quota.v1.QuotaAdminService/StreamEvents': (subject) => ({ subject }),
 };
 
 /** The open reservation (of 1) each fresh subject has, by subject. */
@@ -125,6 +128,8 @@ async function call(
   caller: Caller,
 ): Promise<number | 'ok'> {
   const key = keys[caller];
+  if (method.methodKind === 'server_streaming')
+    return firstMessage(transport, service, method, req, key);
   if (transport === 'grpc') {
     const md: Record<string, string> = key ? { authorization: `Bearer ${key}` } : {};
     return s.grpc.call(service, method as never, req as never, md).then(
@@ -152,6 +157,37 @@ async function call(
       return e.code as number;
     },
   );
+}
+
+/** A streaming call's outcome: 'ok' once its first message arrives (then it is cancelled). */
+async function firstMessage(
+  transport: (typeof TRANSPORTS)[number],
+  service: DescService,
+  method: DescMethod,
+  req: object,
+  key: string | undefined,
+): Promise<number | 'ok'> {
+  const header: Record<string, string> = key ? { authorization: `Bearer ${key}` } : {};
+  const ac = new AbortController();
+  try {
+    const stream =
+      transport === 'grpc'
+        ? s.grpc.stream(service, method as never, req as never, header)
+        : (
+            createClient(
+              service,
+              createConnectTransport({ baseUrl: s.baseUrl, httpVersion: '1.1' }),
+            ) as unknown as Record<string, (r: object, o: object) => AsyncIterable<unknown>>
+          )[method.localName]!(req, { headers: header, signal: ac.signal });
+    for await (const _ of stream) return 'ok';
+    return 'ok';
+  } catch (e) {
+    if (e instanceof ConnectError) return e.code as number;
+    if (typeof (e as { code?: unknown }).code === 'number') return (e as { code: number }).code;
+    throw e;
+  } finally {
+    ac.abort();
+  }
 }
 
 let n = 0;

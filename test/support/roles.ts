@@ -23,6 +23,7 @@ export const EXPECTED_ROLES: Readonly<Record<string, readonly Role[]>> = {
   'quota.v1.QuotaAdminService/ResetQuota': ['admin'],
   'quota.v1.QuotaAdminService/ListQuotas': ['reader', 'admin'],
   'quota.v1.QuotaAdminService/ListEvents': ['reader', 'admin'],
+  'quota.v1.QuotaAdminService/StreamEvents': ['reader', 'admin'],
   'quota.v1.QuotaAdminService/ListResetRuns': ['reader', 'admin'],
   'quota.v1.QuotaAdminService/TriggerResetSweep': ['admin'],
   'quota.v1.QuotaAdminService/GetResetStatus': ['reader', 'admin'],
@@ -30,6 +31,8 @@ export const EXPECTED_ROLES: Readonly<Record<string, readonly Role[]>> = {
   'quota.v1.QuotaAdminService/BacktestQuota': ['reader', 'admin'],
   // Repair rewrites counters: admin only.
   'quota.v1.QuotaAdminService/VerifyProjection': ['admin'],
+  // Reads only, but the whole ledger: admin (the default).
+  'quota.v1.QuotaAdminService/VerifyLedger': ['admin'],
 };
 
 /** The services the server mounts; every one of their methods needs a decision above. */

@@ -2,6 +2,7 @@ import {
   fromBinary,
   toBinary,
   type DescMessage,
+  type DescMethodServerStreaming,
   type DescMethodUnary,
   type DescService,
   type MessageInitShape,
@@ -91,6 +92,32 @@ export class GrpcCaller {
         (err, res) => (err ? fail(err) : ok(res!)),
       ),
     );
+  }
+
+  /**
+   * A server-streaming call: the messages as they come, until the server ends the stream, it
+   * fails (the iterator throws the grpc-js error), or the consumer stops iterating (cancels).
+   */
+  async *stream<I extends DescMessage, O extends DescMessage>(
+    service: DescService,
+    method: DescMethodServerStreaming<I, O>,
+    req: MessageInitShape<I>,
+    metadata: Record<string, string> = {},
+  ): AsyncGenerator<MessageShape<O>> {
+    const md = new grpc.Metadata();
+    for (const [k, v] of Object.entries(metadata)) md.set(k, v);
+    const call = this.client.makeServerStreamRequest(
+      `/${service.typeName}/${method.name}`,
+      (m: MessageShape<I>) => Buffer.from(toBinary(method.input, m)),
+      (b: Buffer) => fromBinary(method.output, b),
+      create(method.input, req),
+      md,
+    );
+    try {
+      for await (const msg of call as AsyncIterable<MessageShape<O>>) yield msg;
+    } finally {
+      call.cancel();
+    }
   }
 
   /** Sends raw bytes as the request body, for malformed-input tests. */

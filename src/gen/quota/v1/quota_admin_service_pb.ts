@@ -2,8 +2,8 @@
 // @generated from file quota/v1/quota_admin_service.proto (package quota.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { EventType, LedgerEvent, Period, Quota, QuotaStatus, ResetRun } from "./types_pb.js";
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file quota/v1/quota_admin_service.proto.
  */
 export const file_quota_v1_quota_admin_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJxdW90YS92MS9xdW90YV9hZG1pbl9zZXJ2aWNlLnByb3RvEghxdW90YS52MSKaAQoPU2V0UXVvdGFSZXF1ZXN0Eg8KB3N1YmplY3QYASABKAkSDgoGbWV0cmljGAIgASgJEiAKBnBlcmlvZBgDIAEoDjIQLnF1b3RhLnYxLlBlcmlvZBINCgVsaW1pdBgEIAEoAxIRCgl0aW1lX3pvbmUYBSABKAkSEgoKYW5jaG9yX2RheRgGIAEoBRIOCgZyZWFzb24YByABKAkiRAoQU2V0UXVvdGFSZXNwb25zZRIeCgVxdW90YRgBIAEoCzIPLnF1b3RhLnYxLlF1b3RhEhAKCHNlcXVlbmNlGAIgASgDImcKEkRlbGV0ZVF1b3RhUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIgCgZwZXJpb2QYAyABKA4yEC5xdW90YS52MS5QZXJpb2QSDgoGcmVhc29uGAQgASgJIicKE0RlbGV0ZVF1b3RhUmVzcG9uc2USEAoIc2VxdWVuY2UYASABKAMifAoRUmVzZXRRdW90YVJlcXVlc3QSDwoHc3ViamVjdBgBIAEoCRIOCgZtZXRyaWMYAiABKAkSIAoGcGVyaW9kGAMgASgOMhAucXVvdGEudjEuUGVyaW9kEhQKDGFsbF9zdWJqZWN0cxgEIAEoCBIOCgZyZWFzb24YBSABKAkiVAoSUmVzZXRRdW90YVJlc3BvbnNlEiUKBnF1b3RhcxgBIAMoCzIVLnF1b3RhLnYxLlF1b3RhU3RhdHVzEhcKD2V2ZW50c19hcHBlbmRlZBgCIAEoAyJbChFMaXN0UXVvdGFzUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJOChJMaXN0UXVvdGFzUmVzcG9uc2USHwoGcXVvdGFzGAEgAygLMg8ucXVvdGEudjEuUXVvdGESFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIpoCChFMaXN0RXZlbnRzUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIiCgV0eXBlcxgDIAMoDjITLnF1b3RhLnYxLkV2ZW50VHlwZRIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAYgASgFEhIKCnBhZ2VfdG9rZW4YByABKAkSDQoFYWN0b3IYCCABKAkSFgoOYWZ0ZXJfcG9zaXRpb24YCSABKAMSFAoMbmV3ZXN0X2ZpcnN0GAogASgIIlQKEkxpc3RFdmVudHNSZXNwb25zZRIlCgZldmVudHMYASADKAsyFS5xdW90YS52MS5MZWRnZXJFdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPQoUTGlzdFJlc2V0UnVuc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiUgoVTGlzdFJlc2V0UnVuc1Jlc3BvbnNlEiAKBHJ1bnMYASADKAsyEi5xdW90YS52MS5SZXNldFJ1bhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiGgoYVHJpZ2dlclJlc2V0U3dlZXBSZXF1ZXN0IjwKGVRyaWdnZXJSZXNldFN3ZWVwUmVzcG9uc2USHwoDcnVuGAEgASgLMhIucXVvdGEudjEuUmVzZXRSdW4iFwoVR2V0UmVzZXRTdGF0dXNSZXF1ZXN0Iv8BChZHZXRSZXNldFN0YXR1c1Jlc3BvbnNlEg8KB2VuYWJsZWQYASABKAgSEAoIc2NoZWR1bGUYAiABKAkSEQoJdGltZV96b25lGAMgASgJEjEKDW5leHRfcnVuX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3J1bm5pbmcYBSABKAgSMQoNcnVubmluZ19zaW5jZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJAoIbGFzdF9ydW4YByABKAsyEi5xdW90YS52MS5SZXNldFJ1bhISCgpyZXBsaWNhX2lkGAggASgJIjoKF1ZlcmlmeVByb2plY3Rpb25SZXF1ZXN0Eg8KB3N1YmplY3QYASABKAkSDgoGcmVwYWlyGAIgASgIIpMBChhWZXJpZnlQcm9qZWN0aW9uUmVzcG9uc2USGAoQc3ViamVjdHNfY2hlY2tlZBgBIAEoAxIwCgtkaWZmZXJlbmNlcxgCIAMoCzIbLnF1b3RhLnYxLkNvdW50ZXJEaWZmZXJlbmNlEhkKEWRpZmZlcmVuY2VzX2ZvdW5kGAMgASgDEhAKCHJlcGFpcmVkGAQgASgDIr0BChFDb3VudGVyRGlmZmVyZW5jZRIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIgCgZwZXJpb2QYAyABKA4yEC5xdW90YS52MS5QZXJpb2QSJgoGbGVkZ2VyGAQgASgLMhYucXVvdGEudjEuQ291bnRlclN0YXRlEioKCnByb2plY3Rpb24YBSABKAsyFi5xdW90YS52MS5Db3VudGVyU3RhdGUSEQoJcG9zaXRpb25zGAYgAygDItoBCgxDb3VudGVyU3RhdGUSDAoEdXNlZBgBIAEoAxIwCgxwZXJpb2Rfc3RhcnQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnBlcmlvZF9lbmQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDWxhc3RfcmVzZXRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWxhc3Rfc2VxdWVuY2UYBSABKAMSEAoIcmVzZXJ2ZWQYBiABKAMivgEKFEJhY2t0ZXN0UXVvdGFSZXF1ZXN0Eg4KBm1ldHJpYxgBIAEoCRIPCgdzdWJqZWN0GAIgASgJEicKBnF1b3RhcxgDIAMoCzIXLnF1b3RhLnYxLlByb3Bvc2VkUXVvdGESLgoKc3RhcnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImcKDVByb3Bvc2VkUXVvdGESIAoGcGVyaW9kGAEgASgOMhAucXVvdGEudjEuUGVyaW9kEg0KBWxpbWl0GAIgASgDEhEKCXRpbWVfem9uZRgDIAEoCRISCgphbmNob3JfZGF5GAQgASgFIpcBChVCYWNrdGVzdFF1b3RhUmVzcG9uc2USKwoIc3ViamVjdHMYASADKAsyGS5xdW90YS52MS5CYWNrdGVzdFN1YmplY3QSKQoGdG90YWxzGAIgASgLMhkucXVvdGEudjEuQmFja3Rlc3RTdWJqZWN0Eg4KBmxpbWl0cxgDIAMoCRIWCg5ldmVudHNfc2Nhbm5lZBgEIAEoAyLhAQoPQmFja3Rlc3RTdWJqZWN0Eg8KB3N1YmplY3QYASABKAkSFQoNY2FsbHNfYWxsb3dlZBgCIAEoAxIWCg5hbW91bnRfYWxsb3dlZBgDIAEoAxIVCg1jYWxsc19yZWZ1c2VkGAQgASgDEhYKDmFtb3VudF9yZWZ1c2VkGAUgASgDEjQKEGZpcnN0X3JlZnVzZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKB3BlcmlvZHMYByADKAsyGC5xdW90YS52MS5CYWNrdGVzdFBlcmlvZCK2AQoOQmFja3Rlc3RQZXJpb2QSIAoGcGVyaW9kGAEgASgOMhAucXVvdGEudjEuUGVyaW9kEjAKDHBlcmlvZF9zdGFydBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcGVyaW9kX2VuZBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGVha191c2VkGAQgASgDEg0KBWxpbWl0GAUgASgDMsMGChFRdW90YUFkbWluU2VydmljZRJBCghTZXRRdW90YRIZLnF1b3RhLnYxLlNldFF1b3RhUmVxdWVzdBoaLnF1b3RhLnYxLlNldFF1b3RhUmVzcG9uc2USSgoLRGVsZXRlUXVvdGESHC5xdW90YS52MS5EZWxldGVRdW90YVJlcXVlc3QaHS5xdW90YS52MS5EZWxldGVRdW90YVJlc3BvbnNlEkcKClJlc2V0UXVvdGESGy5xdW90YS52MS5SZXNldFF1b3RhUmVxdWVzdBocLnF1b3RhLnYxLlJlc2V0UXVvdGFSZXNwb25zZRJMCgpMaXN0UXVvdGFzEhsucXVvdGEudjEuTGlzdFF1b3Rhc1JlcXVlc3QaHC5xdW90YS52MS5MaXN0UXVvdGFzUmVzcG9uc2UiA5ACARJMCgpMaXN0RXZlbnRzEhsucXVvdGEudjEuTGlzdEV2ZW50c1JlcXVlc3QaHC5xdW90YS52MS5MaXN0RXZlbnRzUmVzcG9uc2UiA5ACARJVCg1MaXN0UmVzZXRSdW5zEh4ucXVvdGEudjEuTGlzdFJlc2V0UnVuc1JlcXVlc3QaHy5xdW90YS52MS5MaXN0UmVzZXRSdW5zUmVzcG9uc2UiA5ACARJcChFUcmlnZ2VyUmVzZXRTd2VlcBIiLnF1b3RhLnYxLlRyaWdnZXJSZXNldFN3ZWVwUmVxdWVzdBojLnF1b3RhLnYxLlRyaWdnZXJSZXNldFN3ZWVwUmVzcG9uc2USUwoOR2V0UmVzZXRTdGF0dXMSHy5xdW90YS52MS5HZXRSZXNldFN0YXR1c1JlcXVlc3QaIC5xdW90YS52MS5HZXRSZXNldFN0YXR1c1Jlc3BvbnNlElkKEFZlcmlmeVByb2plY3Rpb24SIS5xdW90YS52MS5WZXJpZnlQcm9qZWN0aW9uUmVxdWVzdBoiLnF1b3RhLnYxLlZlcmlmeVByb2plY3Rpb25SZXNwb25zZRJVCg1CYWNrdGVzdFF1b3RhEh4ucXVvdGEudjEuQmFja3Rlc3RRdW90YVJlcXVlc3QaHy5xdW90YS52MS5CYWNrdGVzdFF1b3RhUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_google_protobuf_timestamp, file_quota_v1_types]);
+  fileDesc("CiJxdW90YS92MS9xdW90YV9hZG1pbl9zZXJ2aWNlLnByb3RvEghxdW90YS52MSKaAQoPU2V0UXVvdGFSZXF1ZXN0Eg8KB3N1YmplY3QYASABKAkSDgoGbWV0cmljGAIgASgJEiAKBnBlcmlvZBgDIAEoDjIQLnF1b3RhLnYxLlBlcmlvZBINCgVsaW1pdBgEIAEoAxIRCgl0aW1lX3pvbmUYBSABKAkSEgoKYW5jaG9yX2RheRgGIAEoBRIOCgZyZWFzb24YByABKAkiRAoQU2V0UXVvdGFSZXNwb25zZRIeCgVxdW90YRgBIAEoCzIPLnF1b3RhLnYxLlF1b3RhEhAKCHNlcXVlbmNlGAIgASgDImcKEkRlbGV0ZVF1b3RhUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIgCgZwZXJpb2QYAyABKA4yEC5xdW90YS52MS5QZXJpb2QSDgoGcmVhc29uGAQgASgJIicKE0RlbGV0ZVF1b3RhUmVzcG9uc2USEAoIc2VxdWVuY2UYASABKAMifAoRUmVzZXRRdW90YVJlcXVlc3QSDwoHc3ViamVjdBgBIAEoCRIOCgZtZXRyaWMYAiABKAkSIAoGcGVyaW9kGAMgASgOMhAucXVvdGEudjEuUGVyaW9kEhQKDGFsbF9zdWJqZWN0cxgEIAEoCBIOCgZyZWFzb24YBSABKAkiVAoSUmVzZXRRdW90YVJlc3BvbnNlEiUKBnF1b3RhcxgBIAMoCzIVLnF1b3RhLnYxLlF1b3RhU3RhdHVzEhcKD2V2ZW50c19hcHBlbmRlZBgCIAEoAyJbChFMaXN0UXVvdGFzUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJOChJMaXN0UXVvdGFzUmVzcG9uc2USHwoGcXVvdGFzGAEgAygLMg8ucXVvdGEudjEuUXVvdGESFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIpoCChFMaXN0RXZlbnRzUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIiCgV0eXBlcxgDIAMoDjITLnF1b3RhLnYxLkV2ZW50VHlwZRIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAYgASgFEhIKCnBhZ2VfdG9rZW4YByABKAkSDQoFYWN0b3IYCCABKAkSFgoOYWZ0ZXJfcG9zaXRpb24YCSABKAMSFAoMbmV3ZXN0X2ZpcnN0GAogASgIIlQKEkxpc3RFdmVudHNSZXNwb25zZRIlCgZldmVudHMYASADKAsyFS5xdW90YS52MS5MZWRnZXJFdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPQoUTGlzdFJlc2V0UnVuc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiUgoVTGlzdFJlc2V0UnVuc1Jlc3BvbnNlEiAKBHJ1bnMYASADKAsyEi5xdW90YS52MS5SZXNldFJ1bhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiGgoYVHJpZ2dlclJlc2V0U3dlZXBSZXF1ZXN0IjwKGVRyaWdnZXJSZXNldFN3ZWVwUmVzcG9uc2USHwoDcnVuGAEgASgLMhIucXVvdGEudjEuUmVzZXRSdW4iFwoVR2V0UmVzZXRTdGF0dXNSZXF1ZXN0Iv8BChZHZXRSZXNldFN0YXR1c1Jlc3BvbnNlEg8KB2VuYWJsZWQYASABKAgSEAoIc2NoZWR1bGUYAiABKAkSEQoJdGltZV96b25lGAMgASgJEjEKDW5leHRfcnVuX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3J1bm5pbmcYBSABKAgSMQoNcnVubmluZ19zaW5jZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJAoIbGFzdF9ydW4YByABKAsyEi5xdW90YS52MS5SZXNldFJ1bhISCgpyZXBsaWNhX2lkGAggASgJIjoKF1ZlcmlmeVByb2plY3Rpb25SZXF1ZXN0Eg8KB3N1YmplY3QYASABKAkSDgoGcmVwYWlyGAIgASgIIpMBChhWZXJpZnlQcm9qZWN0aW9uUmVzcG9uc2USGAoQc3ViamVjdHNfY2hlY2tlZBgBIAEoAxIwCgtkaWZmZXJlbmNlcxgCIAMoCzIbLnF1b3RhLnYxLkNvdW50ZXJEaWZmZXJlbmNlEhkKEWRpZmZlcmVuY2VzX2ZvdW5kGAMgASgDEhAKCHJlcGFpcmVkGAQgASgDIr0BChFDb3VudGVyRGlmZmVyZW5jZRIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIgCgZwZXJpb2QYAyABKA4yEC5xdW90YS52MS5QZXJpb2QSJgoGbGVkZ2VyGAQgASgLMhYucXVvdGEudjEuQ291bnRlclN0YXRlEioKCnByb2plY3Rpb24YBSABKAsyFi5xdW90YS52MS5Db3VudGVyU3RhdGUSEQoJcG9zaXRpb25zGAYgAygDItoBCgxDb3VudGVyU3RhdGUSDAoEdXNlZBgBIAEoAxIwCgxwZXJpb2Rfc3RhcnQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnBlcmlvZF9lbmQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDWxhc3RfcmVzZXRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWxhc3Rfc2VxdWVuY2UYBSABKAMSEAoIcmVzZXJ2ZWQYBiABKAMivgEKFEJhY2t0ZXN0UXVvdGFSZXF1ZXN0Eg4KBm1ldHJpYxgBIAEoCRIPCgdzdWJqZWN0GAIgASgJEicKBnF1b3RhcxgDIAMoCzIXLnF1b3RhLnYxLlByb3Bvc2VkUXVvdGESLgoKc3RhcnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImcKDVByb3Bvc2VkUXVvdGESIAoGcGVyaW9kGAEgASgOMhAucXVvdGEudjEuUGVyaW9kEg0KBWxpbWl0GAIgASgDEhEKCXRpbWVfem9uZRgDIAEoCRISCgphbmNob3JfZGF5GAQgASgFIpcBChVCYWNrdGVzdFF1b3RhUmVzcG9uc2USKwoIc3ViamVjdHMYASADKAsyGS5xdW90YS52MS5CYWNrdGVzdFN1YmplY3QSKQoGdG90YWxzGAIgASgLMhkucXVvdGEudjEuQmFja3Rlc3RTdWJqZWN0Eg4KBmxpbWl0cxgDIAMoCRIWCg5ldmVudHNfc2Nhbm5lZBgEIAEoAyLhAQoPQmFja3Rlc3RTdWJqZWN0Eg8KB3N1YmplY3QYASABKAkSFQoNY2FsbHNfYWxsb3dlZBgCIAEoAxIWCg5hbW91bnRfYWxsb3dlZBgDIAEoAxIVCg1jYWxsc19yZWZ1c2VkGAQgASgDEhYKDmFtb3VudF9yZWZ1c2VkGAUgASgDEjQKEGZpcnN0X3JlZnVzZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKB3BlcmlvZHMYByADKAsyGC5xdW90YS52MS5CYWNrdGVzdFBlcmlvZCK2AQoOQmFja3Rlc3RQZXJpb2QSIAoGcGVyaW9kGAEgASgOMhAucXVvdGEudjEuUGVyaW9kEjAKDHBlcmlvZF9zdGFydBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcGVyaW9kX2VuZBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGVha191c2VkGAQgASgDEg0KBWxpbWl0GAUgASgDIiYKE1ZlcmlmeUxlZGdlclJlcXVlc3QSDwoHc3ViamVjdBgBIAEoCSLNAQoUVmVyaWZ5TGVkZ2VyUmVzcG9uc2USGAoQc3ViamVjdHNfY2hlY2tlZBgBIAEoAxIWCg5ldmVudHNfY2hlY2tlZBgCIAEoAxIkCgZicmVha3MYAyADKAsyFC5xdW90YS52MS5DaGFpbkJyZWFrEhEKCXRydW5jYXRlZBgEIAEoCBIVCg1jaGVja3BvaW50X2lkGAUgASgDEjMKD2NoZWNrcG9pbnRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAieQoKQ2hhaW5CcmVhaxImCgRraW5kGAEgASgOMhgucXVvdGEudjEuQ2hhaW5CcmVha0tpbmQSDwoHc3ViamVjdBgCIAEoCRIQCghzZXF1ZW5jZRgDIAEoAxIQCghwb3NpdGlvbhgEIAEoAxIOCgZkZXRhaWwYBSABKAkijAIKE1N0cmVhbUV2ZW50c1JlcXVlc3QSDwoHc3ViamVjdBgBIAEoCRIOCgZtZXRyaWMYAiABKAkSIgoFdHlwZXMYAyADKA4yEy5xdW90YS52MS5FdmVudFR5cGUSDQoFYWN0b3IYBCABKAkSLgoKc3RhcnRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmFmdGVyX3Bvc2l0aW9uGAcgASgDEhAKCGZyb21fbm93GAggASgIEhkKEWhlYXJ0YmVhdF9zZWNvbmRzGAkgASgFInAKFFN0cmVhbUV2ZW50c1Jlc3BvbnNlEiYKBWV2ZW50GAEgASgLMhUucXVvdGEudjEuTGVkZ2VyRXZlbnRIABIoCgloZWFydGJlYXQYAiABKAsyEy5xdW90YS52MS5IZWFydGJlYXRIAEIGCgRpdGVtIjUKCUhlYXJ0YmVhdBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCrCAQoOQ2hhaW5CcmVha0tpbmQSIAocQ0hBSU5fQlJFQUtfS0lORF9VTlNQRUNJRklFRBAAEiIKHkNIQUlOX0JSRUFLX0tJTkRfSEFTSF9NSVNNQVRDSBABEiEKHUNIQUlOX0JSRUFLX0tJTkRfU0VRVUVOQ0VfR0FQEAISHQoZQ0hBSU5fQlJFQUtfS0lORF9UQUlMX0NVVBADEigKJENIQUlOX0JSRUFLX0tJTkRfQ0hFQ0tQT0lOVF9NSVNNQVRDSBAEMu0HChFRdW90YUFkbWluU2VydmljZRJBCghTZXRRdW90YRIZLnF1b3RhLnYxLlNldFF1b3RhUmVxdWVzdBoaLnF1b3RhLnYxLlNldFF1b3RhUmVzcG9uc2USSgoLRGVsZXRlUXVvdGESHC5xdW90YS52MS5EZWxldGVRdW90YVJlcXVlc3QaHS5xdW90YS52MS5EZWxldGVRdW90YVJlc3BvbnNlEkcKClJlc2V0UXVvdGESGy5xdW90YS52MS5SZXNldFF1b3RhUmVxdWVzdBocLnF1b3RhLnYxLlJlc2V0UXVvdGFSZXNwb25zZRJMCgpMaXN0UXVvdGFzEhsucXVvdGEudjEuTGlzdFF1b3Rhc1JlcXVlc3QaHC5xdW90YS52MS5MaXN0UXVvdGFzUmVzcG9uc2UiA5ACARJMCgpMaXN0RXZlbnRzEhsucXVvdGEudjEuTGlzdEV2ZW50c1JlcXVlc3QaHC5xdW90YS52MS5MaXN0RXZlbnRzUmVzcG9uc2UiA5ACARJUCgxTdHJlYW1FdmVudHMSHS5xdW90YS52MS5TdHJlYW1FdmVudHNSZXF1ZXN0Gh4ucXVvdGEudjEuU3RyZWFtRXZlbnRzUmVzcG9uc2UiA5ACATABElUKDUxpc3RSZXNldFJ1bnMSHi5xdW90YS52MS5MaXN0UmVzZXRSdW5zUmVxdWVzdBofLnF1b3RhLnYxLkxpc3RSZXNldFJ1bnNSZXNwb25zZSIDkAIBElwKEVRyaWdnZXJSZXNldFN3ZWVwEiIucXVvdGEudjEuVHJpZ2dlclJlc2V0U3dlZXBSZXF1ZXN0GiMucXVvdGEudjEuVHJpZ2dlclJlc2V0U3dlZXBSZXNwb25zZRJTCg5HZXRSZXNldFN0YXR1cxIfLnF1b3RhLnYxLkdldFJlc2V0U3RhdHVzUmVxdWVzdBogLnF1b3RhLnYxLkdldFJlc2V0U3RhdHVzUmVzcG9uc2USWQoQVmVyaWZ5UHJvamVjdGlvbhIhLnF1b3RhLnYxLlZlcmlmeVByb2plY3Rpb25SZXF1ZXN0GiIucXVvdGEudjEuVmVyaWZ5UHJvamVjdGlvblJlc3BvbnNlElUKDUJhY2t0ZXN0UXVvdGESHi5xdW90YS52MS5CYWNrdGVzdFF1b3RhUmVxdWVzdBofLnF1b3RhLnYxLkJhY2t0ZXN0UXVvdGFSZXNwb25zZSIDkAIBElIKDFZlcmlmeUxlZGdlchIdLnF1b3RhLnYxLlZlcmlmeUxlZGdlclJlcXVlc3QaHi5xdW90YS52MS5WZXJpZnlMZWRnZXJSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_google_protobuf_timestamp, file_quota_v1_types]);
 
 /**
  * @generated from message quota.v1.SetQuotaRequest
@@ -330,17 +330,20 @@ export type ListEventsRequest = Message<"quota.v1.ListEventsRequest"> & {
   actor: string;
 
   /**
-   * Optional: only events after this position, to follow the ledger as it grows. Positions
-   * are taken when an event is written, not when it commits, so under concurrent writes an
-   * event can appear just after a higher one was read: a follower re-reads a window of recent
-   * positions (npm run quota -- events --follow re-reads 30 s).
+   * Optional: only events after the event at this position, to follow the ledger as it grows
+   * (0: from the start). Oldest first is a feed: events are listed in the order of their
+   * writing transactions, and only once every older transaction has ended, so a follower that
+   * passes the position of the last event it was sent sees every event exactly once, never
+   * one that commits behind it. That order is not position order: resume from the last event
+   * received, not from the highest position. A position that names no event is refused.
    *
    * @generated from field: int64 after_position = 9;
    */
   afterPosition: bigint;
 
   /**
-   * List the newest events first (paging goes back in time); after_position is then ignored.
+   * List the newest events first, by position (paging goes back in time); after_position is
+   * then ignored. Only events the feed would hand out already are listed.
    *
    * @generated from field: bool newest_first = 10;
    */
@@ -898,6 +901,278 @@ export const BacktestPeriodSchema: GenMessage<BacktestPeriod> = /*@__PURE__*/
   messageDesc(file_quota_v1_quota_admin_service, 24);
 
 /**
+ * @generated from message quota.v1.VerifyLedgerRequest
+ */
+export type VerifyLedgerRequest = Message<"quota.v1.VerifyLedgerRequest"> & {
+  /**
+   * Optional: only this subject's chain; empty for every subject and the checkpoints.
+   *
+   * @generated from field: string subject = 1;
+   */
+  subject: string;
+};
+
+/**
+ * Describes the message quota.v1.VerifyLedgerRequest.
+ * Use `create(VerifyLedgerRequestSchema)` to create a new message.
+ */
+export const VerifyLedgerRequestSchema: GenMessage<VerifyLedgerRequest> = /*@__PURE__*/
+  messageDesc(file_quota_v1_quota_admin_service, 25);
+
+/**
+ * @generated from message quota.v1.VerifyLedgerResponse
+ */
+export type VerifyLedgerResponse = Message<"quota.v1.VerifyLedgerResponse"> & {
+  /**
+   * @generated from field: int64 subjects_checked = 1;
+   */
+  subjectsChecked: bigint;
+
+  /**
+   * @generated from field: int64 events_checked = 2;
+   */
+  eventsChecked: bigint;
+
+  /**
+   * Empty when the ledger verifies clean. At most the first 1000.
+   *
+   * @generated from field: repeated quota.v1.ChainBreak breaks = 3;
+   */
+  breaks: ChainBreak[];
+
+  /**
+   * More breaks were found than are listed.
+   *
+   * @generated from field: bool truncated = 4;
+   */
+  truncated: boolean;
+
+  /**
+   * The newest checkpoint (0 and unset when there is none, or for one subject).
+   *
+   * @generated from field: int64 checkpoint_id = 5;
+   */
+  checkpointId: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp checkpoint_time = 6;
+   */
+  checkpointTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message quota.v1.VerifyLedgerResponse.
+ * Use `create(VerifyLedgerResponseSchema)` to create a new message.
+ */
+export const VerifyLedgerResponseSchema: GenMessage<VerifyLedgerResponse> = /*@__PURE__*/
+  messageDesc(file_quota_v1_quota_admin_service, 26);
+
+/**
+ * Where the chain does not hold.
+ *
+ * @generated from message quota.v1.ChainBreak
+ */
+export type ChainBreak = Message<"quota.v1.ChainBreak"> & {
+  /**
+   * @generated from field: quota.v1.ChainBreakKind kind = 1;
+   */
+  kind: ChainBreakKind;
+
+  /**
+   * Empty for a checkpoint record.
+   *
+   * @generated from field: string subject = 2;
+   */
+  subject: string;
+
+  /**
+   * The event concerned: the one whose hash is wrong, the first one missing, or the head a
+   * checkpoint recorded.
+   *
+   * @generated from field: int64 sequence = 3;
+   */
+  sequence: bigint;
+
+  /**
+   * The event's position; 0 when there is no such event (deleted).
+   *
+   * @generated from field: int64 position = 4;
+   */
+  position: bigint;
+
+  /**
+   * @generated from field: string detail = 5;
+   */
+  detail: string;
+};
+
+/**
+ * Describes the message quota.v1.ChainBreak.
+ * Use `create(ChainBreakSchema)` to create a new message.
+ */
+export const ChainBreakSchema: GenMessage<ChainBreak> = /*@__PURE__*/
+  messageDesc(file_quota_v1_quota_admin_service, 27);
+
+/**
+ * @generated from message quota.v1.StreamEventsRequest
+ */
+export type StreamEventsRequest = Message<"quota.v1.StreamEventsRequest"> & {
+  /**
+   * Optional filters, as in ListEvents.
+   *
+   * @generated from field: string subject = 1;
+   */
+  subject: string;
+
+  /**
+   * @generated from field: string metric = 2;
+   */
+  metric: string;
+
+  /**
+   * @generated from field: repeated quota.v1.EventType types = 3;
+   */
+  types: EventType[];
+
+  /**
+   * @generated from field: string actor = 4;
+   */
+  actor: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp start_time = 5;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp end_time = 6;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * Send the events after the event at this position (the last one a previous stream sent),
+   * 0 for the start of the ledger. Ignored with from_now.
+   *
+   * @generated from field: int64 after_position = 7;
+   */
+  afterPosition: bigint;
+
+  /**
+   * Send only events that commit from now on.
+   *
+   * @generated from field: bool from_now = 8;
+   */
+  fromNow: boolean;
+
+  /**
+   * Seconds between heartbeats while there is nothing to send: 1-300; 0 means 15.
+   *
+   * @generated from field: int32 heartbeat_seconds = 9;
+   */
+  heartbeatSeconds: number;
+};
+
+/**
+ * Describes the message quota.v1.StreamEventsRequest.
+ * Use `create(StreamEventsRequestSchema)` to create a new message.
+ */
+export const StreamEventsRequestSchema: GenMessage<StreamEventsRequest> = /*@__PURE__*/
+  messageDesc(file_quota_v1_quota_admin_service, 28);
+
+/**
+ * @generated from message quota.v1.StreamEventsResponse
+ */
+export type StreamEventsResponse = Message<"quota.v1.StreamEventsResponse"> & {
+  /**
+   * @generated from oneof quota.v1.StreamEventsResponse.item
+   */
+  item: {
+    /**
+     * @generated from field: quota.v1.LedgerEvent event = 1;
+     */
+    value: LedgerEvent;
+    case: "event";
+  } | {
+    /**
+     * @generated from field: quota.v1.Heartbeat heartbeat = 2;
+     */
+    value: Heartbeat;
+    case: "heartbeat";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message quota.v1.StreamEventsResponse.
+ * Use `create(StreamEventsResponseSchema)` to create a new message.
+ */
+export const StreamEventsResponseSchema: GenMessage<StreamEventsResponse> = /*@__PURE__*/
+  messageDesc(file_quota_v1_quota_admin_service, 29);
+
+/**
+ * Sent while no event arrives: the stream is alive and caught up.
+ *
+ * @generated from message quota.v1.Heartbeat
+ */
+export type Heartbeat = Message<"quota.v1.Heartbeat"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp time = 1;
+   */
+  time?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message quota.v1.Heartbeat.
+ * Use `create(HeartbeatSchema)` to create a new message.
+ */
+export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
+  messageDesc(file_quota_v1_quota_admin_service, 30);
+
+/**
+ * @generated from enum quota.v1.ChainBreakKind
+ */
+export enum ChainBreakKind {
+  /**
+   * @generated from enum value: CHAIN_BREAK_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The event's hash is not that of its content on the previous event: it was modified after
+   * it was written, forged (inserted without the trigger), or moved (reordered).
+   *
+   * @generated from enum value: CHAIN_BREAK_KIND_HASH_MISMATCH = 1;
+   */
+  HASH_MISMATCH = 1,
+
+  /**
+   * Events of the subject are missing (deleted): sequence is the first one missing.
+   *
+   * @generated from enum value: CHAIN_BREAK_KIND_SEQUENCE_GAP = 2;
+   */
+  SEQUENCE_GAP = 2,
+
+  /**
+   * A checkpoint saw the subject's chain reach sequence; that event is gone or differs.
+   *
+   * @generated from enum value: CHAIN_BREAK_KIND_TAIL_CUT = 3;
+   */
+  TAIL_CUT = 3,
+
+  /**
+   * A checkpoint record does not match the heads, or does not chain to the one before it.
+   *
+   * @generated from enum value: CHAIN_BREAK_KIND_CHECKPOINT_MISMATCH = 4;
+   */
+  CHECKPOINT_MISMATCH = 4,
+}
+
+/**
+ * Describes the enum quota.v1.ChainBreakKind.
+ */
+export const ChainBreakKindSchema: GenEnum<ChainBreakKind> = /*@__PURE__*/
+  enumDesc(file_quota_v1_quota_admin_service, 0);
+
+/**
  * Operator actions. Role admin; the List* methods also role reader.
  *
  * @generated from service quota.v1.QuotaAdminService
@@ -949,6 +1224,18 @@ export const QuotaAdminService: GenService<{
     output: typeof ListEventsResponseSchema;
   },
   /**
+   * The ledger feed as a stream: the events after a position (or from now), then every new one
+   * as it commits, in ListEvents' gap-free order, each with its position to resume from.
+   * Heartbeats while idle. Role reader or admin.
+   *
+   * @generated from rpc quota.v1.QuotaAdminService.StreamEvents
+   */
+  streamEvents: {
+    methodKind: "server_streaming";
+    input: typeof StreamEventsRequestSchema;
+    output: typeof StreamEventsResponseSchema;
+  },
+  /**
    * @generated from rpc quota.v1.QuotaAdminService.ListResetRuns
    */
   listResetRuns: {
@@ -996,6 +1283,18 @@ export const QuotaAdminService: GenService<{
     methodKind: "unary";
     input: typeof BacktestQuotaRequestSchema;
     output: typeof BacktestQuotaResponseSchema;
+  },
+  /**
+   * Recomputes the ledger's hash chains (every subject, or one) and checks them against the
+   * latest checkpoint: reports every modified, forged or reordered event, every deleted one,
+   * every tail cut below a checkpoint, and edited checkpoints. Online; reads only.
+   *
+   * @generated from rpc quota.v1.QuotaAdminService.VerifyLedger
+   */
+  verifyLedger: {
+    methodKind: "unary";
+    input: typeof VerifyLedgerRequestSchema;
+    output: typeof VerifyLedgerResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_quota_v1_quota_admin_service, 0);
