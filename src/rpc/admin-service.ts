@@ -42,6 +42,9 @@ import {
   type VerifyProjectionRequest,
   type VerifyProjectionResponse,
   VerifyProjectionResponseSchema,
+  type WhoAmIRequest,
+  type WhoAmIResponse,
+  WhoAmIResponseSchema,
 } from '../gen/quota/v1/quota_admin_service_pb.js';
 import type { LedgerDeps } from '../ledger/commands.js';
 import { listEvents } from '../ledger/list-events.js';
@@ -74,6 +77,7 @@ export interface AdminServiceHandlers {
   triggerResetSweep: Handler<TriggerResetSweepRequest, TriggerResetSweepResponse>;
   getResetStatus: Handler<GetResetStatusRequest, GetResetStatusResponse>;
   verifyProjection: Handler<VerifyProjectionRequest, VerifyProjectionResponse>;
+  whoAmI: Handler<WhoAmIRequest, WhoAmIResponse>;
 }
 
 const isDecimal = (a: unknown): a is string =>
@@ -233,6 +237,17 @@ export function adminServiceHandlers(
         differences: r.differences.slice(0, 1000).map(differenceToProto),
         differencesFound: BigInt(r.differences.length),
         repaired: BigInt(r.repaired),
+      });
+    },
+
+    // Role null means authentication is off: the caller may do everything, as an admin may.
+    async whoAmI(_req, ctx) {
+      return create(WhoAmIResponseSchema, {
+        actor: ctx.actor,
+        role: ctx.role ?? 'admin',
+        authenticated: ctx.role !== null,
+        subjects: [...(ctx.scope?.subjects ?? [])],
+        subjectPrefix: ctx.scope?.prefix ?? '',
       });
     },
   };

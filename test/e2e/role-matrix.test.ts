@@ -58,6 +58,7 @@ const REQUESTS: Record<string, (subject: string) => object> = {
   'quota.v1.QuotaAdminService/TriggerResetSweep': () => ({}),
   'quota.v1.QuotaAdminService/GetResetStatus': () => ({}),
   'quota.v1.QuotaAdminService/VerifyProjection': (subject) => ({ subject, repair: true }),
+  'quota.v1.QuotaAdminService/WhoAmI': () => ({}),
 };
 
 let dir: string;

@@ -24,6 +24,8 @@ export const EXPECTED_ROLES: Readonly<Record<string, readonly Role[]>> = {
   'quota.v1.QuotaAdminService/GetResetStatus': ['reader', 'admin'],
   // Repair rewrites counters: admin only.
   'quota.v1.QuotaAdminService/VerifyProjection': ['admin'],
+  // Says only who the caller is (the console asks it to know what to show).
+  'quota.v1.QuotaAdminService/WhoAmI': ['consumer', 'reader', 'admin'],
 };
 
 /** The services the server mounts; every one of their methods needs a decision above. */
