@@ -1,0 +1,71 @@
+import { svg } from '../dom.js';
+import { formatCount, type UsageChart } from '../logic.js';
+
+const W = 600;
+const H = 180;
+const PAD = 36;
+
+/**
+ * The two periods as step lines on one time axis: the previous one dashed, the current one
+ * solid and thicker, the limit as a dotted line; told apart by line style and a text legend,
+ * not by colour.
+ */
+export function usageChartSvg(chart: UsageChart, limit: number, label: string): SVGElement {
+  const top = Math.max(
+    limit,
+    ...chart.current.map((p) => p.used),
+    ...chart.previous.map((p) => p.used),
+    1,
+  );
+  const x = (ms: number) => PAD + (ms / chart.periodMs) * (W - 2 * PAD);
+  const y = (v: number) => H - PAD + 10 - (v / top) * (H - PAD - 10);
+  const steps = (pts: UsageChart['current']) => {
+    const out: string[] = [];
+    let last = 0;
+    for (const p of pts) {
+      out.push(`${x(p.offsetMs).toFixed(1)},${y(last).toFixed(1)}`);
+      out.push(`${x(p.offsetMs).toFixed(1)},${y(p.used).toFixed(1)}`);
+      last = p.used;
+    }
+    return out.join(' ');
+  };
+  const last = (pts: UsageChart['current']) => pts[pts.length - 1]?.used ?? 0;
+  return svg(
+    'svg',
+    {
+      viewBox: `0 0 ${W} ${H}`,
+      width: '100%',
+      role: 'img',
+      'aria-label': `${label}: ${formatCount(last(chart.current))} used this period, ${formatCount(last(chart.previous))} at the end of the previous one, limit ${formatCount(limit)}`,
+      class: 'chart',
+    },
+    svg('line', { x1: PAD, y1: H - PAD + 10, x2: W - PAD, y2: H - PAD + 10, class: 'axis' }),
+    svg('line', {
+      x1: PAD,
+      y1: y(limit),
+      x2: W - PAD,
+      y2: y(limit),
+      class: 'limit',
+      'stroke-dasharray': '2 4',
+    }),
+    svg(
+      'text',
+      { x: W - PAD, y: y(limit) - 4, 'text-anchor': 'end' },
+      `limit ${formatCount(limit)}`,
+    ),
+    svg('polyline', {
+      points: steps(chart.previous),
+      class: 'previous',
+      fill: 'none',
+      'stroke-dasharray': '8 5',
+    }),
+    svg('polyline', { points: steps(chart.current), class: 'current', fill: 'none' }),
+    svg('text', { x: PAD, y: H - 6 }, 'period start'),
+    svg('text', { x: W - PAD, y: H - 6, 'text-anchor': 'end' }, 'period end'),
+    svg(
+      'text',
+      { x: PAD + 4, y: 14 },
+      `solid: this period (${formatCount(last(chart.current))}) · dashed: previous (${formatCount(last(chart.previous))})`,
+    ),
+  );
+}
