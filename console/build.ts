@@ -8,7 +8,7 @@ export const CONSOLE_SRC = join(root, 'console', 'src');
 export const CONSOLE_DIST = join(root, 'console', 'dist');
 
 /**
- * Bundles console/src into `outdir`: index.html and, under console/, app.js and app.css. The
+ * Bundles console/src into `outdir`: index.html and, under console/, app.js, app.css and favicon.svg. The
  * output is a pure function of the sources and the locked esbuild version, so a test can
  * rebuild it and demand the committed bundle be byte for byte the same.
  */
@@ -29,7 +29,8 @@ export async function buildConsole(outdir: string = CONSOLE_DIST): Promise<void>
     tsconfig: join(root, 'console', 'tsconfig.json'),
   });
   await copyFile(join(CONSOLE_SRC, 'index.html'), join(outdir, 'index.html'));
-  await copyFile(join(CONSOLE_SRC, 'app.css'), join(outdir, 'console', 'app.css'));
+  for (const asset of ['app.css', 'favicon.svg'])
+    await copyFile(join(CONSOLE_SRC, asset), join(outdir, 'console', asset));
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === resolve(import.meta.filename)) {

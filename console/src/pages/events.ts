@@ -161,6 +161,7 @@ export function eventsPage(root: HTMLElement, ctx: PageContext): void {
   follow.addEventListener('change', () => {
     clearInterval(timer);
     if (follow.checked) timer = setInterval(() => void poll(), POLL_MS);
+    st.show(`${shown.length} event(s), newest first${follow.checked ? '; following' : ''}.`);
   });
   void load('');
 }
