@@ -107,7 +107,7 @@ describe.skipIf(!available)('the console in a browser', () => {
         await page.goto(s.baseUrl + '/');
         // Subjects: search by prefix; fullest first; the bar says what GetQuota says.
         await page.getByLabel('Subject prefix').fill('acme');
-        await page.getByRole('button', { name: 'Search' }).click();
+        await page.getByLabel('Subject prefix').press('Enter');
         await page.locator('table meter').first().waitFor();
         const rows = page.locator('tbody tr');
         expect(await rows.count()).toBe(3);
@@ -233,13 +233,18 @@ describe.skipIf(!available)('the console in a browser', () => {
       try {
         await page.goto(s.baseUrl + '/');
         const key = page.getByLabel('API key');
-        await key.fill('qlk_not-a-key');
-        await page.getByRole('button', { name: 'Use key' }).click();
+        // Keyboard only: the key field has the focus; Enter submits.
+        await key.waitFor();
+        expect(await page.evaluate('document.activeElement.id')).toBe('api-key');
+        await page.keyboard.type('qlk_not-a-key');
+        await page.keyboard.press('Enter');
+        // A refused key: the service's own message, and the field is asked for again.
         await page.getByText(/Unauthenticated: a valid API key is required/).waitFor();
         await shoot(page, 'key');
 
-        await key.fill(keys.reader!);
-        await page.getByRole('button', { name: 'Use key' }).click();
+        expect(await page.evaluate('document.activeElement.id')).toBe('api-key');
+        await page.keyboard.type(keys.reader!);
+        await page.keyboard.press('Enter');
         await page.getByText('ops-reader · role reader').waitFor();
         const nav = page.getByRole('navigation', { name: 'Pages' });
         expect(await nav.innerText()).not.toContain('Quota editor');
