@@ -129,7 +129,8 @@ export function usageChart(
 ): UsageChart {
   const end = q.periodEndMs ?? nowMs;
   const periodMs = Math.max(1, end - q.periodStartMs);
-  const prevStart = q.periodStartMs - periodMs;
+  // NEVER: one period from the quota's start, nothing before it.
+  const prevStart = q.periodEndMs === null ? q.periodStartMs : q.periodStartMs - periodMs;
   const current: ChartPoint[] = [{ offsetMs: 0, used: 0 }];
   const previous: ChartPoint[] = [{ offsetMs: 0, used: 0 }];
   let usedNow = 0;
@@ -156,8 +157,10 @@ export function usageChart(
       previous.push(point);
     }
   }
-  // The previous period ends at its last value; the current one is drawn up to now.
-  previous.push({ offsetMs: periodMs, used: usedPrev });
+  // The current period is drawn up to now, the previous one to its end; a NEVER quota has
+  // no previous period.
+  if (q.periodEndMs === null) previous.length = 0;
+  else previous.push({ offsetMs: periodMs, used: usedPrev });
   current.push({
     offsetMs: Math.min(periodMs, Math.max(0, nowMs - q.periodStartMs)),
     used: usedNow,

@@ -147,6 +147,31 @@ describe('console chart data', () => {
   });
 });
 
+describe('console chart data for a NEVER quota', () => {
+  it('has one period, from its start up to now, and no previous one', () => {
+    const never = {
+      metric: 'api_calls',
+      period: Period.NEVER,
+      periodStartMs: T0,
+      periodEndMs: null,
+    };
+    const events = [
+      ev(EventType.USAGE, T0 - 1_000, { amount: 9n }),
+      ev(EventType.USAGE, T0 + 1_000, { amount: 2n }),
+    ];
+    const chart = usageChart(events, never, T0 + 4_000);
+    expect(chart).toEqual({
+      periodMs: 4_000,
+      previous: [],
+      current: [
+        { offsetMs: 0, used: 0 },
+        { offsetMs: 1_000, used: 2 },
+        { offsetMs: 4_000, used: 2 },
+      ],
+    });
+  });
+});
+
 describe('console live follow', () => {
   it('resumes from the oldest event of the last 30 s of server time', () => {
     expect(followAfter([])).toBe(0n);

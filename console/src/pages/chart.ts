@@ -30,13 +30,17 @@ export function usageChartSvg(chart: UsageChart, limit: number, label: string): 
     return out.join(' ');
   };
   const last = (pts: UsageChart['current']) => pts[pts.length - 1]?.used ?? 0;
+  // A NEVER quota has no previous period to compare with.
+  const hasPrevious = chart.previous.length > 0;
+  const now = formatCount(last(chart.current));
+  const before = formatCount(last(chart.previous));
   return svg(
     'svg',
     {
       viewBox: `0 0 ${W} ${H}`,
       width: '100%',
       role: 'img',
-      'aria-label': `${label}: ${formatCount(last(chart.current))} used this period, ${formatCount(last(chart.previous))} at the end of the previous one, limit ${formatCount(limit)}`,
+      'aria-label': `${label}: ${now} used this period${hasPrevious ? `, ${before} at the end of the previous one` : ''}, limit ${formatCount(limit)}`,
       class: 'chart',
     },
     svg('line', { x1: PAD, y1: H - PAD + 10, x2: W - PAD, y2: H - PAD + 10, class: 'axis' }),
@@ -53,19 +57,21 @@ export function usageChartSvg(chart: UsageChart, limit: number, label: string): 
       { x: W - PAD, y: y(limit) - 4, 'text-anchor': 'end' },
       `limit ${formatCount(limit)}`,
     ),
-    svg('polyline', {
-      points: steps(chart.previous),
-      class: 'previous',
-      fill: 'none',
-      'stroke-dasharray': '8 5',
-    }),
+    hasPrevious
+      ? svg('polyline', {
+          points: steps(chart.previous),
+          class: 'previous',
+          fill: 'none',
+          'stroke-dasharray': '8 5',
+        })
+      : null,
     svg('polyline', { points: steps(chart.current), class: 'current', fill: 'none' }),
     svg('text', { x: PAD, y: H - 6 }, 'period start'),
-    svg('text', { x: W - PAD, y: H - 6, 'text-anchor': 'end' }, 'period end'),
+    svg('text', { x: W - PAD, y: H - 6, 'text-anchor': 'end' }, hasPrevious ? 'period end' : 'now'),
     svg(
       'text',
       { x: PAD + 4, y: 14 },
-      `solid: this period (${formatCount(last(chart.current))}) · dashed: previous (${formatCount(last(chart.previous))})`,
+      `solid: this period (${now})${hasPrevious ? ` · dashed: previous (${before})` : ''}`,
     ),
   );
 }

@@ -135,7 +135,7 @@ export function editorPage(root: HTMLElement, ctx: PageContext): void {
   );
 
   const r = {
-    subject: text('reset-subject', p.get('subject') === '*' ? '' : (p.get('subject') ?? ''), true),
+    subject: text('reset-subject', p.get('resetSubject') ?? p.get('subject') ?? '', true),
     metric: text('reset-metric', p.get('metric') ?? ''),
     period: periodSelect('reset-period', p.get('period') ?? '0', true),
     reason: reasonInput('reset-reason'),

@@ -95,7 +95,9 @@ async function quotaCard(q: QuotaStatus, ctx: PageContext, canRead: boolean): Pr
   }
   if (ctx.me.role === 'admin') {
     const p = new URLSearchParams({
+      // A default quota is changed at "*"; the subject's own counters are still reset by name.
       subject: q.isDefault ? '*' : q.subject,
+      resetSubject: q.subject,
       metric: q.metric,
       period: String(q.period),
       limit: q.limit.toString(),
