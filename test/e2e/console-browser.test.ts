@@ -6,6 +6,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
+import { usageText } from '../../console/src/logic.js';
 import { KeyStore, readKeyFile } from '../../src/auth/api-keys.js';
 import { QuotaAdminService } from '../../src/gen/quota/v1/quota_admin_service_pb.js';
 import { createKey } from '../../src/auth/key-file.js';
@@ -88,15 +89,34 @@ describe.skipIf(!available)('the console in a browser', () => {
   describe('without API keys', () => {
     let s: TestServer;
     beforeAll(async () => {
-      // The service's clock is the browser's, so "resets in ..." reads as it would in use.
-      s = await startTestServer({ now: new Date().toISOString() });
+      // Usage spread over yesterday and today, so the chart has two periods to show; the
+      // service's clock ends at the browser's, so "resets in ..." reads as it would in use.
+      const now = Date.now();
+      const hoursAgo = (h: number) => s.clock.set(new Date(now - h * 3_600_000));
+      s = await startTestServer({ now: new Date(now - 31 * 3_600_000).toISOString() });
       const set = (subject: string, limit: bigint, period = Period.DAY) =>
         s.connect.admin.setQuota({ subject, metric: 'api_calls', period, limit, reason: 'setup' });
       await set('acme', 10n);
       await set('acme', 50n, Period.WEEK);
       await set('acme-labs', 4n);
       await set('globex', 100n);
-      await s.connect.quota.consume({ subject: 'acme', metric: 'api_calls', amount: 7n });
+      // Yesterday (25 h ago or more) 6 in all, today at most 7 and 4 of it now: the day quota
+      // is the fullest (40% or more), the week's at most 26%, acme-labs' 25%.
+      for (const [h, amount] of [
+        [30, 2],
+        [27, 3],
+        [25, 1],
+        [6, 1],
+        [3, 2],
+        [0, 4],
+      ] as const) {
+        hoursAgo(h);
+        await s.connect.quota.consume({
+          subject: 'acme',
+          metric: 'api_calls',
+          amount: BigInt(amount),
+        });
+      }
       await s.connect.quota.consume({ subject: 'acme-labs', metric: 'api_calls', amount: 1n });
     });
     afterAll(() => s?.close());
@@ -118,7 +138,7 @@ describe.skipIf(!available)('the console in a browser', () => {
         const day = quotas.find((q) => q.period === Period.DAY)!;
         expect(await bar.getAttribute('value')).toBe(day.used.toString());
         expect(await bar.getAttribute('max')).toBe(day.limit.toString());
-        expect(await rows.first().innerText()).toContain('7 / 10 (70%)');
+        expect(await rows.first().innerText()).toContain(usageText(day.used, day.limit));
         await shoot(page, 'subjects');
 
         // Subject: its quotas with a chart each, and its events.
@@ -126,7 +146,7 @@ describe.skipIf(!available)('the console in a browser', () => {
         await page.locator('article.quota svg.chart').first().waitFor();
         expect(await page.locator('article.quota').count()).toBe(2);
         await page.getByRole('heading', { name: 'Recent events' }).waitFor();
-        expect(await page.locator('main').innerText()).toMatch(/USAGE[\s\S]*\+7/);
+        expect(await page.locator('main').innerText()).toMatch(/USAGE[\s\S]*\+4/);
         await shoot(page, 'subject');
 
         // Quota editor, from the subject's day quota: change the limit, then reset.
@@ -153,7 +173,7 @@ describe.skipIf(!available)('the console in a browser', () => {
           .waitFor();
         const resetRow = page.locator('#reset-form tbody tr').first();
         expect(await resetRow.innerText()).toMatch(
-          /RESET_MANUAL[\s\S]*7 → 0[\s\S]*support ticket 42/,
+          new RegExp(`RESET_MANUAL[\\s\\S]*${day.used} → 0[\\s\\S]*support ticket 42`),
         );
         await shoot(page, 'editor');
 

@@ -34,6 +34,7 @@ export function usageChartSvg(chart: UsageChart, limit: number, label: string): 
   const hasPrevious = chart.previous.length > 0;
   const now = formatCount(last(chart.current));
   const before = formatCount(last(chart.previous));
+  const nowX = hasPrevious ? x(chart.current[chart.current.length - 1]?.offsetMs ?? 0) : 0;
   return svg(
     'svg',
     {
@@ -67,6 +68,10 @@ export function usageChartSvg(chart: UsageChart, limit: number, label: string): 
       : null,
     svg('polyline', { points: steps(chart.current), class: 'current', fill: 'none' }),
     svg('text', { x: PAD, y: H - 6 }, 'period start'),
+    // Where the current period's line stops: now (unless it would cover an end's label).
+    nowX > PAD + 70 && nowX < W - PAD - 70
+      ? svg('text', { x: nowX, y: H - 6, 'text-anchor': 'middle' }, 'now')
+      : null,
     svg('text', { x: W - PAD, y: H - 6, 'text-anchor': 'end' }, hasPrevious ? 'period end' : 'now'),
     svg(
       'text',
