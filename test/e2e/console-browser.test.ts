@@ -3,6 +3,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
@@ -213,6 +214,7 @@ describe.skipIf(!available)('the console in a browser', () => {
     let s: TestServer;
     let dir: string;
     const keys: Record<string, string> = {};
+    const logLines: string[] = [];
     beforeAll(async () => {
       dir = await mkdtemp(join(tmpdir(), 'quota-console-'));
       const file = join(dir, 'keys.json');
@@ -221,6 +223,8 @@ describe.skipIf(!available)('the console in a browser', () => {
       const store = new KeyStore(readKeyFile(file));
       s = await startTestServer({
         authenticate: store.authenticate.bind(store),
+        // Every log line the service writes, at its most talkative, to look for keys in.
+        logger: pino({ level: 'trace' }, { write: (line: string) => void logLines.push(line) }),
         now: new Date().toISOString(),
       });
       const asAdmin = createClient(
@@ -304,10 +308,13 @@ describe.skipIf(!available)('the console in a browser', () => {
           /QUOTA_SET[\s\S]*ops-admin/,
         );
 
-        // The key went only in a header: never in a URL, and only in this tab's session.
-        for (const k of Object.values(keys)) {
+        // The key went only in a header: never in a URL or a log line, and only in this tab's
+        // session.
+        expect(logLines.length).toBeGreaterThan(10);
+        for (const k of [...Object.values(keys), 'qlk_not-a-key']) {
           expect(urls.filter((u) => u.includes(k))).toEqual([]);
           expect(page.url()).not.toContain(k);
+          expect(logLines.filter((l) => l.includes(k))).toEqual([]);
         }
         expect(await page.evaluate('localStorage.length')).toBe(0);
         expect(problems).toEqual([]);
