@@ -220,6 +220,7 @@ describe.skipIf(!available)('the console in a browser', () => {
       const file = join(dir, 'keys.json');
       keys.reader = await createKey(file, 'ops-reader', 'reader');
       keys.admin = await createKey(file, 'ops-admin', 'admin');
+      keys.scoped = await createKey(file, 'acme-reader', 'reader', { subjectPrefix: 'acme/' });
       const store = new KeyStore(readKeyFile(file));
       s = await startTestServer({
         authenticate: store.authenticate.bind(store),
@@ -252,7 +253,7 @@ describe.skipIf(!available)('the console in a browser', () => {
       await rm(dir, { recursive: true, force: true });
     });
 
-    it('asks for a key, shows a reader no edit controls and lets an admin edit', async () => {
+    it('asks for a key, shows a reader no edit controls, lets an admin edit, shows refusals', async () => {
       const { page, problems, urls } = await openPage();
       try {
         await page.goto(s.baseUrl + '/');
@@ -307,6 +308,18 @@ describe.skipIf(!available)('the console in a browser', () => {
         expect(await page.locator('#set-form tbody').innerText()).toMatch(
           /QUOTA_SET[\s\S]*ops-admin/,
         );
+
+        // A refused call shows the service's own message: a scoped key may not list every
+        // subject's quotas.
+        await page.getByRole('button', { name: 'Forget key' }).click();
+        await key.fill(keys.scoped!);
+        await key.press('Enter');
+        await page.getByText('acme-reader · role reader · subjects acme/*').waitFor();
+        await page
+          .getByText(
+            /^PermissionDenied: .*key "acme-reader" may only act on those starting with "acme\/"/,
+          )
+          .waitFor();
 
         // The key went only in a header: never in a URL or a log line, and only in this tab's
         // session.
