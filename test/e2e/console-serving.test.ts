@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { request } from 'node:http';
 import { createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
+import selfsigned from 'selfsigned';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KeyStore, readKeyFile } from '../../src/auth/api-keys.js';
 import { createKey } from '../../src/auth/key-file.js';
@@ -31,9 +32,11 @@ function get(port: number, path: string, host = `127.0.0.1:${port}`): Promise<An
   });
 }
 
-function getH2(port: number, path: string): Promise<Answer> {
+function getH2(port: number, path: string, ca?: string): Promise<Answer> {
   return new Promise((ok, fail) => {
-    const session = http2Connect(`http://127.0.0.1:${port}`);
+    const session = ca
+      ? http2Connect(`https://127.0.0.1:${port}`, { ca })
+      : http2Connect(`http://127.0.0.1:${port}`);
     session.on('error', fail);
     const stream = session.request({ ':path': path, ':method': 'GET' });
     let body = '';
@@ -93,6 +96,26 @@ describe('the console without API keys', () => {
       subjects: [],
       subjectPrefix: '',
     });
+  });
+});
+
+describe('the console over TLS', () => {
+  it('is served over h2 (ALPN) with its CSP', async () => {
+    const pems = await selfsigned.generate([{ name: 'commonName', value: '127.0.0.1' }], {
+      keySize: 2048,
+      days: 1,
+      extensions: [{ name: 'subjectAltName', altNames: [{ type: 7, ip: '127.0.0.1' }] }],
+    } as never);
+    const s = await startTestServer({ tls: { cert: pems.cert, key: pems.private } });
+    try {
+      const page = await getH2(s.port, '/', pems.cert);
+      expect(page.status).toBe(200);
+      expect(page.headers['content-security-policy']).toBe(CONSOLE_CSP);
+      expect(page.body).toContain('/console/app.js');
+      expect((await getH2(s.port, '/console/app.js', pems.cert)).status).toBe(200);
+    } finally {
+      await s.close();
+    }
   });
 });
 
