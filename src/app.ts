@@ -75,6 +75,7 @@ async function main(running: Running): Promise<void> {
     addr: config.addr,
     grpcAddr: config.grpcAddr,
     corsOrigins: config.corsOrigins,
+    console: config.console,
     logger: log,
     drainTimeoutMs: config.drainTimeoutMs,
     reset: config.reset,

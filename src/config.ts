@@ -22,6 +22,8 @@ export interface Config {
   grpcAddr: { host: string; port: number } | null;
   /** QUOTA_CORS_ORIGINS: browser origins allowed to call; empty means CORS is off. */
   corsOrigins: string[];
+  /** QUOTA_CONSOLE: serve the web console at / (default true). */
+  console: boolean;
   dataDir: string;
   logLevel: string;
   poolSize: number;
@@ -178,6 +180,10 @@ export function loadConfig(env: NodeJS.ProcessEnv): { config: Config; errors: st
     );
   }
 
+  const consoleRaw = (env.QUOTA_CONSOLE?.trim() || 'true').toLowerCase();
+  if (!['true', 'false', '1', '0', 'yes', 'no'].includes(consoleRaw))
+    errors.push(`QUOTA_CONSOLE: "${env.QUOTA_CONSOLE}" must be true or false`);
+
   const config: Config = {
     databaseUrl,
     migrationDatabaseUrl,
@@ -186,6 +192,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): { config: Config; errors: st
     addr: addr ?? { host: '127.0.0.1', port: 50051 },
     grpcAddr,
     corsOrigins: cors.origins,
+    console: !['false', '0', 'no'].includes(consoleRaw),
     dataDir: env.QUOTA_DATA_DIR?.trim() || '.data',
     logLevel,
     poolSize: integer(env, 'QUOTA_DB_POOL_SIZE', 16, 1, 1000, errors),

@@ -41,6 +41,7 @@ import { withCors } from './transport/cors.js';
 import { routeConnection } from './transport/front-door.js';
 import { DEFAULT_LIMITS, type ConnectionLimits } from './transport/limits.js';
 import { createPreCheck } from './rpc/pre-check.js';
+import { consoleHandler } from './transport/console.js';
 import { httpEndpoints } from './transport/http-endpoints.js';
 import { dispatchHttp2Streams } from './transport/h2-dispatch.js';
 import { Http1Drain } from './transport/http1-drain.js';
@@ -72,6 +73,8 @@ export interface ServerOptions {
   groupCommit?: Partial<GroupCommitSettings>;
   /** What a peer may cost before authentication (timeouts, connection and stream caps). */
   limits?: Partial<ConnectionLimits>;
+  /** Serve the web console at / and /console/ (QUOTA_CONSOLE); by default on. */
+  console?: boolean;
 }
 
 export interface ResetSettings {
@@ -208,7 +211,7 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
       // Proto3 JSON, strictly: a misspelled field or enum name is refused, never dropped (a
       // dropped "mode" would charge a call meant as a dry run).
       jsonOptions: { ignoreUnknownFields: false },
-      fallback: httpEndpoints(metrics, readiness),
+      fallback: httpEndpoints(metrics, readiness, o.console === false ? null : consoleHandler()),
     }),
   );
   // HTTP/2 connections belong to grpc-js; streams that are not plain gRPC come back here.

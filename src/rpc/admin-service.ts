@@ -47,6 +47,9 @@ import {
   type StreamEventsResponse,
   type VerifyLedgerResponse,
   VerifyLedgerResponseSchema,
+  type WhoAmIRequest,
+  type WhoAmIResponse,
+  WhoAmIResponseSchema,
 } from '../gen/quota/v1/quota_admin_service_pb.js';
 import type { LedgerDeps } from '../ledger/commands.js';
 import { followEvents, listEventsNewestFirst, type FeedCursor } from '../ledger/list-events.js';
@@ -85,6 +88,7 @@ export interface AdminServiceHandlers {
   verifyLedger: Handler<VerifyLedgerRequest, VerifyLedgerResponse>;
   /** Server streaming: resolves to the stream once the request is checked. */
   streamEvents: Handler<StreamEventsRequest, AsyncIterable<StreamEventsResponse>>;
+  whoAmI: Handler<WhoAmIRequest, WhoAmIResponse>;
 }
 
 const isDecimal = (a: unknown): a is string =>
@@ -271,6 +275,17 @@ export function adminServiceHandlers(
         truncated: r.truncated,
         checkpointId: r.checkpoint?.id ?? 0n,
         checkpointTime: r.checkpoint ? timestampFromDate(r.checkpoint.createdAt) : undefined,
+      });
+    },
+
+    // Role null means authentication is off: the caller may do everything, as an admin may.
+    async whoAmI(_req, ctx) {
+      return create(WhoAmIResponseSchema, {
+        actor: ctx.actor,
+        role: ctx.role ?? 'admin',
+        authenticated: ctx.role !== null,
+        subjects: [...(ctx.scope?.subjects ?? [])],
+        subjectPrefix: ctx.scope?.prefix ?? '',
       });
     },
   };

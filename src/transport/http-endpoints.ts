@@ -1,15 +1,22 @@
 import type { Metrics } from '../metrics.js';
 import type { Readiness } from '../rpc/health.js';
 import { untraced } from '../untraced.js';
-import type { NodeHandler, NodeResponse } from './connect-adapter.js';
+import type { NodeHandler, NodeRequest, NodeResponse } from './connect-adapter.js';
 
 const sendText = (res: NodeResponse, status: number, body: string): void => {
   res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8' });
   res.end(body + '\n');
 };
 
-/** GET /healthz, /readyz and /metrics; 404 for anything else that is not an RPC. */
-export function httpEndpoints(metrics: Metrics, readiness: Readiness): NodeHandler {
+/**
+ * GET /healthz, /readyz and /metrics, then the console (GET / and /console/...) when it is on;
+ * 404 for anything else that is not an RPC.
+ */
+export function httpEndpoints(
+  metrics: Metrics,
+  readiness: Readiness,
+  console: ((req: NodeRequest, res: NodeResponse) => boolean) | null = null,
+): NodeHandler {
   return (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method === 'GET' && path === '/healthz') return sendText(res, 200, 'ok');
@@ -27,6 +34,7 @@ export function httpEndpoints(metrics: Metrics, readiness: Readiness): NodeHandl
         .then((ok) => sendText(res, ok ? 200 : 503, ok ? 'ready' : 'not ready'));
       return;
     }
+    if (console?.(req, res)) return;
     sendText(res, 404, 'not found');
   };
 }

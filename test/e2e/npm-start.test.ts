@@ -119,6 +119,11 @@ describe('npm start', () => {
       const again = await npmStart(env);
       services.push(again);
       expect(await used(port)).toBe('17');
+      // The console is served as committed: no build step between npm ci and npm start.
+      const page = await fetch(`http://127.0.0.1:${port}/`);
+      expect(page.status).toBe(200);
+      expect(await page.text()).toContain('/console/app.js');
+      expect((await fetch(`http://127.0.0.1:${port}/console/app.js`)).status).toBe(200);
       again.npm.kill('SIGTERM');
       expect(await again.exited).toBe(0);
     }, 120_000);

@@ -84,6 +84,7 @@ const REQUESTS: Record<string, (subject: string) => object> = {
   'quota.v1.QuotaAdminService/VerifyLedger': (subject) => ({ subject }),
   // The subject has events, so an allowed stream answers with one at once.
   'quota.v1.QuotaAdminService/StreamEvents': (subject) => ({ subject }),
+  'quota.v1.QuotaAdminService/WhoAmI': () => ({}),
 };
 
 /** The open reservation (of 1) each fresh subject has, by subject. */

@@ -37,6 +37,14 @@ describe('configuration', () => {
     ]);
   });
 
+  it('serves the console unless QUOTA_CONSOLE is false', () => {
+    expect(loadConfig({}).config.console).toBe(true);
+    expect(loadConfig({ QUOTA_CONSOLE: 'false' }).config.console).toBe(false);
+    expect(loadConfig({ QUOTA_CONSOLE: 'off' }).errors).toEqual([
+      'QUOTA_CONSOLE: "off" must be true or false',
+    ]);
+  });
+
   it('reads the group-commit settings and keeps them below the pool size', () => {
     expect(loadConfig({}).config.groupCommit).toEqual({ maxFlushes: 4, maxBatch: 500 });
     const ok = loadConfig({
