@@ -75,6 +75,8 @@ export interface ServerOptions {
   limits?: Partial<ConnectionLimits>;
   /** Serve the web console at / and /console/ (QUOTA_CONSOLE); by default on. */
   console?: boolean;
+  /** Ledger events per page of a backtest replay; tests make it small to get several pages. */
+  backtestPageSize?: number;
 }
 
 export interface ResetSettings {
@@ -140,7 +142,12 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
         onInternalError: (err) => log.error({ err: safeError(err) }, 'batch item failed'),
       }) as never,
     },
-    { desc: QuotaAdminService, handlers: adminServiceHandlers(deps, scheduler) as never },
+    {
+      desc: QuotaAdminService,
+      handlers: adminServiceHandlers(deps, scheduler, {
+        backtestPageSize: o.backtestPageSize,
+      }) as never,
+    },
   ];
   const hooks: TransportHooks = {
     authenticate: o.authenticate ?? (() => ANONYMOUS),

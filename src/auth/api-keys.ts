@@ -45,6 +45,7 @@ const ACCESS: Record<string, readonly Role[]> = {
   'quota.v1.QuotaAdminService/ListResetRuns': ['reader', 'admin'],
   'quota.v1.QuotaAdminService/GetResetStatus': ['reader', 'admin'],
   'quota.v1.QuotaAdminService/BacktestQuota': ['reader', 'admin'],
+  'quota.v1.QuotaAdminService/BacktestQuotaStream': ['reader', 'admin'],
   'quota.v1.QuotaAdminService/WhoAmI': ['consumer', 'reader', 'admin'],
 };
 

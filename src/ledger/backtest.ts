@@ -37,20 +37,40 @@ interface Row {
   refunded_sequence: bigint | null;
 }
 
+/** How far a replay has got: after each page of the ledger. */
+export interface BacktestProgress {
+  eventsScanned: number;
+  /** The ledger position of the last event replayed; 0 before any. */
+  position: bigint;
+  /** The recorded_at of the last event replayed; the range's start before any. */
+  reached: Date;
+  /** The share of [start, end) replayed so far, 0 to 1, by time (the ledger is in time order). */
+  covered: number;
+}
+
+export interface BacktestPageOptions {
+  signal?: AbortSignal;
+  /** Events per page; tests make it small to replay a short history in several pages. */
+  pageSize?: number;
+}
+
 /**
  * Replays the recorded usage of `q.metric` in [start, end) against proposed quotas, streaming
- * the ledger in position order one page at a time. Read-only. `onProgress` hears the number of
- * events scanned after each page, for long ranges.
+ * the ledger in position order one page at a time, and yields the progress after each page;
+ * its return value is the finished run. Read-only. Memory holds one page plus the replay's
+ * per-subject state, whatever the range.
  */
-export async function runBacktest(
+export async function* backtestPages(
   db: Db,
   q: BacktestQuery,
-  o: { onProgress?: (scanned: number) => void; signal?: AbortSignal; pageSize?: number } = {},
-): Promise<BacktestRun> {
+  o: BacktestPageOptions = {},
+): AsyncGenerator<BacktestProgress, BacktestRun, undefined> {
   const backtest = new Backtest(q.quotas);
   let after = 0n;
   let scanned = 0;
+  let reached = q.start;
   const page = o.pageSize ?? PAGE;
+  const span = q.end.getTime() - q.start.getTime();
   for (;;) {
     if (o.signal?.aborted) throw o.signal.reason;
     const rows = await query<Row>(db, PAGE_SQL, [after, q.metric, q.subject, q.start, q.end, page]);
@@ -65,8 +85,34 @@ export async function runBacktest(
       });
     }
     scanned += rows.length;
-    o.onProgress?.(scanned);
-    if (rows.length < page) return { backtest, eventsScanned: scanned };
-    after = rows.at(-1)!.position;
+    const last = rows.at(-1);
+    if (last) {
+      after = last.position;
+      // Positions follow commit order, not recorded_at exactly; never let the share go back.
+      if (last.recorded_at > reached) reached = last.recorded_at;
+    }
+    const done = rows.length < page;
+    yield {
+      eventsScanned: scanned,
+      position: after,
+      reached,
+      // The last page covers the whole range, however early its last event was.
+      covered: done ? 1 : Math.min(1, (reached.getTime() - q.start.getTime()) / span),
+    };
+    if (done) return { backtest, eventsScanned: scanned };
+  }
+}
+
+/** backtestPages run to the end; `onProgress` hears the number of events scanned per page. */
+export async function runBacktest(
+  db: Db,
+  q: BacktestQuery,
+  o: BacktestPageOptions & { onProgress?: (scanned: number) => void } = {},
+): Promise<BacktestRun> {
+  const pages = backtestPages(db, q, o);
+  for (;;) {
+    const next = await pages.next();
+    if (next.done) return next.value;
+    o.onProgress?.(next.value.eventsScanned);
   }
 }

@@ -40,6 +40,8 @@ import {
   type VerifyProjectionRequest,
   type BacktestQuotaRequest,
   type BacktestQuotaResponse,
+  type BacktestQuotaStreamRequest,
+  type BacktestQuotaStreamResponse,
   type VerifyProjectionResponse,
   VerifyProjectionResponseSchema,
   type VerifyLedgerRequest,
@@ -70,7 +72,7 @@ import {
   runToProto,
   statusToProto,
 } from './convert.js';
-import { backtestHandler } from './backtest.js';
+import { backtestHandler, backtestStreamHandler } from './backtest.js';
 import { decodePageToken, encodePageToken } from './page-token.js';
 import { eventFilterOf, feedCursor, streamEventsHandler } from './event-feed.js';
 
@@ -85,6 +87,11 @@ export interface AdminServiceHandlers {
   getResetStatus: Handler<GetResetStatusRequest, GetResetStatusResponse>;
   verifyProjection: Handler<VerifyProjectionRequest, VerifyProjectionResponse>;
   backtestQuota: Handler<BacktestQuotaRequest, BacktestQuotaResponse>;
+  /** Server streaming: progress per page of the replay, then the result. */
+  backtestQuotaStream: Handler<
+    BacktestQuotaStreamRequest,
+    AsyncIterable<BacktestQuotaStreamResponse>
+  >;
   verifyLedger: Handler<VerifyLedgerRequest, VerifyLedgerResponse>;
   /** Server streaming: resolves to the stream once the request is checked. */
   streamEvents: Handler<StreamEventsRequest, AsyncIterable<StreamEventsResponse>>;
@@ -112,9 +119,11 @@ const isQuotaKey = (a: unknown): a is [string, string, string] =>
 export function adminServiceHandlers(
   deps: LedgerDeps,
   scheduler: ResetScheduler,
+  o: { backtestPageSize?: number } = {},
 ): AdminServiceHandlers {
   return {
     backtestQuota: backtestHandler(deps),
+    backtestQuotaStream: backtestStreamHandler(deps, o.backtestPageSize),
     async setQuota(req, ctx) {
       const period = periodFromProto(req.period);
       const cmd = {

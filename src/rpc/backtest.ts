@@ -11,20 +11,31 @@ import {
 import {
   BacktestPeriodSchema,
   BacktestQuotaResponseSchema,
+  BacktestQuotaStreamResponseSchema,
   BacktestSubjectSchema,
   type BacktestQuotaRequest,
   type BacktestQuotaResponse,
+  type BacktestQuotaStreamRequest,
+  type BacktestQuotaStreamResponse,
   type BacktestSubject,
 } from '../gen/quota/v1/quota_admin_service_pb.js';
-import { runBacktest, type BacktestQuery } from '../ledger/backtest.js';
+import {
+  backtestPages,
+  runBacktest,
+  type BacktestQuery,
+  type BacktestRun,
+} from '../ledger/backtest.js';
 import type { LedgerDeps } from '../ledger/commands.js';
-import { allowSubject, requireUnscoped, type Handler } from './context.js';
+import { allowSubject, requireUnscoped, type CallContext, type Handler } from './context.js';
 import { dateFromProto, PERIODS, periodFromProto, ts } from './convert.js';
 
 /** The most proposed quotas one backtest takes: a metric has at most one per period. */
 const MAX_QUOTAS = 4;
 
-export function backtestQuery(req: BacktestQuotaRequest): BacktestQuery {
+/** The unary and the streaming request carry the same fields. */
+type BacktestRequest = Omit<BacktestQuotaRequest | BacktestQuotaStreamRequest, '$typeName'>;
+
+export function backtestQuery(req: BacktestRequest): BacktestQuery {
   const metric = checkMetric(req.metric);
   const subject = checkSubject(req.subject, 'subject', true);
   if (req.quotas.length === 0 || req.quotas.length > MAX_QUOTAS) {
@@ -72,21 +83,68 @@ const subjectToProto = (r: Omit<SubjectBacktest, 'periods'> & Partial<SubjectBac
     ),
   });
 
+/** Checks the request and the key's scope before anything is read. */
+function authorizedQuery(req: BacktestRequest, ctx: CallContext): BacktestQuery {
+  const q = backtestQuery(req);
+  if (q.subject === '*') requireUnscoped(ctx, 'a backtest of every subject');
+  else allowSubject(ctx, q.subject);
+  return q;
+}
+
+function resultToProto(run: BacktestRun): BacktestQuotaResponse {
+  const results = run.backtest.result();
+  const subjects: BacktestSubject[] = results.map(subjectToProto);
+  return create(BacktestQuotaResponseSchema, {
+    subjects,
+    totals: subjectToProto(totalsOf(results)),
+    limits: BACKTEST_LIMITS,
+    eventsScanned: BigInt(run.eventsScanned),
+  });
+}
+
 export function backtestHandler(
   deps: LedgerDeps,
 ): Handler<BacktestQuotaRequest, BacktestQuotaResponse> {
   return async (req, ctx) => {
-    const q = backtestQuery(req);
-    if (q.subject === '*') requireUnscoped(ctx, 'a backtest of every subject');
-    else allowSubject(ctx, q.subject);
-    const run = await runBacktest(deps.db, q, { signal: ctx.signal });
-    const results = run.backtest.result();
-    const subjects: BacktestSubject[] = results.map(subjectToProto);
-    return create(BacktestQuotaResponseSchema, {
-      subjects,
-      totals: subjectToProto(totalsOf(results)),
-      limits: BACKTEST_LIMITS,
-      eventsScanned: BigInt(run.eventsScanned),
-    });
+    const q = authorizedQuery(req, ctx);
+    return resultToProto(await runBacktest(deps.db, q, { signal: ctx.signal }));
+  };
+}
+
+/**
+ * BacktestQuotaStream: validates and authorizes before the first message (a bad request fails
+ * the call), then relays the replay's progress page by page and ends with the result. The
+ * transport pulls, so a slow reader pauses the replay instead of queueing messages.
+ */
+export function backtestStreamHandler(
+  deps: LedgerDeps,
+  pageSize?: number,
+): Handler<BacktestQuotaStreamRequest, AsyncIterable<BacktestQuotaStreamResponse>> {
+  return async (req, ctx) => {
+    const q = authorizedQuery(req, ctx);
+    return (async function* () {
+      const pages = backtestPages(deps.db, q, { signal: ctx.signal, pageSize });
+      for (;;) {
+        const next = await pages.next();
+        if (next.done) {
+          yield create(BacktestQuotaStreamResponseSchema, {
+            item: { case: 'result', value: resultToProto(next.value) },
+          });
+          return;
+        }
+        const p = next.value;
+        yield create(BacktestQuotaStreamResponseSchema, {
+          item: {
+            case: 'progress',
+            value: {
+              eventsScanned: BigInt(p.eventsScanned),
+              position: p.position,
+              timeReached: ts(p.reached),
+              covered: p.covered,
+            },
+          },
+        });
+      }
+    })();
   };
 }

@@ -80,6 +80,14 @@ const REQUESTS: Record<string, (subject: string) => object> = {
     startTime: { seconds: 0n, nanos: 0 },
     endTime: { seconds: 4_000_000_000n, nanos: 0 },
   }),
+  // Allowed, the stream's first progress message comes after the first page.
+  'quota.v1.QuotaAdminService/BacktestQuotaStream': (subject) => ({
+    subject,
+    metric: 'api_calls',
+    quotas: [{ period: Period.DAY, limit: 1n }],
+    startTime: { seconds: 0n, nanos: 0 },
+    endTime: { seconds: 4_000_000_000n, nanos: 0 },
+  }),
   'quota.v1.QuotaAdminService/VerifyProjection': (subject) => ({ subject, repair: true }),
   'quota.v1.QuotaAdminService/VerifyLedger': (subject) => ({ subject }),
   // The subject has events, so an allowed stream answers with one at once.

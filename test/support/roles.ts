@@ -29,6 +29,7 @@ export const EXPECTED_ROLES: Readonly<Record<string, readonly Role[]>> = {
   'quota.v1.QuotaAdminService/GetResetStatus': ['reader', 'admin'],
   // Read-only: replays the ledger against proposed limits.
   'quota.v1.QuotaAdminService/BacktestQuota': ['reader', 'admin'],
+  'quota.v1.QuotaAdminService/BacktestQuotaStream': ['reader', 'admin'],
   // Repair rewrites counters: admin only.
   'quota.v1.QuotaAdminService/VerifyProjection': ['admin'],
   // Reads only, but the whole ledger: admin (the default).

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file quota/v1/quota_admin_service.proto.
  */
 export const file_quota_v1_quota_admin_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJxdW90YS92MS9xdW90YV9hZG1pbl9zZXJ2aWNlLnByb3RvEghxdW90YS52MSKaAQoPU2V0UXVvdGFSZXF1ZXN0Eg8KB3N1YmplY3QYASABKAkSDgoGbWV0cmljGAIgASgJEiAKBnBlcmlvZBgDIAEoDjIQLnF1b3RhLnYxLlBlcmlvZBINCgVsaW1pdBgEIAEoAxIRCgl0aW1lX3pvbmUYBSABKAkSEgoKYW5jaG9yX2RheRgGIAEoBRIOCgZyZWFzb24YByABKAkiRAoQU2V0UXVvdGFSZXNwb25zZRIeCgVxdW90YRgBIAEoCzIPLnF1b3RhLnYxLlF1b3RhEhAKCHNlcXVlbmNlGAIgASgDImcKEkRlbGV0ZVF1b3RhUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIgCgZwZXJpb2QYAyABKA4yEC5xdW90YS52MS5QZXJpb2QSDgoGcmVhc29uGAQgASgJIicKE0RlbGV0ZVF1b3RhUmVzcG9uc2USEAoIc2VxdWVuY2UYASABKAMifAoRUmVzZXRRdW90YVJlcXVlc3QSDwoHc3ViamVjdBgBIAEoCRIOCgZtZXRyaWMYAiABKAkSIAoGcGVyaW9kGAMgASgOMhAucXVvdGEudjEuUGVyaW9kEhQKDGFsbF9zdWJqZWN0cxgEIAEoCBIOCgZyZWFzb24YBSABKAkiVAoSUmVzZXRRdW90YVJlc3BvbnNlEiUKBnF1b3RhcxgBIAMoCzIVLnF1b3RhLnYxLlF1b3RhU3RhdHVzEhcKD2V2ZW50c19hcHBlbmRlZBgCIAEoAyJbChFMaXN0UXVvdGFzUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJOChJMaXN0UXVvdGFzUmVzcG9uc2USHwoGcXVvdGFzGAEgAygLMg8ucXVvdGEudjEuUXVvdGESFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIpoCChFMaXN0RXZlbnRzUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIiCgV0eXBlcxgDIAMoDjITLnF1b3RhLnYxLkV2ZW50VHlwZRIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAYgASgFEhIKCnBhZ2VfdG9rZW4YByABKAkSDQoFYWN0b3IYCCABKAkSFgoOYWZ0ZXJfcG9zaXRpb24YCSABKAMSFAoMbmV3ZXN0X2ZpcnN0GAogASgIIlQKEkxpc3RFdmVudHNSZXNwb25zZRIlCgZldmVudHMYASADKAsyFS5xdW90YS52MS5MZWRnZXJFdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPQoUTGlzdFJlc2V0UnVuc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiUgoVTGlzdFJlc2V0UnVuc1Jlc3BvbnNlEiAKBHJ1bnMYASADKAsyEi5xdW90YS52MS5SZXNldFJ1bhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiGgoYVHJpZ2dlclJlc2V0U3dlZXBSZXF1ZXN0IjwKGVRyaWdnZXJSZXNldFN3ZWVwUmVzcG9uc2USHwoDcnVuGAEgASgLMhIucXVvdGEudjEuUmVzZXRSdW4iFwoVR2V0UmVzZXRTdGF0dXNSZXF1ZXN0Iv8BChZHZXRSZXNldFN0YXR1c1Jlc3BvbnNlEg8KB2VuYWJsZWQYASABKAgSEAoIc2NoZWR1bGUYAiABKAkSEQoJdGltZV96b25lGAMgASgJEjEKDW5leHRfcnVuX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3J1bm5pbmcYBSABKAgSMQoNcnVubmluZ19zaW5jZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJAoIbGFzdF9ydW4YByABKAsyEi5xdW90YS52MS5SZXNldFJ1bhISCgpyZXBsaWNhX2lkGAggASgJIjoKF1ZlcmlmeVByb2plY3Rpb25SZXF1ZXN0Eg8KB3N1YmplY3QYASABKAkSDgoGcmVwYWlyGAIgASgIIpMBChhWZXJpZnlQcm9qZWN0aW9uUmVzcG9uc2USGAoQc3ViamVjdHNfY2hlY2tlZBgBIAEoAxIwCgtkaWZmZXJlbmNlcxgCIAMoCzIbLnF1b3RhLnYxLkNvdW50ZXJEaWZmZXJlbmNlEhkKEWRpZmZlcmVuY2VzX2ZvdW5kGAMgASgDEhAKCHJlcGFpcmVkGAQgASgDIr0BChFDb3VudGVyRGlmZmVyZW5jZRIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIgCgZwZXJpb2QYAyABKA4yEC5xdW90YS52MS5QZXJpb2QSJgoGbGVkZ2VyGAQgASgLMhYucXVvdGEudjEuQ291bnRlclN0YXRlEioKCnByb2plY3Rpb24YBSABKAsyFi5xdW90YS52MS5Db3VudGVyU3RhdGUSEQoJcG9zaXRpb25zGAYgAygDItoBCgxDb3VudGVyU3RhdGUSDAoEdXNlZBgBIAEoAxIwCgxwZXJpb2Rfc3RhcnQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnBlcmlvZF9lbmQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDWxhc3RfcmVzZXRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWxhc3Rfc2VxdWVuY2UYBSABKAMSEAoIcmVzZXJ2ZWQYBiABKAMivgEKFEJhY2t0ZXN0UXVvdGFSZXF1ZXN0Eg4KBm1ldHJpYxgBIAEoCRIPCgdzdWJqZWN0GAIgASgJEicKBnF1b3RhcxgDIAMoCzIXLnF1b3RhLnYxLlByb3Bvc2VkUXVvdGESLgoKc3RhcnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImcKDVByb3Bvc2VkUXVvdGESIAoGcGVyaW9kGAEgASgOMhAucXVvdGEudjEuUGVyaW9kEg0KBWxpbWl0GAIgASgDEhEKCXRpbWVfem9uZRgDIAEoCRISCgphbmNob3JfZGF5GAQgASgFIpcBChVCYWNrdGVzdFF1b3RhUmVzcG9uc2USKwoIc3ViamVjdHMYASADKAsyGS5xdW90YS52MS5CYWNrdGVzdFN1YmplY3QSKQoGdG90YWxzGAIgASgLMhkucXVvdGEudjEuQmFja3Rlc3RTdWJqZWN0Eg4KBmxpbWl0cxgDIAMoCRIWCg5ldmVudHNfc2Nhbm5lZBgEIAEoAyLhAQoPQmFja3Rlc3RTdWJqZWN0Eg8KB3N1YmplY3QYASABKAkSFQoNY2FsbHNfYWxsb3dlZBgCIAEoAxIWCg5hbW91bnRfYWxsb3dlZBgDIAEoAxIVCg1jYWxsc19yZWZ1c2VkGAQgASgDEhYKDmFtb3VudF9yZWZ1c2VkGAUgASgDEjQKEGZpcnN0X3JlZnVzZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKB3BlcmlvZHMYByADKAsyGC5xdW90YS52MS5CYWNrdGVzdFBlcmlvZCK2AQoOQmFja3Rlc3RQZXJpb2QSIAoGcGVyaW9kGAEgASgOMhAucXVvdGEudjEuUGVyaW9kEjAKDHBlcmlvZF9zdGFydBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcGVyaW9kX2VuZBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGVha191c2VkGAQgASgDEg0KBWxpbWl0GAUgASgDIiYKE1ZlcmlmeUxlZGdlclJlcXVlc3QSDwoHc3ViamVjdBgBIAEoCSLNAQoUVmVyaWZ5TGVkZ2VyUmVzcG9uc2USGAoQc3ViamVjdHNfY2hlY2tlZBgBIAEoAxIWCg5ldmVudHNfY2hlY2tlZBgCIAEoAxIkCgZicmVha3MYAyADKAsyFC5xdW90YS52MS5DaGFpbkJyZWFrEhEKCXRydW5jYXRlZBgEIAEoCBIVCg1jaGVja3BvaW50X2lkGAUgASgDEjMKD2NoZWNrcG9pbnRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAieQoKQ2hhaW5CcmVhaxImCgRraW5kGAEgASgOMhgucXVvdGEudjEuQ2hhaW5CcmVha0tpbmQSDwoHc3ViamVjdBgCIAEoCRIQCghzZXF1ZW5jZRgDIAEoAxIQCghwb3NpdGlvbhgEIAEoAxIOCgZkZXRhaWwYBSABKAkijAIKE1N0cmVhbUV2ZW50c1JlcXVlc3QSDwoHc3ViamVjdBgBIAEoCRIOCgZtZXRyaWMYAiABKAkSIgoFdHlwZXMYAyADKA4yEy5xdW90YS52MS5FdmVudFR5cGUSDQoFYWN0b3IYBCABKAkSLgoKc3RhcnRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmFmdGVyX3Bvc2l0aW9uGAcgASgDEhAKCGZyb21fbm93GAggASgIEhkKEWhlYXJ0YmVhdF9zZWNvbmRzGAkgASgFInAKFFN0cmVhbUV2ZW50c1Jlc3BvbnNlEiYKBWV2ZW50GAEgASgLMhUucXVvdGEudjEuTGVkZ2VyRXZlbnRIABIoCgloZWFydGJlYXQYAiABKAsyEy5xdW90YS52MS5IZWFydGJlYXRIAEIGCgRpdGVtIjUKCUhlYXJ0YmVhdBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIPCg1XaG9BbUlSZXF1ZXN0Im4KDldob0FtSVJlc3BvbnNlEg0KBWFjdG9yGAEgASgJEgwKBHJvbGUYAiABKAkSFQoNYXV0aGVudGljYXRlZBgDIAEoCBIQCghzdWJqZWN0cxgEIAMoCRIWCg5zdWJqZWN0X3ByZWZpeBgFIAEoCSrCAQoOQ2hhaW5CcmVha0tpbmQSIAocQ0hBSU5fQlJFQUtfS0lORF9VTlNQRUNJRklFRBAAEiIKHkNIQUlOX0JSRUFLX0tJTkRfSEFTSF9NSVNNQVRDSBABEiEKHUNIQUlOX0JSRUFLX0tJTkRfU0VRVUVOQ0VfR0FQEAISHQoZQ0hBSU5fQlJFQUtfS0lORF9UQUlMX0NVVBADEigKJENIQUlOX0JSRUFLX0tJTkRfQ0hFQ0tQT0lOVF9NSVNNQVRDSBAEMq8IChFRdW90YUFkbWluU2VydmljZRJBCghTZXRRdW90YRIZLnF1b3RhLnYxLlNldFF1b3RhUmVxdWVzdBoaLnF1b3RhLnYxLlNldFF1b3RhUmVzcG9uc2USSgoLRGVsZXRlUXVvdGESHC5xdW90YS52MS5EZWxldGVRdW90YVJlcXVlc3QaHS5xdW90YS52MS5EZWxldGVRdW90YVJlc3BvbnNlEkcKClJlc2V0UXVvdGESGy5xdW90YS52MS5SZXNldFF1b3RhUmVxdWVzdBocLnF1b3RhLnYxLlJlc2V0UXVvdGFSZXNwb25zZRJMCgpMaXN0UXVvdGFzEhsucXVvdGEudjEuTGlzdFF1b3Rhc1JlcXVlc3QaHC5xdW90YS52MS5MaXN0UXVvdGFzUmVzcG9uc2UiA5ACARJMCgpMaXN0RXZlbnRzEhsucXVvdGEudjEuTGlzdEV2ZW50c1JlcXVlc3QaHC5xdW90YS52MS5MaXN0RXZlbnRzUmVzcG9uc2UiA5ACARJUCgxTdHJlYW1FdmVudHMSHS5xdW90YS52MS5TdHJlYW1FdmVudHNSZXF1ZXN0Gh4ucXVvdGEudjEuU3RyZWFtRXZlbnRzUmVzcG9uc2UiA5ACATABElUKDUxpc3RSZXNldFJ1bnMSHi5xdW90YS52MS5MaXN0UmVzZXRSdW5zUmVxdWVzdBofLnF1b3RhLnYxLkxpc3RSZXNldFJ1bnNSZXNwb25zZSIDkAIBElwKEVRyaWdnZXJSZXNldFN3ZWVwEiIucXVvdGEudjEuVHJpZ2dlclJlc2V0U3dlZXBSZXF1ZXN0GiMucXVvdGEudjEuVHJpZ2dlclJlc2V0U3dlZXBSZXNwb25zZRJTCg5HZXRSZXNldFN0YXR1cxIfLnF1b3RhLnYxLkdldFJlc2V0U3RhdHVzUmVxdWVzdBogLnF1b3RhLnYxLkdldFJlc2V0U3RhdHVzUmVzcG9uc2USWQoQVmVyaWZ5UHJvamVjdGlvbhIhLnF1b3RhLnYxLlZlcmlmeVByb2plY3Rpb25SZXF1ZXN0GiIucXVvdGEudjEuVmVyaWZ5UHJvamVjdGlvblJlc3BvbnNlElUKDUJhY2t0ZXN0UXVvdGESHi5xdW90YS52MS5CYWNrdGVzdFF1b3RhUmVxdWVzdBofLnF1b3RhLnYxLkJhY2t0ZXN0UXVvdGFSZXNwb25zZSIDkAIBElIKDFZlcmlmeUxlZGdlchIdLnF1b3RhLnYxLlZlcmlmeUxlZGdlclJlcXVlc3QaHi5xdW90YS52MS5WZXJpZnlMZWRnZXJSZXNwb25zZSIDkAIBEkAKBldob0FtSRIXLnF1b3RhLnYxLldob0FtSVJlcXVlc3QaGC5xdW90YS52MS5XaG9BbUlSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_google_protobuf_timestamp, file_quota_v1_types]);
+  fileDesc("CiJxdW90YS92MS9xdW90YV9hZG1pbl9zZXJ2aWNlLnByb3RvEghxdW90YS52MSKaAQoPU2V0UXVvdGFSZXF1ZXN0Eg8KB3N1YmplY3QYASABKAkSDgoGbWV0cmljGAIgASgJEiAKBnBlcmlvZBgDIAEoDjIQLnF1b3RhLnYxLlBlcmlvZBINCgVsaW1pdBgEIAEoAxIRCgl0aW1lX3pvbmUYBSABKAkSEgoKYW5jaG9yX2RheRgGIAEoBRIOCgZyZWFzb24YByABKAkiRAoQU2V0UXVvdGFSZXNwb25zZRIeCgVxdW90YRgBIAEoCzIPLnF1b3RhLnYxLlF1b3RhEhAKCHNlcXVlbmNlGAIgASgDImcKEkRlbGV0ZVF1b3RhUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIgCgZwZXJpb2QYAyABKA4yEC5xdW90YS52MS5QZXJpb2QSDgoGcmVhc29uGAQgASgJIicKE0RlbGV0ZVF1b3RhUmVzcG9uc2USEAoIc2VxdWVuY2UYASABKAMifAoRUmVzZXRRdW90YVJlcXVlc3QSDwoHc3ViamVjdBgBIAEoCRIOCgZtZXRyaWMYAiABKAkSIAoGcGVyaW9kGAMgASgOMhAucXVvdGEudjEuUGVyaW9kEhQKDGFsbF9zdWJqZWN0cxgEIAEoCBIOCgZyZWFzb24YBSABKAkiVAoSUmVzZXRRdW90YVJlc3BvbnNlEiUKBnF1b3RhcxgBIAMoCzIVLnF1b3RhLnYxLlF1b3RhU3RhdHVzEhcKD2V2ZW50c19hcHBlbmRlZBgCIAEoAyJbChFMaXN0UXVvdGFzUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJOChJMaXN0UXVvdGFzUmVzcG9uc2USHwoGcXVvdGFzGAEgAygLMg8ucXVvdGEudjEuUXVvdGESFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIpoCChFMaXN0RXZlbnRzUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIiCgV0eXBlcxgDIAMoDjITLnF1b3RhLnYxLkV2ZW50VHlwZRIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAYgASgFEhIKCnBhZ2VfdG9rZW4YByABKAkSDQoFYWN0b3IYCCABKAkSFgoOYWZ0ZXJfcG9zaXRpb24YCSABKAMSFAoMbmV3ZXN0X2ZpcnN0GAogASgIIlQKEkxpc3RFdmVudHNSZXNwb25zZRIlCgZldmVudHMYASADKAsyFS5xdW90YS52MS5MZWRnZXJFdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPQoUTGlzdFJlc2V0UnVuc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiUgoVTGlzdFJlc2V0UnVuc1Jlc3BvbnNlEiAKBHJ1bnMYASADKAsyEi5xdW90YS52MS5SZXNldFJ1bhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiGgoYVHJpZ2dlclJlc2V0U3dlZXBSZXF1ZXN0IjwKGVRyaWdnZXJSZXNldFN3ZWVwUmVzcG9uc2USHwoDcnVuGAEgASgLMhIucXVvdGEudjEuUmVzZXRSdW4iFwoVR2V0UmVzZXRTdGF0dXNSZXF1ZXN0Iv8BChZHZXRSZXNldFN0YXR1c1Jlc3BvbnNlEg8KB2VuYWJsZWQYASABKAgSEAoIc2NoZWR1bGUYAiABKAkSEQoJdGltZV96b25lGAMgASgJEjEKDW5leHRfcnVuX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3J1bm5pbmcYBSABKAgSMQoNcnVubmluZ19zaW5jZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJAoIbGFzdF9ydW4YByABKAsyEi5xdW90YS52MS5SZXNldFJ1bhISCgpyZXBsaWNhX2lkGAggASgJIjoKF1ZlcmlmeVByb2plY3Rpb25SZXF1ZXN0Eg8KB3N1YmplY3QYASABKAkSDgoGcmVwYWlyGAIgASgIIpMBChhWZXJpZnlQcm9qZWN0aW9uUmVzcG9uc2USGAoQc3ViamVjdHNfY2hlY2tlZBgBIAEoAxIwCgtkaWZmZXJlbmNlcxgCIAMoCzIbLnF1b3RhLnYxLkNvdW50ZXJEaWZmZXJlbmNlEhkKEWRpZmZlcmVuY2VzX2ZvdW5kGAMgASgDEhAKCHJlcGFpcmVkGAQgASgDIr0BChFDb3VudGVyRGlmZmVyZW5jZRIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIgCgZwZXJpb2QYAyABKA4yEC5xdW90YS52MS5QZXJpb2QSJgoGbGVkZ2VyGAQgASgLMhYucXVvdGEudjEuQ291bnRlclN0YXRlEioKCnByb2plY3Rpb24YBSABKAsyFi5xdW90YS52MS5Db3VudGVyU3RhdGUSEQoJcG9zaXRpb25zGAYgAygDItoBCgxDb3VudGVyU3RhdGUSDAoEdXNlZBgBIAEoAxIwCgxwZXJpb2Rfc3RhcnQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnBlcmlvZF9lbmQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDWxhc3RfcmVzZXRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWxhc3Rfc2VxdWVuY2UYBSABKAMSEAoIcmVzZXJ2ZWQYBiABKAMivgEKFEJhY2t0ZXN0UXVvdGFSZXF1ZXN0Eg4KBm1ldHJpYxgBIAEoCRIPCgdzdWJqZWN0GAIgASgJEicKBnF1b3RhcxgDIAMoCzIXLnF1b3RhLnYxLlByb3Bvc2VkUXVvdGESLgoKc3RhcnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImcKDVByb3Bvc2VkUXVvdGESIAoGcGVyaW9kGAEgASgOMhAucXVvdGEudjEuUGVyaW9kEg0KBWxpbWl0GAIgASgDEhEKCXRpbWVfem9uZRgDIAEoCRISCgphbmNob3JfZGF5GAQgASgFIpcBChVCYWNrdGVzdFF1b3RhUmVzcG9uc2USKwoIc3ViamVjdHMYASADKAsyGS5xdW90YS52MS5CYWNrdGVzdFN1YmplY3QSKQoGdG90YWxzGAIgASgLMhkucXVvdGEudjEuQmFja3Rlc3RTdWJqZWN0Eg4KBmxpbWl0cxgDIAMoCRIWCg5ldmVudHNfc2Nhbm5lZBgEIAEoAyLEAQoaQmFja3Rlc3RRdW90YVN0cmVhbVJlcXVlc3QSDgoGbWV0cmljGAEgASgJEg8KB3N1YmplY3QYAiABKAkSJwoGcXVvdGFzGAMgAygLMhcucXVvdGEudjEuUHJvcG9zZWRRdW90YRIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiiAEKG0JhY2t0ZXN0UXVvdGFTdHJlYW1SZXNwb25zZRIuCghwcm9ncmVzcxgBIAEoCzIaLnF1b3RhLnYxLkJhY2t0ZXN0UHJvZ3Jlc3NIABIxCgZyZXN1bHQYAiABKAsyHy5xdW90YS52MS5CYWNrdGVzdFF1b3RhUmVzcG9uc2VIAEIGCgRpdGVtIn8KEEJhY2t0ZXN0UHJvZ3Jlc3MSFgoOZXZlbnRzX3NjYW5uZWQYASABKAMSEAoIcG9zaXRpb24YAiABKAMSMAoMdGltZV9yZWFjaGVkGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdjb3ZlcmVkGAQgASgBIuEBCg9CYWNrdGVzdFN1YmplY3QSDwoHc3ViamVjdBgBIAEoCRIVCg1jYWxsc19hbGxvd2VkGAIgASgDEhYKDmFtb3VudF9hbGxvd2VkGAMgASgDEhUKDWNhbGxzX3JlZnVzZWQYBCABKAMSFgoOYW1vdW50X3JlZnVzZWQYBSABKAMSNAoQZmlyc3RfcmVmdXNlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoHcGVyaW9kcxgHIAMoCzIYLnF1b3RhLnYxLkJhY2t0ZXN0UGVyaW9kIrYBCg5CYWNrdGVzdFBlcmlvZBIgCgZwZXJpb2QYASABKA4yEC5xdW90YS52MS5QZXJpb2QSMAoMcGVyaW9kX3N0YXJ0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpwZXJpb2RfZW5kGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwZWFrX3VzZWQYBCABKAMSDQoFbGltaXQYBSABKAMiJgoTVmVyaWZ5TGVkZ2VyUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJIs0BChRWZXJpZnlMZWRnZXJSZXNwb25zZRIYChBzdWJqZWN0c19jaGVja2VkGAEgASgDEhYKDmV2ZW50c19jaGVja2VkGAIgASgDEiQKBmJyZWFrcxgDIAMoCzIULnF1b3RhLnYxLkNoYWluQnJlYWsSEQoJdHJ1bmNhdGVkGAQgASgIEhUKDWNoZWNrcG9pbnRfaWQYBSABKAMSMwoPY2hlY2twb2ludF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ5CgpDaGFpbkJyZWFrEiYKBGtpbmQYASABKA4yGC5xdW90YS52MS5DaGFpbkJyZWFrS2luZBIPCgdzdWJqZWN0GAIgASgJEhAKCHNlcXVlbmNlGAMgASgDEhAKCHBvc2l0aW9uGAQgASgDEg4KBmRldGFpbBgFIAEoCSKMAgoTU3RyZWFtRXZlbnRzUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBm1ldHJpYxgCIAEoCRIiCgV0eXBlcxgDIAMoDjITLnF1b3RhLnYxLkV2ZW50VHlwZRINCgVhY3RvchgEIAEoCRIuCgpzdGFydF90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOYWZ0ZXJfcG9zaXRpb24YByABKAMSEAoIZnJvbV9ub3cYCCABKAgSGQoRaGVhcnRiZWF0X3NlY29uZHMYCSABKAUicAoUU3RyZWFtRXZlbnRzUmVzcG9uc2USJgoFZXZlbnQYASABKAsyFS5xdW90YS52MS5MZWRnZXJFdmVudEgAEigKCWhlYXJ0YmVhdBgCIAEoCzITLnF1b3RhLnYxLkhlYXJ0YmVhdEgAQgYKBGl0ZW0iNQoJSGVhcnRiZWF0EigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIg8KDVdob0FtSVJlcXVlc3QibgoOV2hvQW1JUmVzcG9uc2USDQoFYWN0b3IYASABKAkSDAoEcm9sZRgCIAEoCRIVCg1hdXRoZW50aWNhdGVkGAMgASgIEhAKCHN1YmplY3RzGAQgAygJEhYKDnN1YmplY3RfcHJlZml4GAUgASgJKsIBCg5DaGFpbkJyZWFrS2luZBIgChxDSEFJTl9CUkVBS19LSU5EX1VOU1BFQ0lGSUVEEAASIgoeQ0hBSU5fQlJFQUtfS0lORF9IQVNIX01JU01BVENIEAESIQodQ0hBSU5fQlJFQUtfS0lORF9TRVFVRU5DRV9HQVAQAhIdChlDSEFJTl9CUkVBS19LSU5EX1RBSUxfQ1VUEAMSKAokQ0hBSU5fQlJFQUtfS0lORF9DSEVDS1BPSU5UX01JU01BVENIEAQymgkKEVF1b3RhQWRtaW5TZXJ2aWNlEkEKCFNldFF1b3RhEhkucXVvdGEudjEuU2V0UXVvdGFSZXF1ZXN0GhoucXVvdGEudjEuU2V0UXVvdGFSZXNwb25zZRJKCgtEZWxldGVRdW90YRIcLnF1b3RhLnYxLkRlbGV0ZVF1b3RhUmVxdWVzdBodLnF1b3RhLnYxLkRlbGV0ZVF1b3RhUmVzcG9uc2USRwoKUmVzZXRRdW90YRIbLnF1b3RhLnYxLlJlc2V0UXVvdGFSZXF1ZXN0GhwucXVvdGEudjEuUmVzZXRRdW90YVJlc3BvbnNlEkwKCkxpc3RRdW90YXMSGy5xdW90YS52MS5MaXN0UXVvdGFzUmVxdWVzdBocLnF1b3RhLnYxLkxpc3RRdW90YXNSZXNwb25zZSIDkAIBEkwKCkxpc3RFdmVudHMSGy5xdW90YS52MS5MaXN0RXZlbnRzUmVxdWVzdBocLnF1b3RhLnYxLkxpc3RFdmVudHNSZXNwb25zZSIDkAIBElQKDFN0cmVhbUV2ZW50cxIdLnF1b3RhLnYxLlN0cmVhbUV2ZW50c1JlcXVlc3QaHi5xdW90YS52MS5TdHJlYW1FdmVudHNSZXNwb25zZSIDkAIBMAESVQoNTGlzdFJlc2V0UnVucxIeLnF1b3RhLnYxLkxpc3RSZXNldFJ1bnNSZXF1ZXN0Gh8ucXVvdGEudjEuTGlzdFJlc2V0UnVuc1Jlc3BvbnNlIgOQAgESXAoRVHJpZ2dlclJlc2V0U3dlZXASIi5xdW90YS52MS5UcmlnZ2VyUmVzZXRTd2VlcFJlcXVlc3QaIy5xdW90YS52MS5UcmlnZ2VyUmVzZXRTd2VlcFJlc3BvbnNlElMKDkdldFJlc2V0U3RhdHVzEh8ucXVvdGEudjEuR2V0UmVzZXRTdGF0dXNSZXF1ZXN0GiAucXVvdGEudjEuR2V0UmVzZXRTdGF0dXNSZXNwb25zZRJZChBWZXJpZnlQcm9qZWN0aW9uEiEucXVvdGEudjEuVmVyaWZ5UHJvamVjdGlvblJlcXVlc3QaIi5xdW90YS52MS5WZXJpZnlQcm9qZWN0aW9uUmVzcG9uc2USVQoNQmFja3Rlc3RRdW90YRIeLnF1b3RhLnYxLkJhY2t0ZXN0UXVvdGFSZXF1ZXN0Gh8ucXVvdGEudjEuQmFja3Rlc3RRdW90YVJlc3BvbnNlIgOQAgESaQoTQmFja3Rlc3RRdW90YVN0cmVhbRIkLnF1b3RhLnYxLkJhY2t0ZXN0UXVvdGFTdHJlYW1SZXF1ZXN0GiUucXVvdGEudjEuQmFja3Rlc3RRdW90YVN0cmVhbVJlc3BvbnNlIgOQAgEwARJSCgxWZXJpZnlMZWRnZXISHS5xdW90YS52MS5WZXJpZnlMZWRnZXJSZXF1ZXN0Gh4ucXVvdGEudjEuVmVyaWZ5TGVkZ2VyUmVzcG9uc2UiA5ACARJACgZXaG9BbUkSFy5xdW90YS52MS5XaG9BbUlSZXF1ZXN0GhgucXVvdGEudjEuV2hvQW1JUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_google_protobuf_timestamp, file_quota_v1_types]);
 
 /**
  * @generated from message quota.v1.SetQuotaRequest
@@ -811,6 +811,125 @@ export const BacktestQuotaResponseSchema: GenMessage<BacktestQuotaResponse> = /*
   messageDesc(file_quota_v1_quota_admin_service, 22);
 
 /**
+ * The fields of BacktestQuotaRequest, with the same numbers (so the same bytes): buf's STANDARD
+ * lint wants a request message per RPC.
+ *
+ * @generated from message quota.v1.BacktestQuotaStreamRequest
+ */
+export type BacktestQuotaStreamRequest = Message<"quota.v1.BacktestQuotaStreamRequest"> & {
+  /**
+   * @generated from field: string metric = 1;
+   */
+  metric: string;
+
+  /**
+   * A subject, or "*" for every subject.
+   *
+   * @generated from field: string subject = 2;
+   */
+  subject: string;
+
+  /**
+   * 1 to 4 quota definitions to test together (a call must fit all of them).
+   *
+   * @generated from field: repeated quota.v1.ProposedQuota quotas = 3;
+   */
+  quotas: ProposedQuota[];
+
+  /**
+   * The range of recorded_at replayed, [start_time, end_time).
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 4;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp end_time = 5;
+   */
+  endTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message quota.v1.BacktestQuotaStreamRequest.
+ * Use `create(BacktestQuotaStreamRequestSchema)` to create a new message.
+ */
+export const BacktestQuotaStreamRequestSchema: GenMessage<BacktestQuotaStreamRequest> = /*@__PURE__*/
+  messageDesc(file_quota_v1_quota_admin_service, 23);
+
+/**
+ * @generated from message quota.v1.BacktestQuotaStreamResponse
+ */
+export type BacktestQuotaStreamResponse = Message<"quota.v1.BacktestQuotaStreamResponse"> & {
+  /**
+   * @generated from oneof quota.v1.BacktestQuotaStreamResponse.item
+   */
+  item: {
+    /**
+     * After each page of the ledger replayed.
+     *
+     * @generated from field: quota.v1.BacktestProgress progress = 1;
+     */
+    value: BacktestProgress;
+    case: "progress";
+  } | {
+    /**
+     * The last message: what BacktestQuota answers for the same request.
+     *
+     * @generated from field: quota.v1.BacktestQuotaResponse result = 2;
+     */
+    value: BacktestQuotaResponse;
+    case: "result";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message quota.v1.BacktestQuotaStreamResponse.
+ * Use `create(BacktestQuotaStreamResponseSchema)` to create a new message.
+ */
+export const BacktestQuotaStreamResponseSchema: GenMessage<BacktestQuotaStreamResponse> = /*@__PURE__*/
+  messageDesc(file_quota_v1_quota_admin_service, 24);
+
+/**
+ * @generated from message quota.v1.BacktestProgress
+ */
+export type BacktestProgress = Message<"quota.v1.BacktestProgress"> & {
+  /**
+   * Ledger events replayed so far; never goes down.
+   *
+   * @generated from field: int64 events_scanned = 1;
+   */
+  eventsScanned: bigint;
+
+  /**
+   * The ledger position of the last event replayed (0 before any).
+   *
+   * @generated from field: int64 position = 2;
+   */
+  position: bigint;
+
+  /**
+   * The recorded_at of the last event replayed (start_time before any).
+   *
+   * @generated from field: google.protobuf.Timestamp time_reached = 3;
+   */
+  timeReached?: Timestamp | undefined;
+
+  /**
+   * The share of [start_time, end_time) replayed so far, 0 to 1 (1 on the last page).
+   *
+   * @generated from field: double covered = 4;
+   */
+  covered: number;
+};
+
+/**
+ * Describes the message quota.v1.BacktestProgress.
+ * Use `create(BacktestProgressSchema)` to create a new message.
+ */
+export const BacktestProgressSchema: GenMessage<BacktestProgress> = /*@__PURE__*/
+  messageDesc(file_quota_v1_quota_admin_service, 25);
+
+/**
  * @generated from message quota.v1.BacktestSubject
  */
 export type BacktestSubject = Message<"quota.v1.BacktestSubject"> & {
@@ -859,7 +978,7 @@ export type BacktestSubject = Message<"quota.v1.BacktestSubject"> & {
  * Use `create(BacktestSubjectSchema)` to create a new message.
  */
 export const BacktestSubjectSchema: GenMessage<BacktestSubject> = /*@__PURE__*/
-  messageDesc(file_quota_v1_quota_admin_service, 23);
+  messageDesc(file_quota_v1_quota_admin_service, 26);
 
 /**
  * @generated from message quota.v1.BacktestPeriod
@@ -898,7 +1017,7 @@ export type BacktestPeriod = Message<"quota.v1.BacktestPeriod"> & {
  * Use `create(BacktestPeriodSchema)` to create a new message.
  */
 export const BacktestPeriodSchema: GenMessage<BacktestPeriod> = /*@__PURE__*/
-  messageDesc(file_quota_v1_quota_admin_service, 24);
+  messageDesc(file_quota_v1_quota_admin_service, 27);
 
 /**
  * @generated from message quota.v1.VerifyLedgerRequest
@@ -917,7 +1036,7 @@ export type VerifyLedgerRequest = Message<"quota.v1.VerifyLedgerRequest"> & {
  * Use `create(VerifyLedgerRequestSchema)` to create a new message.
  */
 export const VerifyLedgerRequestSchema: GenMessage<VerifyLedgerRequest> = /*@__PURE__*/
-  messageDesc(file_quota_v1_quota_admin_service, 25);
+  messageDesc(file_quota_v1_quota_admin_service, 28);
 
 /**
  * @generated from message quota.v1.VerifyLedgerResponse
@@ -965,7 +1084,7 @@ export type VerifyLedgerResponse = Message<"quota.v1.VerifyLedgerResponse"> & {
  * Use `create(VerifyLedgerResponseSchema)` to create a new message.
  */
 export const VerifyLedgerResponseSchema: GenMessage<VerifyLedgerResponse> = /*@__PURE__*/
-  messageDesc(file_quota_v1_quota_admin_service, 26);
+  messageDesc(file_quota_v1_quota_admin_service, 29);
 
 /**
  * Where the chain does not hold.
@@ -1011,7 +1130,7 @@ export type ChainBreak = Message<"quota.v1.ChainBreak"> & {
  * Use `create(ChainBreakSchema)` to create a new message.
  */
 export const ChainBreakSchema: GenMessage<ChainBreak> = /*@__PURE__*/
-  messageDesc(file_quota_v1_quota_admin_service, 27);
+  messageDesc(file_quota_v1_quota_admin_service, 30);
 
 /**
  * @generated from message quota.v1.StreamEventsRequest
@@ -1077,7 +1196,7 @@ export type StreamEventsRequest = Message<"quota.v1.StreamEventsRequest"> & {
  * Use `create(StreamEventsRequestSchema)` to create a new message.
  */
 export const StreamEventsRequestSchema: GenMessage<StreamEventsRequest> = /*@__PURE__*/
-  messageDesc(file_quota_v1_quota_admin_service, 28);
+  messageDesc(file_quota_v1_quota_admin_service, 31);
 
 /**
  * @generated from message quota.v1.StreamEventsResponse
@@ -1106,7 +1225,7 @@ export type StreamEventsResponse = Message<"quota.v1.StreamEventsResponse"> & {
  * Use `create(StreamEventsResponseSchema)` to create a new message.
  */
 export const StreamEventsResponseSchema: GenMessage<StreamEventsResponse> = /*@__PURE__*/
-  messageDesc(file_quota_v1_quota_admin_service, 29);
+  messageDesc(file_quota_v1_quota_admin_service, 32);
 
 /**
  * Sent while no event arrives: the stream is alive and caught up.
@@ -1125,7 +1244,7 @@ export type Heartbeat = Message<"quota.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_quota_v1_quota_admin_service, 30);
+  messageDesc(file_quota_v1_quota_admin_service, 33);
 
 /**
  * @generated from message quota.v1.WhoAmIRequest
@@ -1138,7 +1257,7 @@ export type WhoAmIRequest = Message<"quota.v1.WhoAmIRequest"> & {
  * Use `create(WhoAmIRequestSchema)` to create a new message.
  */
 export const WhoAmIRequestSchema: GenMessage<WhoAmIRequest> = /*@__PURE__*/
-  messageDesc(file_quota_v1_quota_admin_service, 31);
+  messageDesc(file_quota_v1_quota_admin_service, 34);
 
 /**
  * @generated from message quota.v1.WhoAmIResponse
@@ -1183,7 +1302,7 @@ export type WhoAmIResponse = Message<"quota.v1.WhoAmIResponse"> & {
  * Use `create(WhoAmIResponseSchema)` to create a new message.
  */
 export const WhoAmIResponseSchema: GenMessage<WhoAmIResponse> = /*@__PURE__*/
-  messageDesc(file_quota_v1_quota_admin_service, 32);
+  messageDesc(file_quota_v1_quota_admin_service, 35);
 
 /**
  * @generated from enum quota.v1.ChainBreakKind
@@ -1341,6 +1460,18 @@ export const QuotaAdminService: GenService<{
     methodKind: "unary";
     input: typeof BacktestQuotaRequestSchema;
     output: typeof BacktestQuotaResponseSchema;
+  },
+  /**
+   * BacktestQuota as a stream, for long ranges: a progress message after each page of the
+   * ledger replayed, then one message with the result BacktestQuota would answer. Role reader
+   * or admin.
+   *
+   * @generated from rpc quota.v1.QuotaAdminService.BacktestQuotaStream
+   */
+  backtestQuotaStream: {
+    methodKind: "server_streaming";
+    input: typeof BacktestQuotaStreamRequestSchema;
+    output: typeof BacktestQuotaStreamResponseSchema;
   },
   /**
    * Recomputes the ledger's hash chains (every subject, or one) and checks them against the
