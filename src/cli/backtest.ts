@@ -1,5 +1,10 @@
 import { timestampDate, timestampFromDate, type Timestamp } from '@bufbuild/protobuf/wkt';
-import { Period, type QuotaClient } from '../client/index.js';
+import {
+  Period,
+  type BacktestProgress,
+  type BacktestQuotaResponse,
+  type QuotaClient,
+} from '../client/index.js';
 import { table } from './table.js';
 
 export interface BacktestFlags {
@@ -35,21 +40,39 @@ function instant(v: string | undefined, flag: string): Timestamp {
   return timestampFromDate(d);
 }
 
-/** npm run quota -- backtest METRIC --quota DAY:100 [--subject S] --from ISO [--to ISO] */
+/** One progress line: how many events, how far into the range in time and in the ledger. */
+export const progressLine = (p: BacktestProgress): string =>
+  `backtest: ${p.eventsScanned} events replayed, ${(p.covered * 100).toFixed(1)}% of the range` +
+  ` (up to ${when(p.timeReached)}, position ${p.position})`;
+
+/**
+ * npm run quota -- backtest METRIC --quota DAY:100 [--subject S] --from ISO [--to ISO]
+ * [--progress]. Uses the stream, so a long range shows how far it got through `onProgress`.
+ */
 export async function backtest(
   c: QuotaClient,
   metric: string | undefined,
   f: BacktestFlags,
+  onProgress?: (line: string) => void,
 ): Promise<string> {
   if (!metric) throw new Error('backtest needs a METRIC');
   if (!f.quota?.length) throw new Error('backtest needs at least one --quota PERIOD:LIMIT');
-  const r = await c.admin.backtestQuota({
-    metric,
-    subject: f.subject ?? '*',
-    quotas: f.quota.map(parseProposed),
-    startTime: instant(f.from, '--from'),
-    endTime: f.to ? instant(f.to, '--to') : timestampFromDate(new Date()),
-  });
+  let r: BacktestQuotaResponse | undefined;
+  for await (const m of c.admin.backtestQuotaStream(
+    {
+      metric,
+      subject: f.subject ?? '*',
+      quotas: f.quota.map(parseProposed),
+      startTime: instant(f.from, '--from'),
+      endTime: f.to ? instant(f.to, '--to') : timestampFromDate(new Date()),
+    },
+    // No deadline: a long range may take longer than any fixed one, and it shows its progress.
+    { timeoutMs: 0 },
+  )) {
+    if (m.item.case === 'progress') onProgress?.(progressLine(m.item.value));
+    else if (m.item.case === 'result') r = m.item.value;
+  }
+  if (!r) throw new Error('the backtest stream ended without a result');
   const row = (s: NonNullable<typeof r.totals>) => [
     s.subject,
     String(s.callsAllowed),

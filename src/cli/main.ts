@@ -29,8 +29,10 @@ const USAGE = `usage: npm run quota -- <command>
                                               (exit status 1 when something differs)
   rebuild [--subject S]                       rewrite the counters that differ from the ledger
   backtest METRIC --quota PERIOD:LIMIT[:ZONE[:ANCHOR]] ... --from ISO [--to ISO] [--subject S]
-                                              replay recorded usage against proposed quotas: whom
-                                              they would have refused (every subject unless --subject)
+           [--progress]                       replay recorded usage against proposed quotas: whom
+                                              they would have refused (every subject unless --subject);
+                                              progress lines on stderr when it is a terminal or
+                                              with --progress
   verify-ledger [--subject S]                 recompute the ledger's hash chains, check the checkpoint
                                               (exit status 1 on any break: modified, deleted, cut)
 
@@ -97,6 +99,7 @@ async function main(argv: string[]): Promise<number> {
       quota: { type: 'string', multiple: true },
       from: { type: 'string' },
       to: { type: 'string' },
+      progress: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -138,9 +141,15 @@ async function main(argv: string[]): Promise<number> {
       out(r.text);
       return r.clean ? 0 : 1;
     }
-    case 'backtest':
-      out(await backtest(cliClient(), arg1, flags));
+    case 'backtest': {
+      // Progress is for a person watching; a pipe or a log gets it only when asked for.
+      const progress =
+        values.progress || process.stderr.isTTY
+          ? (line: string) => process.stderr.write(line + '\n')
+          : undefined;
+      out(await backtest(cliClient(), arg1, flags, progress));
       return 0;
+    }
     case 'verify-ledger': {
       const r = await verifyLedger(cliClient(), flags);
       out(r.text);
