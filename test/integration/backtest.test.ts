@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ProposedQuota } from '../../src/domain/backtest.js';
 import { QuotaError } from '../../src/domain/errors.js';
-import { runBacktest } from '../../src/ledger/backtest.js';
+import { backtestPages, runBacktest } from '../../src/ledger/backtest.js';
 import type { LedgerDeps } from '../../src/ledger/commands.js';
 import { consume } from '../../src/ledger/consume.js';
 import { refund } from '../../src/ledger/refund.js';
@@ -48,6 +48,34 @@ describe('BacktestQuota over the ledger', () => {
     // 3 an hour: 6 calls (18) fit a day of 20, the 7th does not.
     expect(r!.callsRefused).toBeGreaterThan(0n);
     expect(r!.periods.every((p) => p.peak <= 20n)).toBe(true);
+  });
+
+  it('yields progress per page: events, position and time reached, share of the range', async () => {
+    const subject = 'progress';
+    await defineQuota(deps, { subject, metric: 'progress', period: 'DAY', limit: 1000n });
+    const start = clock.now();
+    for (let i = 0; i < 10; i++) {
+      await consume(deps, consumeCommand(subject, { metric: 'progress', amount: 1n }), 't');
+      clock.advance(3_600_000);
+    }
+    // Ten events an hour apart in a range of 20 hours: pages of 4 reach hours 3 and 7, then 9.
+    const end = new Date(start.getTime() + 20 * 3_600_000);
+    const q = { metric: 'progress', subject, quotas: [], start, end };
+    const pages = backtestPages(t.db, q, { pageSize: 4 });
+    const seen = [];
+    let next;
+    while (!(next = await pages.next()).done) seen.push(next.value);
+    expect(next.value.eventsScanned).toBe(10);
+    expect(
+      seen.map((p) => [p.eventsScanned, p.reached.getTime() - start.getTime(), p.covered]),
+    ).toEqual([
+      [4, 3 * 3_600_000, 3 / 20],
+      [8, 7 * 3_600_000, 7 / 20],
+      // The last page covers the rest of the range, empty as it is.
+      [10, 9 * 3_600_000, 1],
+    ]);
+    expect(seen[0]!.position).toBeLessThan(seen[1]!.position);
+    expect(seen[1]!.position).toBeLessThan(seen[2]!.position);
   });
 
   it('property: replaying the limits actually in force refuses nothing the live service allowed', async () => {
