@@ -31,8 +31,11 @@ const USAGE = `usage: npm run quota -- <command>
   backtest METRIC --quota PERIOD:LIMIT[:ZONE[:ANCHOR]] ... --from ISO [--to ISO] [--subject S]
                                               replay recorded usage against proposed quotas: whom
                                               they would have refused (every subject unless --subject)
-  verify-ledger [--subject S]                 recompute the ledger's hash chains, check the checkpoint
-                                              (exit status 1 on any break: modified, deleted, cut)
+  verify-ledger [--subject S] [--progress] [--progress-every N]
+                                              recompute the ledger's hash chains, check the checkpoint
+                                              (exit status 1 on any break: modified, deleted, cut);
+                                              progress lines go to stderr when it is a terminal or
+                                              with --progress: every N subjects (1000) and every second
 
   keys create NAME --role consumer|reader|admin [--file PATH]
              [--subject S ...] [--subject-prefix P]
@@ -97,6 +100,8 @@ async function main(argv: string[]): Promise<number> {
       quota: { type: 'string', multiple: true },
       from: { type: 'string' },
       to: { type: 'string' },
+      progress: { type: 'boolean' },
+      'progress-every': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -106,7 +111,11 @@ async function main(argv: string[]): Promise<number> {
     return values.help ? 0 : 2;
   }
   // --subject may repeat for keys create; the service commands take one (the last).
-  const flags = { ...values, subject: values.subject?.at(-1) };
+  const flags = {
+    ...values,
+    subject: values.subject?.at(-1),
+    progressEvery: values['progress-every'],
+  };
   const out = (text: string) => process.stdout.write(text.endsWith('\n') ? text : text + '\n');
   switch (command) {
     case 'keys':
@@ -142,7 +151,13 @@ async function main(argv: string[]): Promise<number> {
       out(await backtest(cliClient(), arg1, flags));
       return 0;
     case 'verify-ledger': {
-      const r = await verifyLedger(cliClient(), flags);
+      // Progress is for a person watching; a script that captures stderr asks for it.
+      const progress = values.progress || process.stderr.isTTY;
+      const r = await verifyLedger(
+        cliClient(),
+        flags,
+        progress ? (line) => process.stderr.write(line + '\n') : undefined,
+      );
       out(r.text);
       return r.clean ? 0 : 1;
     }
