@@ -33,8 +33,11 @@ const USAGE = `usage: npm run quota -- <command>
                                               they would have refused (every subject unless --subject);
                                               progress lines on stderr when it is a terminal or
                                               with --progress
-  verify-ledger [--subject S]                 recompute the ledger's hash chains, check the checkpoint
-                                              (exit status 1 on any break: modified, deleted, cut)
+  verify-ledger [--subject S] [--progress] [--progress-every N]
+                                              recompute the ledger's hash chains, check the checkpoint
+                                              (exit status 1 on any break: modified, deleted, cut);
+                                              progress lines go to stderr when it is a terminal or
+                                              with --progress: every N subjects (1000) and every second
 
   keys create NAME --role consumer|reader|admin [--file PATH]
              [--subject S ...] [--subject-prefix P]
@@ -100,6 +103,7 @@ async function main(argv: string[]): Promise<number> {
       from: { type: 'string' },
       to: { type: 'string' },
       progress: { type: 'boolean' },
+      'progress-every': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -109,7 +113,11 @@ async function main(argv: string[]): Promise<number> {
     return values.help ? 0 : 2;
   }
   // --subject may repeat for keys create; the service commands take one (the last).
-  const flags = { ...values, subject: values.subject?.at(-1) };
+  const flags = {
+    ...values,
+    subject: values.subject?.at(-1),
+    progressEvery: values['progress-every'],
+  };
   const out = (text: string) => process.stdout.write(text.endsWith('\n') ? text : text + '\n');
   switch (command) {
     case 'keys':
@@ -151,7 +159,13 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'verify-ledger': {
-      const r = await verifyLedger(cliClient(), flags);
+      // Progress is for a person watching; a script that captures stderr asks for it.
+      const progress = values.progress || process.stderr.isTTY;
+      const r = await verifyLedger(
+        cliClient(),
+        flags,
+        progress ? (line) => process.stderr.write(line + '\n') : undefined,
+      );
       out(r.text);
       return r.clean ? 0 : 1;
     }

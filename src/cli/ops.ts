@@ -8,6 +8,7 @@ import {
   Period,
   type LedgerEvent,
   type QuotaClient,
+  type VerifyLedgerResponse,
 } from '../client/index.js';
 import { table } from './table.js';
 
@@ -25,6 +26,7 @@ export interface OpsFlags {
   type?: string[];
   subject?: string;
   limit?: string;
+  progressEvery?: string;
 }
 
 /** The client the CLI uses: QUOTA_URL (default the local service) and QUOTA_API_KEY. */
@@ -228,12 +230,34 @@ export async function verify(
   };
 }
 
-/** Recomputes the ledger's hash chains; every break with subject, sequence and position. */
+/**
+ * Recomputes the ledger's hash chains; every break with subject, sequence and position. Over
+ * the stream, so a long run can show progress (`progress`, when given, gets one line per
+ * message) and needs no deadline.
+ */
 export async function verifyLedger(
   c: QuotaClient,
   f: OpsFlags,
+  progress?: (line: string) => void,
 ): Promise<{ text: string; clean: boolean }> {
-  const r = await c.admin.verifyLedger({ subject: f.subject ?? '' });
+  const every = Number(f.progressEvery ?? 0);
+  if (!Number.isInteger(every) || every < 0 || every > 1_000_000)
+    throw new Error('--progress-every must be 1-1000000');
+  const stream = c.admin.verifyLedgerStream(
+    { subject: f.subject ?? '', progressEverySubjects: every },
+    { timeoutMs: 0 },
+  );
+  let r: VerifyLedgerResponse | undefined;
+  for await (const m of stream) {
+    if (m.item.case === 'result') r = m.item.value;
+    else if (m.item.case === 'progress' && progress) {
+      const p = m.item.value;
+      progress(
+        `verifying: ${p.subjectsChecked} subject(s), ${p.eventsChecked} event(s), ${p.breaksFound} break(s) so far; at ${p.subject}`,
+      );
+    }
+  }
+  if (!r) throw new Error('the service ended the verification without a result');
   const checkpoint = r.checkpointId
     ? `, against checkpoint ${r.checkpointId} of ${when(r.checkpointTime)}`
     : f.subject

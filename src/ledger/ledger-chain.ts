@@ -53,16 +53,48 @@ const sha256 = (...parts: Buffer[]): Buffer => {
   return h.digest();
 };
 
+/** How far a verification has come: what `verifyLedgerSteps` yields. */
+export interface VerifyProgress {
+  subjects: number;
+  events: number;
+  /** Breaks found so far, listed or not. */
+  breaks: number;
+  /** The subject of the last event (or checkpoint head) checked; chains go in subject order. */
+  subject: string;
+}
+
+export interface ProgressPace {
+  /** Yield after every this many subjects... */
+  everySubjects: number;
+  /** ...and whenever this long has passed since the last yield, so a huge subject shows life too. */
+  everyMs: number;
+}
+
+export const PROGRESS_DEFAULTS: ProgressPace = { everySubjects: 1000, everyMs: 1000 };
+
 /**
  * Recomputes the chains of every subject (or one), a batch of events at a time in (subject,
  * sequence) order: memory stays bounded by the batch, and each statement is short, so it runs
- * online next to the writers. `progress` is told after each batch.
+ * online next to the writers.
  */
-export async function verifyLedger(
+export async function verifyLedger(db: Db, subject: string | null): Promise<LedgerVerification> {
+  const steps = verifyLedgerSteps(db, subject, { everySubjects: Infinity, everyMs: Infinity });
+  for (;;) {
+    const step = await steps.next();
+    if (step.done) return step.value;
+  }
+}
+
+/**
+ * verifyLedger with progress: yields how far it has come at `pace`, returns the result. The
+ * consumer pulls, so a reader that stops reading pauses the verification (no statement stays
+ * open between yields, nothing piles up), and dropping the generator ends it.
+ */
+export async function* verifyLedgerSteps(
   db: Db,
   subject: string | null,
-  progress: (subjects: number, events: number) => void = () => {},
-): Promise<LedgerVerification> {
+  pace: ProgressPace = PROGRESS_DEFAULTS,
+): AsyncGenerator<VerifyProgress, LedgerVerification> {
   const out: LedgerVerification = {
     subjects: 0,
     events: 0,
@@ -70,10 +102,18 @@ export async function verifyLedger(
     truncated: false,
     checkpoint: null,
   };
+  let found = 0;
   const report = (b: ChainBreak): void => {
+    found++;
     if (out.breaks.length < MAX_BREAKS) out.breaks.push(b);
     else out.truncated = true;
   };
+  let lastYield = Date.now();
+  const now = (at: string): VerifyProgress => {
+    lastYield = Date.now();
+    return { subjects: out.subjects, events: out.events, breaks: found, subject: at };
+  };
+  const due = (): boolean => Date.now() - lastYield >= pace.everyMs;
   let prev: { subject: string; sequence: bigint; hash: Buffer } | null = null;
   let after: [string, bigint] = ['', 0n];
   for (;;) {
@@ -87,6 +127,8 @@ export async function verifyLedger(
     );
     for (const r of rows) {
       const continues: boolean = prev?.subject === r.subject;
+      // A subject is done when the next one starts (or the scan ends, below).
+      if (!continues && prev && out.subjects % pace.everySubjects === 0) yield now(prev.subject);
       if (!continues) out.subjects++;
       out.events++;
       const expected: bigint = continues ? prev!.sequence + 1n : 1n;
@@ -109,22 +151,29 @@ export async function verifyLedger(
         });
       }
       prev = { subject: r.subject, sequence: r.sequence, hash: r.hash };
+      if (due()) yield now(r.subject);
     }
-    progress(out.subjects, out.events);
-    if (rows.length < BATCH) break;
+    if (rows.length < BATCH) {
+      const last = prev as { subject: string } | null;
+      if (last && out.subjects % pace.everySubjects === 0) yield now(last.subject);
+      break;
+    }
     after = [rows.at(-1)!.subject, rows.at(-1)!.sequence];
   }
-  await checkHeads(db, subject, report);
+  for await (const at of checkHeads(db, subject, report)) if (due()) yield now(at);
   if (subject === null) out.checkpoint = await checkCheckpoints(db, report);
   return out;
 }
 
-/** Every head a checkpoint recorded must still be in the chain, with the same hash. */
-async function checkHeads(
+/**
+ * Every head a checkpoint recorded must still be in the chain, with the same hash. Yields the
+ * subject of each batch's last head, for progress.
+ */
+async function* checkHeads(
   db: Db,
   subject: string | null,
   report: (b: ChainBreak) => void,
-): Promise<void> {
+): AsyncGenerator<string> {
   let after = '';
   for (;;) {
     const rows = await query<{
@@ -156,6 +205,7 @@ async function checkHeads(
             : `a checkpoint saw a different event ${r.sequence}: the chain was rewritten below it`,
       });
     }
+    if (rows.length > 0) yield rows.at(-1)!.subject;
     if (rows.length < BATCH) return;
     after = rows.at(-1)!.subject;
   }

@@ -49,6 +49,9 @@ import {
   type StreamEventsResponse,
   type VerifyLedgerResponse,
   VerifyLedgerResponseSchema,
+  type VerifyLedgerStreamRequest,
+  type VerifyLedgerStreamResponse,
+  VerifyLedgerStreamResponseSchema,
   type WhoAmIRequest,
   type WhoAmIResponse,
   WhoAmIResponseSchema,
@@ -57,11 +60,16 @@ import type { LedgerDeps } from '../ledger/commands.js';
 import { followEvents, listEventsNewestFirst, type FeedCursor } from '../ledger/list-events.js';
 import { lastFinishedAttempt, listAttempts } from '../ledger/reset-runs.js';
 import { verifyProjection } from '../ledger/verify.js';
-import { verifyLedger } from '../ledger/ledger-chain.js';
+import {
+  PROGRESS_DEFAULTS,
+  verifyLedger,
+  verifyLedgerSteps,
+  type LedgerVerification,
+} from '../ledger/ledger-chain.js';
 import type { ResetScheduler } from '../scheduler/reset-scheduler.js';
 import { deleteQuota, listQuotas, setQuota } from '../ledger/quota-admin.js';
 import { resetAllSubjects, resetSubject } from '../ledger/reset.js';
-import { allowSubject, requireUnscoped, type Handler } from './context.js';
+import { allowSubject, requireUnscoped, type CallContext, type Handler } from './context.js';
 import {
   eventToProto,
   optionalPeriodFromProto,
@@ -93,6 +101,7 @@ export interface AdminServiceHandlers {
     AsyncIterable<BacktestQuotaStreamResponse>
   >;
   verifyLedger: Handler<VerifyLedgerRequest, VerifyLedgerResponse>;
+  verifyLedgerStream: Handler<VerifyLedgerStreamRequest, AsyncIterable<VerifyLedgerStreamResponse>>;
   /** Server streaming: resolves to the stream once the request is checked. */
   streamEvents: Handler<StreamEventsRequest, AsyncIterable<StreamEventsResponse>>;
   whoAmI: Handler<WhoAmIRequest, WhoAmIResponse>;
@@ -110,6 +119,24 @@ const parseFeedToken = (t: string): FeedCursor => {
   const [xid, position] = t.split(':');
   return { xid: BigInt(xid!), position: BigInt(position!) };
 };
+
+const verificationToProto = (r: LedgerVerification): VerifyLedgerResponse =>
+  create(VerifyLedgerResponseSchema, {
+    subjectsChecked: BigInt(r.subjects),
+    eventsChecked: BigInt(r.events),
+    breaks: r.breaks.map(chainBreakToProto),
+    truncated: r.truncated,
+    checkpointId: r.checkpoint?.id ?? 0n,
+    checkpointTime: r.checkpoint ? timestampFromDate(r.checkpoint.createdAt) : undefined,
+  });
+
+/** The subject a verification covers (null: all), checked against the key's scope. */
+function verificationSubject(req: { subject: string }, ctx: CallContext): string | null {
+  const subject = req.subject === '' ? null : checkSubject(req.subject, 'subject', true);
+  if (subject === null) requireUnscoped(ctx, 'a verification without a subject');
+  else allowSubject(ctx, subject);
+  return subject;
+}
 
 const isQuotaKey = (a: unknown): a is [string, string, string] =>
   Array.isArray(a) &&
@@ -273,18 +300,43 @@ export function adminServiceHandlers(
     streamEvents: streamEventsHandler(deps.db),
 
     async verifyLedger(req, ctx) {
-      const subject = req.subject === '' ? null : checkSubject(req.subject, 'subject', true);
-      if (subject === null) requireUnscoped(ctx, 'a verification without a subject');
-      else allowSubject(ctx, subject);
-      const r = await verifyLedger(deps.db, subject);
-      return create(VerifyLedgerResponseSchema, {
-        subjectsChecked: BigInt(r.subjects),
-        eventsChecked: BigInt(r.events),
-        breaks: r.breaks.map(chainBreakToProto),
-        truncated: r.truncated,
-        checkpointId: r.checkpoint?.id ?? 0n,
-        checkpointTime: r.checkpoint ? timestampFromDate(r.checkpoint.createdAt) : undefined,
+      return verificationToProto(await verifyLedger(deps.db, verificationSubject(req, ctx)));
+    },
+
+    // Checked before the first message, so a bad request fails the call rather than the stream.
+    async verifyLedgerStream(req, ctx) {
+      const subject = verificationSubject(req, ctx);
+      const every = req.progressEverySubjects;
+      if (every < 0 || every > 1_000_000) {
+        throw invalid('progress_every_subjects', 'must be 1-1000000, or 0 for 1000');
+      }
+      const steps = verifyLedgerSteps(deps.db, subject, {
+        ...PROGRESS_DEFAULTS,
+        everySubjects: every || PROGRESS_DEFAULTS.everySubjects,
       });
+      return (async function* () {
+        for (;;) {
+          const step = await steps.next();
+          if (step.done) {
+            yield create(VerifyLedgerStreamResponseSchema, {
+              item: { case: 'result', value: verificationToProto(step.value) },
+            });
+            return;
+          }
+          const p = step.value;
+          yield create(VerifyLedgerStreamResponseSchema, {
+            item: {
+              case: 'progress',
+              value: {
+                subjectsChecked: BigInt(p.subjects),
+                eventsChecked: BigInt(p.events),
+                breaksFound: BigInt(p.breaks),
+                subject: p.subject,
+              },
+            },
+          });
+        }
+      })();
     },
 
     // Role null means authentication is off: the caller may do everything, as an admin may.

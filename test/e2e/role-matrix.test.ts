@@ -92,6 +92,8 @@ const REQUESTS: Record<string, (subject: string) => object> = {
   'quota.v1.QuotaAdminService/VerifyLedger': (subject) => ({ subject }),
   // The subject has events, so an allowed stream answers with one at once.
   'quota.v1.QuotaAdminService/StreamEvents': (subject) => ({ subject }),
+  // An allowed stream ends with its result message at least.
+  'quota.v1.QuotaAdminService/VerifyLedgerStream': (subject) => ({ subject }),
   'quota.v1.QuotaAdminService/WhoAmI': () => ({}),
 };
 

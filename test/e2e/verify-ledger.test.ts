@@ -3,11 +3,14 @@ import { promisify } from 'node:util';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QuotaAdminService } from '../../src/gen/quota/v1/quota_admin_service_pb.js';
-import { ChainBreakKind } from '../../src/gen/quota/v1/quota_admin_service_pb.js';
+import {
+  ChainBreakKind,
+  type VerifyLedgerStreamResponse,
+} from '../../src/gen/quota/v1/quota_admin_service_pb.js';
 import { Period } from '../../src/gen/quota/v1/types_pb.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
-// VerifyLedger over both transports and through the CLI; the break kinds themselves are
+// VerifyLedger and VerifyLedgerStream over both transports and through the CLI; the break kinds themselves are
 // covered one by one in test/integration/ledger-chain.test.ts.
 
 let s: TestServer;
@@ -83,5 +86,82 @@ describe('VerifyLedger', () => {
     const failed = await cli('verify-ledger').catch((e: { code: number; stdout: string }) => e);
     expect('code' in failed && failed.code).toBe(1);
     expect(failed.stdout).toMatch(new RegExp(`hash mismatch\\s+globex\\s+3\\s+${position}\\s`));
+  });
+});
+
+// After the tests above: globex has a modified event, so the stream must report a break too.
+describe('VerifyLedgerStream', () => {
+  beforeAll(async () => {
+    // 12 subjects in all: several progress messages at five subjects per message.
+    for (let i = 0; i < 10; i++) {
+      await s.connect.admin.setQuota({
+        subject: `s-${String(i).padStart(2, '0')}`,
+        metric: 'api_calls',
+        period: Period.DAY,
+        limit: 10n,
+        reason: 'v',
+      });
+    }
+  });
+
+  const TRANSPORTS = {
+    grpc: (req: { progressEverySubjects: number }) =>
+      s.grpc.stream(QuotaAdminService, QuotaAdminService.method.verifyLedgerStream, req),
+    connect: (req: { progressEverySubjects: number }) => s.connect.admin.verifyLedgerStream(req),
+  };
+
+  for (const [via, open] of Object.entries(TRANSPORTS)) {
+    it(`sends progress, then the result VerifyLedger gives (${via})`, async () => {
+      const unary = await s.connect.admin.verifyLedger({});
+      expect(unary.subjectsChecked).toBe(12n);
+      expect(unary.breaks).toHaveLength(1);
+      const got: VerifyLedgerStreamResponse[] = [];
+      for await (const m of open({ progressEverySubjects: 5 })) got.push(m);
+      const last = got.pop()!;
+      expect(last.item.case).toBe('result');
+      expect(last.item.value).toEqual(unary);
+      const progress = got.map((m) => {
+        if (m.item.case !== 'progress') throw new Error(`not progress: ${m.item.case}`);
+        return m.item.value;
+      });
+      // Every five subjects; more messages may come each second on a slow machine.
+      const counts = progress.map((p) => p.subjectsChecked);
+      expect(counts).toEqual(expect.arrayContaining([5n, 10n]));
+      expect(counts).toEqual([...counts].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)));
+      const atTen = progress.find((p) => p.subjectsChecked === 10n)!;
+      expect(atTen.breaksFound).toBe(1n);
+      expect(atTen.eventsChecked).toBeGreaterThan(0n);
+      expect(atTen.eventsChecked).toBeLessThan(unary.eventsChecked);
+      expect(atTen.subject).toMatch(/^s-\d\d$/);
+    });
+  }
+
+  it('refuses a progress pace out of bounds, naming the field', async () => {
+    // The call must fail before its first message.
+    const stream = s.connect.admin.verifyLedgerStream({ progressEverySubjects: -1 });
+    const err = await stream[Symbol.asyncIterator]()
+      .next()
+      .then(
+        () => null,
+        (e: unknown) => ConnectError.from(e),
+      );
+    expect(err?.code).toBe(Code.InvalidArgument);
+    expect(err?.rawMessage).toMatch(/^progress_every_subjects/);
+  });
+
+  it('the CLI prints progress to stderr with --progress, the result to stdout', async () => {
+    const failed = await cli('verify-ledger', '--progress', '--progress-every', '5').catch(
+      (e: { code: number; stdout: string; stderr: string }) => e,
+    );
+    expect('code' in failed && failed.code).toBe(1);
+    expect(failed.stderr).toMatch(
+      /^verifying: 5 subject\(s\), \d+ event\(s\), 1 break\(s\) so far; at \S+$/m,
+    );
+    expect(failed.stderr).toMatch(/^verifying: 10 subject\(s\)/m);
+    expect(failed.stdout).toMatch(/^12 subject\(s\), \d+ event\(s\) checked, .*: 1 break\(s\)$/m);
+    expect(failed.stdout).not.toMatch(/verifying/);
+    // Not a terminal and no --progress: nothing on stderr.
+    const quiet = await cli('verify-ledger').catch((e: { stderr: string }) => e);
+    expect(quiet.stderr).toBe('');
   });
 });

@@ -1,7 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LedgerDeps } from '../../src/ledger/commands.js';
 import { ConsumeGroupCommitter } from '../../src/ledger/group-commit.js';
-import { verifyLedger, writeCheckpoint, type ChainBreak } from '../../src/ledger/ledger-chain.js';
+import {
+  verifyLedger,
+  verifyLedgerSteps,
+  writeCheckpoint,
+  type ChainBreak,
+  type VerifyProgress,
+} from '../../src/ledger/ledger-chain.js';
 import { resetSubject } from '../../src/ledger/reset.js';
 import { Metrics } from '../../src/metrics.js';
 import { ResetScheduler } from '../../src/scheduler/reset-scheduler.js';
@@ -103,6 +109,32 @@ describe('the hash chain', () => {
     expect(cp.subjects).toBe(2n);
     expect((await verifyLedger(t.db, null)).checkpoint?.id).toBe(cp.id);
     expect(await breaksOf()).toEqual([]);
+  });
+
+  it('reports progress every N subjects, and on time within a subject, then the same result', async () => {
+    const run = async (pace: { everySubjects: number; everyMs: number }) => {
+      const seen: VerifyProgress[] = [];
+      const steps = verifyLedgerSteps(t.db, null, pace);
+      for (;;) {
+        const step = await steps.next();
+        if (step.done) return { seen, result: step.value };
+        seen.push(step.value);
+      }
+    };
+    const bySubject = await run({ everySubjects: 1, everyMs: Infinity });
+    expect(bySubject.seen).toEqual([
+      { subjects: 1, events: 11, breaks: 0, subject: 'clean-a' },
+      { subjects: 2, events: 22, breaks: 0, subject: 'clean-b' },
+    ]);
+    expect(bySubject.result).toEqual(await verifyLedger(t.db, null));
+    // A pace of 0 ms: the clock is always due, so every event and the heads' batch report.
+    const byTime = await run({ everySubjects: Infinity, everyMs: 0 });
+    expect(byTime.seen.map((p) => p.events)).toEqual([
+      ...Array.from({ length: 22 }, (_, i) => i + 1),
+      22,
+    ]);
+    expect(byTime.seen[11]).toEqual({ subjects: 2, events: 12, breaks: 0, subject: 'clean-b' });
+    expect(byTime.result).toEqual(bySubject.result);
   });
 
   it('is checkpointed by every successful reset run', async () => {

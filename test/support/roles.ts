@@ -34,6 +34,8 @@ export const EXPECTED_ROLES: Readonly<Record<string, readonly Role[]>> = {
   'quota.v1.QuotaAdminService/VerifyProjection': ['admin'],
   // Reads only, but the whole ledger: admin (the default).
   'quota.v1.QuotaAdminService/VerifyLedger': ['admin'],
+  // The same verification with progress messages: the same role.
+  'quota.v1.QuotaAdminService/VerifyLedgerStream': ['admin'],
   // Says only who the caller is (the console asks it to know what to show).
   'quota.v1.QuotaAdminService/WhoAmI': ['consumer', 'reader', 'admin'],
 };
