@@ -3,8 +3,8 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { startEmbedded } from '../src/ledger/embedded.js';
-import { migrate } from '../src/ledger/migrate.js';
+import { startEmbedded } from '../src/database/embedded.js';
+import { migrate } from '../src/database/migrate.js';
 
 /**
  * A fresh, migrated database for one benchmark run: in the server named by DATABASE_URL, or

@@ -3,8 +3,8 @@ import { KeyStore } from './auth/api-keys.js';
 import { watchKeyFile } from './auth/key-file.js';
 import { loadConfig } from './config.js';
 import { createPool, type Db } from './ledger/db.js';
-import { startEmbedded, type EmbeddedDatabase } from './ledger/embedded.js';
-import { migrate } from './ledger/migrate.js';
+import { startEmbedded, type EmbeddedDatabase } from './database/embedded.js';
+import { migrate } from './database/migrate.js';
 import { createQuotaServer, type QuotaServer } from './server.js';
 import { isTransient, startupCause } from './startup-error.js';
 

@@ -5,7 +5,7 @@ import { isIP } from 'node:net';
 import { IANAZone } from 'luxon';
 import { readKeyFile, type KeyFile } from './auth/api-keys.js';
 import { isValidCron } from './scheduler/reset-scheduler.js';
-import type { GroupCommitSettings } from './ledger/group-commit.js';
+import type { GroupCommitSettings } from './batching/group-commit.js';
 import { DEFAULT_LIMITS, type ConnectionLimits } from './transport/limits.js';
 import type { ResetSettings } from './server.js';
 import { parseCorsOrigins } from './transport/cors.js';

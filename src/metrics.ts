@@ -1,7 +1,7 @@
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Db, DbObserver } from './ledger/db.js';
-import type { GroupCommitObserver } from './ledger/group-commit.js';
+import type { GroupCommitObserver } from './batching/group-commit.js';
 
 const CODE_NAMES = new Map(
   Object.entries(GrpcStatus)

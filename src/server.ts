@@ -21,7 +21,7 @@ import {
   ConsumeGroupCommitter,
   DEFAULT_GROUP_COMMIT,
   type GroupCommitSettings,
-} from './ledger/group-commit.js';
+} from './batching/group-commit.js';
 import { ResetScheduler } from './scheduler/reset-scheduler.js';
 import { adminServiceHandlers } from './rpc/admin-service.js';
 import { ANONYMOUS } from './rpc/context.js';

@@ -2,7 +2,7 @@ import { liveQuotasOf, viewOf, type QuotaView } from '../domain/quota.js';
 import type { LedgerDeps } from './commands.js';
 import { noQuota } from './consume.js';
 import { inTransaction } from './db.js';
-import { readBatcherOf } from './read-batch.js';
+import { readBatcherOf } from '../batching/read-batch.js';
 import { SubjectWriter } from './subject-writer.js';
 
 /**

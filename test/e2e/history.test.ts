@@ -21,7 +21,7 @@ import {
 import { QuotaModel, type Mode, type Period } from '../support/model.js';
 import { GrpcCaller } from '../support/server.js';
 import { startService, type ServiceProcess } from '../support/process.js';
-import { freePort } from '../../src/ledger/embedded.js';
+import { freePort } from '../../src/database/embedded.js';
 
 // Many clients issue random Consume / ConsumeBatch / Refund / ResetQuota / GetQuota calls
 // against several replicas of the service on one database (three in this process, one a real

@@ -1,7 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { QuotaService } from '../../src/gen/quota/v1/quota_service_pb.js';
-import { freePort } from '../../src/ledger/embedded.js';
+import { freePort } from '../../src/database/embedded.js';
 import {
   dataDir,
   embeddedClient,

@@ -4,7 +4,7 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort } from '../../src/ledger/embedded.js';
+import { freePort } from '../../src/database/embedded.js';
 import { callJson, startService } from '../support/process.js';
 
 // The newcomer's path, as a real process: `npm start` with no DATABASE_URL (embedded

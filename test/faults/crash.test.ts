@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../../src/ledger/embedded.js';
+import { freePort } from '../../src/database/embedded.js';
 import { verifyProjection } from '../../src/ledger/verify.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { callJson, startService, type ServiceProcess } from '../support/process.js';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createPool } from '../../src/ledger/db.js';
-import { freePort, startEmbedded, type EmbeddedDatabase } from '../../src/ledger/embedded.js';
+import { freePort, startEmbedded, type EmbeddedDatabase } from '../../src/database/embedded.js';
 import { verifyProjection } from '../../src/ledger/verify.js';
 import { callJson, startService, type ServiceProcess } from '../support/process.js';
 

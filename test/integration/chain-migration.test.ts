@@ -4,7 +4,7 @@ import { runner } from 'node-pg-migrate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyLedger } from '../../src/ledger/ledger-chain.js';
 import { followEvents, FEED_START } from '../../src/ledger/list-events.js';
-import { MIGRATIONS_DIR } from '../../src/ledger/migrate.js';
+import { MIGRATIONS_DIR } from '../../src/database/migrate.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 
 // A ledger written before the feed and the chain existed: the migrations give its events xid 0

@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { LedgerDeps } from '../../src/ledger/commands.js';
-import { ConsumeGroupCommitter } from '../../src/ledger/group-commit.js';
+import { ConsumeGroupCommitter } from '../../src/batching/group-commit.js';
 import {
   FEED_START,
   feedCursorAt,

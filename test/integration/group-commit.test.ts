@@ -5,7 +5,7 @@ import { QuotaError } from '../../src/domain/errors.js';
 import { INT64_MAX } from '../../src/domain/validate.js';
 import type { ConsumeCommand, LedgerDeps } from '../../src/ledger/commands.js';
 import { consume } from '../../src/ledger/consume.js';
-import { ConsumeGroupCommitter } from '../../src/ledger/group-commit.js';
+import { ConsumeGroupCommitter } from '../../src/batching/group-commit.js';
 import { verifyProjection } from '../../src/ledger/verify.js';
 import {
   consumeCommand as cmd,

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import pg from 'pg';
 import { inject } from 'vitest';
 import { createPool, type Db } from '../../src/ledger/db.js';
-import { migrate } from '../../src/ledger/migrate.js';
+import { migrate } from '../../src/database/migrate.js';
 import type { ConsumeCommand, LedgerDeps } from '../../src/ledger/commands.js';
 import { setQuota } from '../../src/ledger/quota-admin.js';
 import { verifyProjection } from '../../src/ledger/verify.js';

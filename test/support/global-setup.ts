@@ -2,7 +2,7 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { startEmbedded } from '../../src/ledger/embedded.js';
+import { startEmbedded } from '../../src/database/embedded.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {

@@ -14,7 +14,7 @@ import {
 } from '../../src/gen/quota/v1/types_pb.js';
 import type { ConsumeCommand, LedgerDeps } from '../../src/ledger/commands.js';
 import { consume, type ConsumeResult } from '../../src/ledger/consume.js';
-import { ConsumeGroupCommitter } from '../../src/ledger/group-commit.js';
+import { ConsumeGroupCommitter } from '../../src/batching/group-commit.js';
 import { quotaServiceHandlers } from '../../src/rpc/quota-service.js';
 import type { ConsumeAnswer, Outcome, Period, View } from './model.js';
 

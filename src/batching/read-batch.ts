@@ -1,5 +1,5 @@
-import { readConsumeState, type LoadedSubject } from './consume-state.js';
-import { mapDbError, reading, type Db } from './db.js';
+import { readConsumeState, type LoadedSubject } from '../ledger/consume-state.js';
+import { mapDbError, reading, type Db } from '../ledger/db.js';
 
 interface WaitingRead {
   subject: string;
