@@ -1,6 +1,6 @@
 /**
  * What any peer may cost before (and regardless of) authentication. Each has a safe default
- * and an environment variable (src/config.ts); the README lists them.
+ * and an environment variable (src/config.ts); docs/security.md lists them.
  */
 export interface ConnectionLimits {
   /** A connection must say which protocol it speaks (first bytes, TLS handshake) within this. */

@@ -16,8 +16,8 @@ import {
   type TestDatabase,
 } from '../support/db.js';
 
-// The README's production set-up, done for real: the service runs as a role that may only
-// read and append to the ledger, so even a bug in the service cannot rewrite history.
+// The production set-up of docs/security.md, done for real: the service runs as a role that may
+// only read and append to the ledger, so even a bug in the service cannot rewrite history.
 
 let t: TestDatabase;
 let app: Db;
