@@ -11,8 +11,9 @@ import { pino, type Logger } from 'pino';
 import { systemClock, type Clock } from './domain/clock.js';
 import { QuotaAdminService } from './gen/quota/v1/quota_admin_service_pb.js';
 import { QuotaService } from './gen/quota/v1/quota_service_pb.js';
-import type { LedgerDeps } from './ledger/commands.js';
-import { observeDb, type Db } from './ledger/db.js';
+import { QuotaReadBatcher } from './batching/read-batch.js';
+import { createLedger, type LedgerDeps } from './ledger/commands.js';
+import type { Db } from './ledger/db.js';
 import { resetLagSeconds } from './ledger/reset-sweep.js';
 import { feedHeldBack } from './ledger/list-events.js';
 import { safeError } from './logger.js';
@@ -114,13 +115,19 @@ export interface QuotaServer {
 /** Builds the service, unstarted. */
 export function createQuotaServer(o: ServerOptions): QuotaServer {
   const log = o.logger ?? pino({ level: 'silent' });
-  const deps: LedgerDeps = { db: o.db, clock: o.clock ?? systemClock };
+  const clock = o.clock ?? systemClock;
   const reset: ResetSettings = { ...DEFAULT_RESET, ...o.reset };
-  const metrics = new Metrics({ resetLagSeconds: () => resetLagSeconds(o.db, deps.clock.now()) });
+  const metrics = new Metrics({ resetLagSeconds: () => resetLagSeconds(o.db, clock.now()) });
+  const observer = metrics.dbObserver;
+  const deps: LedgerDeps = createLedger({
+    db: o.db,
+    clock,
+    observer,
+    reader: new QuotaReadBatcher({ db: o.db, observer }),
+  });
   metrics.watchReservations(o.db, () => deps.clock.now());
   metrics.watchPool(o.db);
   metrics.watchFeed(() => feedHeldBack(o.db));
-  observeDb(o.db, metrics.dbObserver);
   const scheduler = new ResetScheduler({
     ...reset,
     db: o.db,

@@ -1,8 +1,8 @@
-import { cancelledBeforeCommit, type ConsumeOutcome } from '../domain/consume-batch.js';
+import type { ConsumeOutcome } from '../domain/consume.js';
 import { QuotaError } from '../domain/errors.js';
 import type { ConsumeCommand, LedgerDeps } from '../ledger/commands.js';
 import { consumeMany, type ConsumeResult, type PendingConsume } from '../ledger/consume.js';
-import { pgCode } from '../ledger/db.js';
+import { cancelledBeforeCommit, pgCode } from '../ledger/db.js';
 
 export interface GroupCommitSettings {
   /** Transactions in flight at once. Each holds one pooled connection while it runs. */

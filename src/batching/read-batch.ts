@@ -1,5 +1,6 @@
-import { readConsumeState, type LoadedSubject } from '../ledger/consume-state.js';
-import { mapDbError, reading, type Db } from '../ledger/db.js';
+import type { StateReader } from '../ledger/commands.js';
+import { mapDbError, reading, type Store } from '../ledger/db.js';
+import { readSubjects, type LoadedSubject } from '../ledger/subject-state.js';
 
 interface WaitingRead {
   subject: string;
@@ -16,11 +17,11 @@ const MAX_SUBJECTS = 1_000;
  * event-loop turn that brought them, every waiting subject is read at once, with no lock
  * and no transaction. Each read still sees everything committed before it was asked for.
  */
-export class QuotaReadBatcher {
+export class QuotaReadBatcher implements StateReader {
   private waiting: WaitingRead[] = [];
   private scheduled = false;
 
-  constructor(private readonly db: Db) {}
+  constructor(private readonly store: Store) {}
 
   /** `now`: the reader's clock; holds lapsed by then are loaded so it can leave them out. */
   read(subject: string, now: Date): Promise<LoadedSubject> {
@@ -52,8 +53,8 @@ export class QuotaReadBatcher {
     // domain filters by each reader's own instant.
     const lapsedAt = new Date(Math.max(...batch.map((w) => w.now.getTime())));
     try {
-      const states = await reading(this.db, () =>
-        readConsumeState(this.db, { subjects, metrics: null, keyed: [], lapsedAt }),
+      const states = await reading(this.store, () =>
+        readSubjects(this.store.db, { subjects, metrics: null, lapsedAt }),
       );
       for (const w of batch) w.resolve(states.get(w.subject)!);
     } catch (err) {
@@ -61,13 +62,4 @@ export class QuotaReadBatcher {
       for (const w of batch) w.reject(mapped);
     }
   }
-}
-
-const batchers = new WeakMap<Db, QuotaReadBatcher>();
-
-/** The read batcher of a pool (one per pool, made on first use). */
-export function readBatcherOf(db: Db): QuotaReadBatcher {
-  let b = batchers.get(db);
-  if (!b) batchers.set(db, (b = new QuotaReadBatcher(db)));
-  return b;
 }

@@ -25,3 +25,9 @@ export class QuotaError extends Error {
 
 export const invalid = (field: string, problem: string): QuotaError =>
   new QuotaError('INVALID_ARGUMENT', `${field}: ${problem}`);
+
+export const noQuota = (subject: string, metric: string): QuotaError =>
+  new QuotaError(
+    'NOT_FOUND',
+    `subject "${subject}" has no quota on metric "${metric}" (neither its own nor a default for "*")`,
+  );

@@ -67,6 +67,8 @@ export interface EventData {
    * released), only for counters still in the period the hold was made in.
    */
   holds?: Effect[];
+  /** RESET_SCHEDULED written by a sweep: the reset run (GetResetStatus, ListResetRuns) that wrote it. */
+  runId?: string;
 }
 
 export interface NewEvent {
@@ -107,3 +109,6 @@ export function newEvent(
     ...e,
   };
 }
+
+/** The actor of the events the service writes on its own: period rolls and hold expiries. */
+export const SCHEDULER_ACTOR = 'scheduler';

@@ -1,60 +1,14 @@
-import type { Effect, StoredEvent } from './events.js';
+import { evolveCounters, type CountedEvent } from './counter.js';
+import type { StoredEvent } from './events.js';
 import { counterKey, type CounterState, type QuotaDef } from './quota.js';
 
 /**
- * The counters of one subject as its ledger says they are: the definition of the projection.
- * Events must be in sequence order.
+ * The counters of one subject as its ledger says they are: the definition of the projection,
+ * built from evolveCounter like every writer's counters. Events must be in sequence order.
  */
-export function foldCounters(events: Iterable<StoredEvent>): Map<string, CounterState> {
+export function foldCounters(events: Iterable<CountedEvent>): Map<string, CounterState> {
   const counters = new Map<string, CounterState>();
-  for (const e of events) {
-    if (!e.metric) continue;
-    switch (e.type) {
-      case 'USAGE':
-      case 'REFUND':
-        for (const fx of e.data.effects ?? []) {
-          const key = counterKey(e.metric, fx.period);
-          const c = counters.get(key) ?? {
-            used: 0n,
-            reserved: 0n,
-            periodStart: fx.periodStart,
-            periodEnd: fx.periodEnd,
-            lastResetAt: null,
-            lastSequence: 0n,
-          };
-          counters.set(key, { ...c, used: c.used + fx.delta, lastSequence: e.sequence });
-        }
-        break;
-      case 'RESET_SCHEDULED':
-        if (e.period && e.periodStart) {
-          // Holds belong to the period they were made in and vanish with its roll.
-          counters.set(counterKey(e.metric, e.period), {
-            used: 0n,
-            reserved: 0n,
-            periodStart: e.periodStart,
-            periodEnd: e.periodEnd,
-            lastResetAt: e.periodStart,
-            lastSequence: e.sequence,
-          });
-        }
-        break;
-      case 'RESET_MANUAL': {
-        const key = e.period ? counterKey(e.metric, e.period) : null;
-        const c = key ? counters.get(key) : undefined;
-        if (key && c)
-          counters.set(key, {
-            ...c,
-            used: 0n,
-            lastResetAt: e.recordedAt,
-            lastSequence: e.sequence,
-          });
-        break;
-      }
-      default:
-        break;
-    }
-    foldHolds(counters, e);
-  }
+  for (const e of events) evolveCounters(counters, e);
   return counters;
 }
 
@@ -78,34 +32,3 @@ export function foldQuotaDefs(events: Iterable<StoredEvent>): QuotaDef[] {
   }
   return [...defs.values()];
 }
-
-/**
- * The `reserved` side of reservation events. A hold is added to the counters of the periods
- * current when it was made; a release subtracts only from a counter still in that period (the
- * event lists only those). A commit's usage is in `effects`, folded like a USAGE above.
- */
-function foldHolds(counters: Map<string, CounterState>, e: StoredEvent): void {
-  if (!e.metric) return;
-  if (e.type === 'RESERVATION_COMMITTED') {
-    for (const fx of e.data.effects ?? []) {
-      const key = counterKey(e.metric, fx.period);
-      const c = counters.get(key) ?? fresh(fx);
-      counters.set(key, { ...c, used: c.used + fx.delta, lastSequence: e.sequence });
-    }
-  }
-  for (const fx of e.data.holds ?? []) {
-    const key = counterKey(e.metric, fx.period);
-    const c = counters.get(key) ?? fresh(fx);
-    if (c.periodStart.getTime() !== fx.periodStart.getTime()) continue;
-    counters.set(key, { ...c, reserved: c.reserved + fx.delta, lastSequence: e.sequence });
-  }
-}
-
-const fresh = (fx: Effect): CounterState => ({
-  used: 0n,
-  reserved: 0n,
-  periodStart: fx.periodStart,
-  periodEnd: fx.periodEnd,
-  lastResetAt: null,
-  lastSequence: 0n,
-});

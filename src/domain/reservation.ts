@@ -1,4 +1,4 @@
-import { decideConsume } from './consume.js';
+import { judgeConsume } from './consume.js';
 import { invalid, QuotaError } from './errors.js';
 import type { Effect } from './events.js';
 import type { PeriodKind } from './period.js';
@@ -68,12 +68,12 @@ const overflow = (q: LiveQuota, what: bigint): QuotaError =>
  * (all or nothing); the amount is held, not used. Pure: quotas are rolled to now and `held`
  * already leaves lapsed holds out.
  */
-export function decideReserve(
+export function judgeReserve(
   live: readonly LiveQuota[],
   subject: string,
   amount: bigint,
 ): ReserveDecision {
-  const d = decideConsume(live, subject, amount, 'DRY_RUN');
+  const d = judgeConsume(live, subject, amount, 'DRY_RUN');
   if (!d.allowed) return { allowed: false, quotas: d.quotas, retryAt: d.retryAt, holds: [] };
   for (const q of live) {
     if (q.counter.used + q.held + amount > INT64_MAX) throw overflow(q, amount);
@@ -135,7 +135,7 @@ export interface CommitDecision {
  * rolled since, the usage lands in the new period and may push it over). Above the hold only
  * with `allowOverrun`, and only if the whole amount fits every quota once the hold is released.
  */
-export function decideCommit(
+export function judgeCommit(
   hold: OpenHold,
   live: readonly LiveQuota[],
   subject: string,

@@ -10,7 +10,7 @@ import {
 import { DEFAULT_SUBJECT } from '../domain/validate.js';
 import { EVENT_COLUMNS, eventFromRow, type EventRow } from './codec.js';
 import type { LedgerDeps } from './commands.js';
-import { noQuota } from './consume.js';
+import { noQuota } from '../domain/errors.js';
 import { query } from './db.js';
 
 interface CounterRow {
@@ -106,7 +106,7 @@ export async function countersAsOf(
   metric: string | null,
   asOf: Date,
 ): Promise<Map<string, CounterState>> {
-  const rows = await query<CounterRow>(deps.db, COUNTERS_AS_OF, [subject, asOf, metric]);
+  const rows = await query<CounterRow>(deps, COUNTERS_AS_OF, [subject, asOf, metric]);
   return new Map(
     rows.map((r) => [
       counterKey(r.metric, r.period),
@@ -135,7 +135,7 @@ export async function getQuotaAsOf(
 ): Promise<QuotaView[]> {
   const [defRows, counters] = await Promise.all([
     query<EventRow>(
-      deps.db,
+      deps,
       `SELECT ${EVENT_COLUMNS} FROM ledger_events
         WHERE subject IN ($1, $4) AND type IN ('QUOTA_SET', 'QUOTA_DELETED')
           AND recorded_at <= $2 AND ($3::text IS NULL OR metric = $3)

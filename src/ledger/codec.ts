@@ -53,6 +53,7 @@ export function decodeData(j: Json): EventData {
   if (typeof j.reservationId === 'string') d.reservationId = j.reservationId;
   if (j.expiresAt != null) d.expiresAt = date(j.expiresAt);
   if (j.reservedAmount != null) d.reservedAmount = big(j.reservedAmount);
+  if (typeof j.runId === 'string') d.runId = j.runId;
   if (Array.isArray(j.holds)) d.holds = (j.holds as Json[]).map(decodeEffect);
   if (j.quota != null) {
     const q = j.quota as Json;

@@ -1,50 +1,27 @@
 import type { Clock } from '../domain/clock.js';
-import type { PeriodKind } from '../domain/period.js';
-import type { Db } from './db.js';
+import type { Store } from './db.js';
+import type { LoadedSubject } from './subject-state.js';
 
-/** What every ledger command needs: the database and the one clock. */
-export interface LedgerDeps {
-  db: Db;
+/** Reads a subject's current state; the service shares one statement among concurrent reads. */
+export interface StateReader {
+  read(subject: string, now: Date): Promise<LoadedSubject>;
+}
+
+/**
+ * The ledger: the database, whoever watches it, and the one clock; what every ledger command
+ * is given. `reader` serves GetQuota's plain reads (one statement per read without it).
+ */
+export interface LedgerDeps extends Store {
   clock: Clock;
+  reader?: StateReader;
 }
 
-export type { ConsumeCommand } from '../domain/consume-batch.js';
-
-export interface RefundCommand {
-  subject: string;
-  metric: string;
-  amount: bigint;
-  idempotencyKey: string | null;
-  usageIdempotencyKey: string | null;
-  reason: string | null;
-  /**
-   * Whether a refund may give back usage without naming it (admin): a consumer's refund must
-   * name the usage it returns, and is capped by it.
-   */
-  unnamedAllowed?: boolean;
+/** The ledger a service runs on (see LedgerDeps). */
+export function createLedger(o: LedgerDeps): LedgerDeps {
+  return { db: o.db, clock: o.clock, observer: o.observer, reader: o.reader };
 }
 
-export interface SetQuotaCommand {
-  subject: string;
-  metric: string;
-  period: PeriodKind;
-  limit: bigint;
-  timeZone: string;
-  anchorDay: number;
-  reason: string | null;
-}
-
-export interface DeleteQuotaCommand {
-  subject: string;
-  metric: string;
-  period: PeriodKind;
-  reason: string | null;
-}
-
-export interface ResetCommand {
-  /** null with allSubjects. */
-  subject: string | null;
-  metric: string | null;
-  period: PeriodKind | null;
-  reason: string | null;
-}
+export type { ConsumeCommand } from '../domain/consume.js';
+export type { RefundCommand } from '../domain/refund.js';
+export type { ResetCommand } from '../domain/reset.js';
+export type { DeleteQuotaCommand, SetQuotaCommand } from '../domain/quota-settings.js';

@@ -98,6 +98,13 @@ export function mapDbError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
 
+/** A caller gave up (or its deadline passed) before its change committed: nothing was. */
+export const cancelledBeforeCommit = (): QuotaError =>
+  new QuotaError(
+    'DEADLINE_EXCEEDED',
+    'the call was cancelled or its deadline passed before the change was committed; nothing was recorded',
+  );
+
 /** What the database layer reports, for metrics. */
 export interface DbObserver {
   /** A transaction finished: committed, or rolled back by a refusal or a failure. */
@@ -108,25 +115,28 @@ export interface DbObserver {
   eventsAppended(type: string, n: number): void;
 }
 
-const observers = new WeakMap<Db, DbObserver>();
-const commitHooks = new WeakMap<Tx, (() => void)[]>();
-const txObservers = new WeakMap<Tx, DbObserver>();
-
-/** Reports this pool's transactions and reads to `observer`. */
-export function observeDb(db: Db, observer: DbObserver): void {
-  observers.set(db, observer);
+/**
+ * The database and whoever watches it: what every ledger function is given, so per-pool state
+ * is explicit rather than hidden in module maps. A bare pool works too (nothing is reported).
+ */
+export interface Store {
+  db: Db;
+  observer?: DbObserver;
 }
 
-/** Runs `cb` once the transaction `tx` belongs to has committed (never if it rolls back). */
-export function afterCommit(tx: Tx, cb: () => void): void {
-  commitHooks.get(tx)?.push(cb);
-}
+export const storeOf = (s: Db | Store): Store => (s instanceof pg.Pool ? { db: s } : s);
 
-/** How many events of each type: what countAppended and autocommit report. */
+/** How many events of each type: what a write reports once it has committed. */
 export function countByType(events: readonly { type: string }[]): Record<string, number> {
   const counts: Record<string, number> = {};
   for (const e of events) counts[e.type] = (counts[e.type] ?? 0) + 1;
   return counts;
+}
+
+/** Reports appended events (by type) once their transaction has committed. */
+export function reportAppended(s: Db | Store, counts: Record<string, number>): void {
+  const observer = storeOf(s).observer;
+  for (const [type, n] of Object.entries(counts)) observer?.eventsAppended(type, n);
 }
 
 /** The SQLSTATE of a driver error, or of the one a mapped error wraps. */
@@ -137,30 +147,16 @@ export function pgCode(err: unknown): string | undefined {
   return typeof code === 'string' ? code : undefined;
 }
 
-/** Counts appended events by type, once (and only if) their transaction commits. */
-export function countAppended(tx: Tx, counts: Record<string, number>): void {
-  const observer = txObservers.get(tx);
-  if (!observer) return;
-  afterCommit(tx, () => {
-    for (const [type, n] of Object.entries(counts)) observer.eventsAppended(type, n);
-  });
-}
-
 /**
  * Runs `fn`, whose writes are one autocommitted statement (a transaction of its own), and
- * reports it as a transaction; `counts` are the events it appends, reported if it succeeds.
+ * reports it as a transaction.
  */
-export async function autocommit<T>(
-  db: Db,
-  counts: Record<string, number>,
-  fn: () => Promise<T>,
-): Promise<T> {
+export async function autocommit<T>(s: Db | Store, fn: () => Promise<T>): Promise<T> {
   const t0 = process.hrtime.bigint();
-  const observer = observers.get(db);
+  const observer = storeOf(s).observer;
   try {
     const result = await fn();
     observer?.transaction(elapsed(t0), 'commit');
-    for (const [type, n] of Object.entries(counts)) observer?.eventsAppended(type, n);
     return result;
   } catch (err) {
     observer?.transaction(elapsed(t0), 'error');
@@ -176,12 +172,12 @@ const elapsed = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1
  * transaction is rolled back rather than committed behind the caller's back.
  */
 export async function inTransaction<T>(
-  db: Db,
+  s: Db | Store,
   fn: (tx: Tx) => Promise<T>,
   signal?: AbortSignal,
 ): Promise<T> {
   const t0 = process.hrtime.bigint();
-  const observer = observers.get(db);
+  const { db, observer } = storeOf(s);
   let tx: Tx;
   try {
     tx = await db.connect();
@@ -197,21 +193,12 @@ export async function inTransaction<T>(
     broken = err;
   };
   tx.on('error', onError);
-  const hooks: (() => void)[] = [];
-  commitHooks.set(tx, hooks);
-  if (observer) txObservers.set(tx, observer);
   try {
     await tx.query('BEGIN');
     const result = await fn(tx);
-    if (signal?.aborted) {
-      throw new QuotaError(
-        'DEADLINE_EXCEEDED',
-        'the call was cancelled or its deadline passed before the change was committed; nothing was recorded',
-      );
-    }
+    if (signal?.aborted) throw cancelledBeforeCommit();
     await tx.query('COMMIT');
     observer?.transaction(elapsed(t0), 'commit');
-    for (const cb of hooks) cb();
     return result;
   } catch (err) {
     try {
@@ -222,8 +209,6 @@ export async function inTransaction<T>(
     observer?.transaction(elapsed(t0), err instanceof QuotaError ? 'rollback' : 'error');
     throw mapDbError(err);
   } finally {
-    commitHooks.delete(tx);
-    txObservers.delete(tx);
     tx.off('error', onError);
     // A client whose connection broke is destroyed rather than handed to the next caller.
     tx.release(broken);
@@ -231,23 +216,24 @@ export async function inTransaction<T>(
 }
 
 /** Runs plain reads outside any transaction, reporting their time and mapping failures. */
-export async function reading<T>(db: Db, fn: () => Promise<T>): Promise<T> {
+export async function reading<T>(s: Db | Store, fn: () => Promise<T>): Promise<T> {
   const t0 = process.hrtime.bigint();
+  const observer = storeOf(s).observer;
   try {
     const result = await fn();
-    observers.get(db)?.read(elapsed(t0), true);
+    observer?.read(elapsed(t0), true);
     return result;
   } catch (err) {
-    observers.get(db)?.read(elapsed(t0), false);
+    observer?.read(elapsed(t0), false);
     throw mapDbError(err);
   }
 }
 
 /** A single read outside any transaction. */
 export async function query<R extends pg.QueryResultRow>(
-  db: Db,
+  s: Db | Store,
   text: string,
   values: unknown[] = [],
 ): Promise<R[]> {
-  return reading(db, async () => (await db.query<R>(text, values)).rows);
+  return reading(s, async () => (await storeOf(s).db.query<R>(text, values)).rows);
 }

@@ -147,7 +147,7 @@ export async function listEventsNewestFirst(
   // events, so that following from the newest one shown misses nothing still in flight.
   await settle(deps.db);
   const rows = await query<EventRow>(
-    deps.db,
+    deps,
     `SELECT ${EVENT_COLUMNS} FROM ledger_events
       WHERE ($1::bigint = 0 OR position < $1) AND ${SETTLED}
         AND ${FILTERS}

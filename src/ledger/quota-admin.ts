@@ -1,90 +1,43 @@
-import { QuotaError } from '../domain/errors.js';
-import { newEvent } from '../domain/events.js';
+import {
+  decideDeleteQuota,
+  decideSetQuota,
+  type DeleteQuotaCommand,
+  type SetQuotaCommand,
+} from '../domain/quota-settings.js';
 import type { QuotaDef } from '../domain/quota.js';
-import type { DeleteQuotaCommand, LedgerDeps, SetQuotaCommand } from './commands.js';
+import type { LedgerDeps } from './commands.js';
 import { quotaFromRow, QUOTA_COLUMNS, type QuotaRow } from './codec.js';
-import { inTransaction, query } from './db.js';
-import { SubjectWriter } from './subject-writer.js';
+import { query } from './db.js';
+import { writeSubject } from './write.js';
 
-export async function setQuota(
+/** Sets the subject's own quota (the quotas table follows from its QUOTA_SET event). */
+export function setQuota(
   deps: LedgerDeps,
   cmd: SetQuotaCommand,
   actor: string,
   signal?: AbortSignal,
 ): Promise<{ quota: QuotaDef; sequence: bigint }> {
-  return inTransaction(
-    deps.db,
-    async (tx) => {
-      const w = await SubjectWriter.open(tx, cmd.subject);
-      const now = deps.clock.now();
-      const rows = await tx.query<QuotaRow>(
-        `INSERT INTO quotas (${QUOTA_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)
-       ON CONFLICT (subject, metric, period) DO UPDATE SET quota_limit = EXCLUDED.quota_limit,
-         time_zone = EXCLUDED.time_zone, anchor_day = EXCLUDED.anchor_day, updated_at = EXCLUDED.updated_at
-       RETURNING ${QUOTA_COLUMNS}`,
-        [cmd.subject, cmd.metric, cmd.period, cmd.limit, cmd.timeZone, cmd.anchorDay, now],
-      );
-      const sequence = w.append(
-        newEvent({
-          type: 'QUOTA_SET',
-          subject: cmd.subject,
-          actor,
-          recordedAt: now,
-          metric: cmd.metric,
-          period: cmd.period,
-          reason: cmd.reason,
-          data: { quota: { limit: cmd.limit, timeZone: cmd.timeZone, anchorDay: cmd.anchorDay } },
-        }),
-      );
-      await w.flush();
-      return { quota: quotaFromRow(rows.rows[0]!), sequence };
-    },
+  return writeSubject(
+    deps,
+    cmd.subject,
+    [cmd.metric],
+    (state, now) => decideSetQuota(state, cmd, actor, now),
     signal,
   );
 }
 
-export async function deleteQuota(
+/** Deletes the subject's own quota (NOT_FOUND if it has none of that metric and period). */
+export function deleteQuota(
   deps: LedgerDeps,
   cmd: DeleteQuotaCommand,
   actor: string,
   signal?: AbortSignal,
 ): Promise<bigint> {
-  return inTransaction(
-    deps.db,
-    async (tx) => {
-      const w = await SubjectWriter.open(tx, cmd.subject);
-      const rows = await tx.query<QuotaRow>(
-        `DELETE FROM quotas WHERE subject = $1 AND metric = $2 AND period = $3 RETURNING ${QUOTA_COLUMNS}`,
-        [cmd.subject, cmd.metric, cmd.period],
-      );
-      const gone = rows.rows[0];
-      if (!gone) {
-        throw new QuotaError(
-          'NOT_FOUND',
-          `subject "${cmd.subject}" has no ${cmd.period} quota of its own on metric "${cmd.metric}"`,
-        );
-      }
-      const sequence = w.append(
-        newEvent({
-          type: 'QUOTA_DELETED',
-          subject: cmd.subject,
-          actor,
-          recordedAt: deps.clock.now(),
-          metric: cmd.metric,
-          period: cmd.period,
-          reason: cmd.reason,
-          data: {
-            quota: {
-              limit: gone.quota_limit,
-              timeZone: gone.time_zone,
-              anchorDay: gone.anchor_day,
-            },
-          },
-        }),
-      );
-      await w.flush();
-      return sequence;
-    },
+  return writeSubject(
+    deps,
+    cmd.subject,
+    [cmd.metric],
+    (state, now) => decideDeleteQuota(state, cmd, actor, now),
     signal,
   );
 }
@@ -102,7 +55,7 @@ export async function listQuotas(
   after: [string, string, string] | null,
 ): Promise<QuotaPage> {
   const rows = await query<QuotaRow>(
-    deps.db,
+    deps,
     `SELECT ${QUOTA_COLUMNS} FROM quotas
       WHERE ($1::text IS NULL OR subject = $1) AND ($2::text IS NULL OR metric = $2)
         AND ($3::text IS NULL OR (subject, metric, period) > ($3, $4, $5))

@@ -1,9 +1,11 @@
+import { noQuota } from '../domain/errors.js';
 import { liveQuotasOf, viewOf, type QuotaView } from '../domain/quota.js';
+import { decideRoll } from '../domain/roll.js';
+import { Stage } from '../domain/subject-state.js';
 import type { LedgerDeps } from './commands.js';
-import { noQuota } from './consume.js';
-import { inTransaction } from './db.js';
-import { readBatcherOf } from '../batching/read-batch.js';
-import { SubjectWriter } from './subject-writer.js';
+import { reading } from './db.js';
+import { readSubjects } from './subject-state.js';
+import { writeSubject } from './write.js';
 
 /**
  * The subject's quotas now. Answered from a plain read when no counter's period has ended;
@@ -14,19 +16,22 @@ export async function getQuota(
   subject: string,
   metric: string | null,
 ): Promise<QuotaView[]> {
-  // A plain read, shared with the other reads arriving at the same moment: the common case
-  // needs no lock, no transaction and a fraction of a round trip.
+  // A plain read (shared with the reads arriving at the same moment, when the ledger has a
+  // reader that batches): the common case needs no lock, no transaction, one statement.
   const now = deps.clock.now();
-  const state = await readBatcherOf(deps.db).read(subject, now);
+  const state = deps.reader
+    ? await deps.reader.read(subject, now)
+    : (
+        await reading(deps, () =>
+          readSubjects(deps.db, { subjects: [subject], metrics: null, lapsedAt: now }),
+        )
+      ).get(subject)!;
   const defs = metric === null ? state.defs : state.defs.filter((d) => d.metric === metric);
-  const counters = state.counters;
-  let live = liveQuotasOf(defs, counters, subject, now, null, state.lapsed);
+  let live = liveQuotasOf(defs, state.counters, subject, now, null, state.lapsed);
   if (live.some((q) => q.roll)) {
-    live = await inTransaction(deps.db, async (tx) => {
-      const w = await SubjectWriter.open(tx, subject);
-      const rolled = await w.liveQuotas(metric, now);
-      await w.flush();
-      return rolled;
+    live = await writeSubject(deps, subject, metric === null ? null : [metric], (s, at) => {
+      const stage = new Stage(s);
+      return stage.decided(decideRoll(stage, metric, at));
     });
   }
   if (metric && live.length === 0) throw noQuota(subject, metric);

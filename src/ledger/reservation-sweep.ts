@@ -1,29 +1,26 @@
-import { newEvent } from '../domain/events.js';
-import { counterKey } from '../domain/quota.js';
-import { releasesOf } from '../domain/reservation.js';
-import { readConsumeState } from './consume-state.js';
-import { inTransaction, query, type Db } from './db.js';
-import { deleteHold } from './reservation-store.js';
-import { SCHEDULER_ACTOR, SubjectWriter } from './subject-writer.js';
+import { decideExpiry } from '../domain/reservation-commands.js';
+import { query, storeOf, type Db, type Store } from './db.js';
+import { writeSubject } from './write.js';
 
 /**
  * Writes RESERVATION_EXPIRED for every hold whose ttl has passed by `now`, releasing it from
  * the counters still in the period it was made in. Decisions already leave such holds out
  * (lazily, by the same clock); this makes the ledger and the `reserved` column say so too.
- * One transaction per subject, under the lock every writer of the subject takes, re-reading
- * the holds there: a commit or cancel that won the race has deleted the row (and the unique
- * index on settlements would refuse a second one anyway). Returns how many it expired.
+ * One write per subject, like any other writer's: a commit or cancel that wins the race makes
+ * the write redo its decision (and the unique index on settlements would refuse a second one
+ * anyway). Returns how many it expired.
  */
 export async function expireReservations(
-  db: Db,
+  store: Db | Store,
   now: Date,
   o: { batchSize?: number; shouldStop?: () => boolean } = {},
 ): Promise<number> {
   const batchSize = o.batchSize ?? 500;
+  const deps = storeOf(store);
   let expired = 0;
   for (;;) {
     const due = await query<{ subject: string }>(
-      db,
+      deps,
       `SELECT DISTINCT subject FROM (
          SELECT subject FROM reservations WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2
        ) d`,
@@ -32,7 +29,7 @@ export async function expireReservations(
     let n = 0;
     for (const { subject } of due) {
       if (o.shouldStop?.()) return expired;
-      n += await expireSubject(db, subject, now);
+      n += await expireSubject(deps, subject, now);
     }
     expired += n;
     // Nothing expired although some were due: they are being settled right now; next run.
@@ -40,42 +37,10 @@ export async function expireReservations(
   }
 }
 
-async function expireSubject(db: Db, subject: string, now: Date): Promise<number> {
-  return inTransaction(db, async (tx) => {
-    const w = await SubjectWriter.open(tx, subject);
-    const state = (
-      await readConsumeState(tx, { subjects: [subject], metrics: null, keyed: [], lapsedAt: now })
-    ).get(subject)!;
-    for (const hold of state.lapsed) {
-      const counters = hold.holds.flatMap((h) => {
-        const c = state.counters.get(counterKey(hold.metric, h.period));
-        return c ? [{ period: h.period, counter: c }] : [];
-      });
-      const holds = releasesOf(hold, counters);
-      const sequence = w.append(
-        newEvent({
-          type: 'RESERVATION_EXPIRED',
-          subject,
-          actor: SCHEDULER_ACTOR,
-          recordedAt: now,
-          metric: hold.metric,
-          amount: hold.amount,
-          reason: 'reservation ttl passed',
-          data: { reservationId: hold.reservationId, expiresAt: hold.expiresAt, holds },
-        }),
-      );
-      for (const h of holds) {
-        const key = counterKey(hold.metric, h.period);
-        const c = state.counters.get(key)!;
-        const next = { ...c, reserved: c.reserved - hold.amount, lastSequence: sequence };
-        state.counters.set(key, next);
-        w.setCounter(hold.metric, h.period, next);
-      }
-    }
-    await w.flush();
-    for (const hold of state.lapsed) await deleteHold(tx, subject, hold.reservationId);
-    return state.lapsed.length;
-  });
+function expireSubject(deps: Store, subject: string, now: Date): Promise<number> {
+  // The sweep's own clock: a hold expires when `now` says, whatever time it is.
+  const ledger = { ...deps, clock: { now: () => now } };
+  return writeSubject(ledger, subject, null, (state) => decideExpiry(state, now));
 }
 
 /** The earliest expiry after `now` of an open hold; null if none. */

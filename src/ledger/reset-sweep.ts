@@ -1,6 +1,17 @@
 import { nextWindow, type PeriodKind, type Window } from '../domain/period.js';
-import { countAppended, inTransaction, query, type Db, type Tx } from './db.js';
-import { SCHEDULER_ACTOR } from './subject-writer.js';
+import { counterKey } from '../domain/quota.js';
+import { rollEvent } from '../domain/roll.js';
+import { Stage, type SubjectChanges } from '../domain/subject-state.js';
+import { append } from './append.js';
+import {
+  inTransaction,
+  query,
+  reportAppended,
+  storeOf,
+  type Db,
+  type Store,
+  type Tx,
+} from './db.js';
 
 /** A counter is due when its period has ended and a quota (own or default) still applies to it. */
 const DUE = `c.period_end <= $1 AND EXISTS (
@@ -12,22 +23,31 @@ interface DueRow {
   metric: string;
   period: PeriodKind;
   used: bigint;
+  reserved: bigint;
   period_start: Date;
   period_end: Date;
+  last_reset_at: Date | null;
+  counter_sequence: bigint;
   time_zone: string;
   anchor_day: number;
 }
 
-/** The instant as JavaScript writes it (toISOString), so every event's JSON looks the same. */
-const ISO = (col: string): string =>
-  `to_char(${col} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+// A due counter with the settings of the quota that applies to it (its own, else the default).
+const DUE_COLUMNS = `c.subject, c.metric, c.period, c.used, c.reserved, c.period_start,
+  c.period_end, c.last_reset_at, c.last_sequence AS counter_sequence,
+  coalesce(own.time_zone, def.time_zone) AS time_zone,
+  coalesce(own.anchor_day, def.anchor_day) AS anchor_day`;
+const DUE_QUOTAS = `
+  LEFT JOIN quotas own ON own.subject = c.subject AND own.metric = c.metric AND own.period = c.period
+  LEFT JOIN quotas def ON def.subject = '*' AND def.metric = c.metric AND def.period = c.period`;
+
+// Workers of the main pass in flight at once.
+const WORKERS = 2;
 
 export interface SweepOptions {
   now: Date;
   batchSize: number;
   runId: string;
-  /** Workers in flight at once in the main pass. */
-  concurrency?: number;
   /** Checked between batches: a stopping service finishes the batch in hand and no more. */
   shouldStop?: () => boolean;
   /** Told of every committed batch, so a sweep that fails later still counts what it did. */
@@ -59,7 +79,8 @@ const after = (a: Cursor, b: Cursor): boolean => {
  * so a sweep that reports success leaves nothing due behind. The unique index on (subject,
  * metric, period, period_start) makes a duplicate impossible whatever happens.
  */
-export async function sweep(db: Db, o: SweepOptions): Promise<SweepResult> {
+export async function sweep(store: Db | Store, o: SweepOptions): Promise<SweepResult> {
+  const db = storeOf(store);
   const windows = new Map<string, Window>();
   let rolled = 0;
   let cursor: Cursor = ['', '', ''];
@@ -70,6 +91,7 @@ export async function sweep(db: Db, o: SweepOptions): Promise<SweepResult> {
     while (!done && !stopping()) {
       const from = cursor;
       const batch = await inTransaction(db, (tx) => mainBatch(tx, o, windows, from));
+      reportAppended(db, { RESET_SCHEDULED: batch.rolled });
       rolled += batch.rolled;
       o.onRolled?.(batch.rolled);
       if (batch.last === null) done = true;
@@ -78,7 +100,7 @@ export async function sweep(db: Db, o: SweepOptions): Promise<SweepResult> {
     }
   };
   const results = await Promise.allSettled(
-    Array.from({ length: Math.max(1, o.concurrency ?? 2) }, () =>
+    Array.from({ length: WORKERS }, () =>
       worker().catch((err: unknown) => {
         failed = true; // the siblings finish the batch in hand and stop
         throw err;
@@ -103,6 +125,7 @@ export async function sweep(db: Db, o: SweepOptions): Promise<SweepResult> {
         busy.map((r) => r.subject),
       ),
     );
+    reportAppended(db, { RESET_SCHEDULED: n });
     rolled += n;
     o.onRolled?.(n);
     // Nothing rolled: another sweep took them meanwhile (it will finish them), or they cannot
@@ -124,13 +147,9 @@ async function mainBatch(
   from: Cursor,
 ): Promise<{ rolled: number; last: Cursor | null }> {
   const due = await tx.query<LockedRow>(
-    `SELECT c.subject, c.metric, c.period, c.used, c.period_start, c.period_end, s.last_sequence,
-            coalesce(own.time_zone, def.time_zone) AS time_zone,
-            coalesce(own.anchor_day, def.anchor_day) AS anchor_day
+    `SELECT ${DUE_COLUMNS}, s.last_sequence
        FROM counters c
-       JOIN subjects s ON s.subject = c.subject
-       LEFT JOIN quotas own ON own.subject = c.subject AND own.metric = c.metric AND own.period = c.period
-       LEFT JOIN quotas def ON def.subject = '*' AND def.metric = c.metric AND def.period = c.period
+       JOIN subjects s ON s.subject = c.subject ${DUE_QUOTAS}
       WHERE (c.subject, c.metric, c.period) > ($2, $3, $4) AND ${DUE}
       ORDER BY c.subject, c.metric, c.period
       LIMIT $5
@@ -158,12 +177,8 @@ async function waitingBatch(
   const sequences = new Map(locked.rows.map((r) => [r.subject, r.last_sequence]));
   // A fresh read under the subject locks: nothing can change these counters until we commit.
   const due = await tx.query<DueRow>(
-    `SELECT c.subject, c.metric, c.period, c.used, c.period_start, c.period_end,
-            coalesce(own.time_zone, def.time_zone) AS time_zone,
-            coalesce(own.anchor_day, def.anchor_day) AS anchor_day
-       FROM counters c
-       LEFT JOIN quotas own ON own.subject = c.subject AND own.metric = c.metric AND own.period = c.period
-       LEFT JOIN quotas def ON def.subject = '*' AND def.metric = c.metric AND def.period = c.period
+    `SELECT ${DUE_COLUMNS}
+       FROM counters c ${DUE_QUOTAS}
       WHERE c.subject = ANY($2) AND ${DUE}
       ORDER BY c.subject, c.metric, c.period`,
     [o.now, [...sequences.keys()]],
@@ -172,7 +187,10 @@ async function waitingBatch(
   return due.rows.length;
 }
 
-/** Writes the resets of `rows` (ordered by subject): events, counters, sequences, in one statement. */
+/**
+ * Appends the resets of `due` (ordered by subject; their subjects locked, at `sequences`): one
+ * RESET_SCHEDULED each, built and applied to the counter like any roll, all in one append.
+ */
 async function roll(
   tx: Tx,
   o: SweepOptions,
@@ -180,90 +198,53 @@ async function roll(
   due: DueRow[],
   sequences: Map<string, bigint>,
 ): Promise<void> {
-  const cols = {
-    subject: [] as string[],
-    metric: [] as string[],
-    period: [] as string[],
-    sequence: [] as string[],
-    w: [] as number[],
-  };
-  // Distinct new windows, sent once each: counters of one zone and period mostly end together.
-  const distinct = new Map<string, { i: number; w: Window }>();
+  const stages = new Map<string, Stage>();
   for (const r of due) {
-    const seq = sequences.get(r.subject)! + 1n;
-    sequences.set(r.subject, seq);
-    const key = `${r.period}|${r.time_zone}|${r.anchor_day}|${r.period_end.getTime()}`;
-    let d = distinct.get(key);
-    if (!d) {
-      let w = windows.get(key);
-      if (!w) {
-        w = nextWindow(
-          { period: r.period, timeZone: r.time_zone, anchorDay: r.anchor_day },
-          r.period_end,
-          o.now,
-        );
-        windows.set(key, w);
-      }
-      d = { i: distinct.size + 1, w };
-      distinct.set(key, d);
+    let stage = stages.get(r.subject);
+    if (!stage) {
+      const state = {
+        subject: r.subject,
+        lastSequence: sequences.get(r.subject)!,
+        defs: [],
+        counters: new Map(),
+        priors: new Map(),
+        lapsed: [],
+      };
+      stages.set(r.subject, (stage = new Stage(state)));
     }
-    cols.subject.push(r.subject);
-    cols.metric.push(r.metric);
-    cols.period.push(r.period);
-    cols.sequence.push(seq.toString());
-    cols.w.push(d.i);
+    stage.state.counters.set(counterKey(r.metric, r.period), {
+      used: r.used,
+      reserved: r.reserved,
+      periodStart: r.period_start,
+      periodEnd: r.period_end,
+      lastResetAt: r.last_reset_at,
+      lastSequence: r.counter_sequence,
+    });
+    // Counters of one zone and period mostly end together: their next window is worked out once.
+    const key = `${r.period}|${r.time_zone}|${r.anchor_day}|${r.period_end.getTime()}`;
+    let w = windows.get(key);
+    if (!w) {
+      const def = { period: r.period, timeZone: r.time_zone, anchorDay: r.anchor_day };
+      windows.set(key, (w = nextWindow(def, r.period_end, o.now)));
+    }
+    const plan = {
+      previousStart: r.period_start,
+      previousEnd: r.period_end,
+      usedBefore: r.used,
+      start: w.start,
+      end: w.end,
+    };
+    stage.record(rollEvent(r.subject, r.metric, r.period, plan, o.now, o.runId));
   }
-  const ws = [...distinct.values()];
-  // One statement: every sub-statement sees the counters as they were, so the events record
-  // the period each counter leaves and what it had used. Holds belong to the period they were
-  // made in and vanish with its roll (reserved = 0, as foldCounters does).
-  await tx.query(
-    `WITH u AS (
-       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::int[])
-         AS u(subject, metric, period, sequence, w)
-     ), ws AS (
-       SELECT * FROM unnest($6::timestamptz[], $7::timestamptz[]) WITH ORDINALITY AS ws(start_at, end_at, i)
-     ), ins AS (
-       INSERT INTO ledger_events (subject, sequence, type, metric, period, period_start, period_end,
-                                  actor, reason, data, recorded_at)
-       SELECT c.subject, u.sequence, 'RESET_SCHEDULED', c.metric, c.period, ws.start_at, ws.end_at,
-              $8, 'period ended',
-              jsonb_build_object('previousPeriodStart', ${ISO('c.period_start')},
-                                 'previousPeriodEnd', ${ISO('c.period_end')},
-                                 'usedBefore', c.used::text, 'runId', $9::text),
-              $10
-         FROM u
-         JOIN ws ON ws.i = u.w
-         JOIN counters c ON c.subject = u.subject AND c.metric = u.metric AND c.period = u.period
-        -- In sequence order: the hash-chain trigger links each event to the one before it.
-        ORDER BY u.subject, u.sequence
-     ), upd AS (
-       UPDATE counters c SET used = 0, reserved = 0, period_start = ws.start_at, period_end = ws.end_at,
-              last_reset_at = ws.start_at, last_sequence = u.sequence
-         FROM u JOIN ws ON ws.i = u.w
-        WHERE c.subject = u.subject AND c.metric = u.metric AND c.period = u.period
-     )
-     UPDATE subjects s SET last_sequence = x.sequence
-       FROM (SELECT subject, max(sequence) AS sequence FROM u GROUP BY subject) x
-      WHERE s.subject = x.subject`,
-    [
-      cols.subject,
-      cols.metric,
-      cols.period,
-      cols.sequence,
-      cols.w,
-      ws.map((d) => d.w.start),
-      ws.map((d) => d.w.end),
-      SCHEDULER_ACTOR,
-      o.runId,
-      o.now,
-    ],
+  const changes: SubjectChanges[] = [...stages.values()].map((s) => s.changes());
+  await append(
+    tx,
+    changes.map((c) => ({ ...c, version: null, lastSequence: sequences.get(c.subject)! })),
   );
-  countAppended(tx, { RESET_SCHEDULED: due.length });
 }
 
 /** The earliest instant after `now` at which some counter's period ends; null if none will. */
-export async function nextBoundary(db: Db, now: Date): Promise<Date | null> {
+export async function nextBoundary(db: Db | Store, now: Date): Promise<Date | null> {
   const rows = await query<{ next: Date | null }>(
     db,
     'SELECT min(period_end) AS next FROM counters WHERE period_end > $1',
@@ -273,7 +254,7 @@ export async function nextBoundary(db: Db, now: Date): Promise<Date | null> {
 }
 
 /** The end of the period of the counter that has waited longest for its reset; null if none is due. */
-export async function oldestDue(db: Db, now: Date): Promise<Date | null> {
+export async function oldestDue(db: Db | Store, now: Date): Promise<Date | null> {
   const rows = await query<{ oldest: Date | null }>(
     db,
     `SELECT min(c.period_end) AS oldest FROM counters c WHERE ${DUE}`,
@@ -283,7 +264,7 @@ export async function oldestDue(db: Db, now: Date): Promise<Date | null> {
 }
 
 /** Reset lag: how long the oldest due counter has waited for its reset event, in seconds. */
-export async function resetLagSeconds(db: Db, now: Date): Promise<number> {
+export async function resetLagSeconds(db: Db | Store, now: Date): Promise<number> {
   const oldest = await oldestDue(db, now);
   return oldest ? Math.max(0, (now.getTime() - oldest.getTime()) / 1000) : 0;
 }

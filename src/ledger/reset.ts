@@ -1,62 +1,28 @@
 import { QuotaError } from '../domain/errors.js';
-import { newEvent } from '../domain/events.js';
-import { viewOf, type QuotaView } from '../domain/quota.js';
-import type { LedgerDeps, ResetCommand } from './commands.js';
-import { inTransaction, query } from './db.js';
-import { SubjectWriter } from './subject-writer.js';
+import { decideReset, type ResetCommand, type ResetResult } from '../domain/reset.js';
+import type { LedgerDeps } from './commands.js';
+import { query } from './db.js';
+import { writeSubject } from './write.js';
 
-export interface ResetResult {
-  quotas: QuotaView[];
-  eventsAppended: number;
-}
+export type { ResetResult } from '../domain/reset.js';
 
 /** How many reset quotas an all-subjects reset lists in its answer. */
 const ANSWER_LIMIT = 1000;
 const SUBJECT_BATCH = 500;
 
 /** A manual reset of one subject's matching quotas to zero within their current periods. */
-export async function resetSubject(
+export function resetSubject(
   deps: LedgerDeps,
   subject: string,
   cmd: ResetCommand,
   actor: string,
   signal?: AbortSignal,
 ): Promise<ResetResult> {
-  return inTransaction(
-    deps.db,
-    async (tx) => {
-      const w = await SubjectWriter.open(tx, subject);
-      const now = deps.clock.now();
-      const live = await w.liveQuotas(cmd.metric, now, cmd.period);
-      if (live.length === 0) {
-        throw new QuotaError(
-          'NOT_FOUND',
-          `subject "${subject}" has no quota${cmd.period ? ` of period ${cmd.period}` : ''}${cmd.metric ? ` on metric "${cmd.metric}"` : ''}`,
-        );
-      }
-      for (const q of live) {
-        // A counter that was never charged is zero already; there is nothing to reset.
-        if (!q.stored) continue;
-        const seq = w.append(
-          newEvent({
-            type: 'RESET_MANUAL',
-            subject,
-            actor,
-            recordedAt: now,
-            metric: q.def.metric,
-            period: q.def.period,
-            periodStart: q.counter.periodStart,
-            periodEnd: q.counter.periodEnd,
-            reason: cmd.reason,
-            data: { usedBefore: q.counter.used },
-          }),
-        );
-        q.counter = { ...q.counter, used: 0n, lastResetAt: now, lastSequence: seq };
-        w.setCounter(q.def.metric, q.def.period, q.counter);
-      }
-      const stored = await w.flush();
-      return { quotas: live.map((q) => viewOf(q, subject)), eventsAppended: stored.length };
-    },
+  return writeSubject(
+    deps,
+    subject,
+    cmd.metric === null ? null : [cmd.metric],
+    (state, now) => decideReset(state, cmd, actor, now),
     signal,
   );
 }
@@ -77,7 +43,7 @@ export async function resetAllSubjects(
   let after = '';
   for (;;) {
     const subjects = await query<{ subject: string }>(
-      deps.db,
+      deps,
       `SELECT DISTINCT subject FROM counters
         WHERE ($1::text IS NULL OR metric = $1) AND ($2::text IS NULL OR period = $2) AND subject > $3
         ORDER BY subject LIMIT ${SUBJECT_BATCH}`,

@@ -1,6 +1,5 @@
-import { foldCounters } from '../domain/fold.js';
 import type { StoredEvent } from '../domain/events.js';
-import type { PeriodKind } from '../domain/period.js';
+import { compareSubject, type CounterDifference } from '../domain/projection-check.js';
 import { counterKey, type CounterState } from '../domain/quota.js';
 import {
   COUNTER_COLUMNS,
@@ -10,75 +9,16 @@ import {
   type CounterRow,
   type EventRow,
 } from './codec.js';
-import { inTransaction, query, type Db, type Tx } from './db.js';
+import { append } from './append.js';
+import { inTransaction, query, storeOf, type Db, type Store, type Tx } from './db.js';
 
-export interface CounterDifference {
-  subject: string;
-  metric: string;
-  period: PeriodKind;
-  /** What the ledger's fold says; null if the ledger has no such counter. */
-  ledger: CounterState | null;
-  /** What the counters table holds; null if it has no row. */
-  projection: CounterState | null;
-  /** Positions of the events that made the ledger's value (since its last reset), newest last. */
-  positions: bigint[];
-}
+export type { CounterDifference } from '../domain/projection-check.js';
 
 export interface VerifyResult {
   subjectsChecked: number;
   differences: CounterDifference[];
   /** Counters rewritten from the ledger (repair mode). */
   repaired: number;
-}
-
-const MAX_POSITIONS = 20;
-
-const same = (a: CounterState, b: CounterState): boolean =>
-  a.used === b.used &&
-  a.reserved === b.reserved &&
-  a.periodStart.getTime() === b.periodStart.getTime() &&
-  (a.periodEnd?.getTime() ?? null) === (b.periodEnd?.getTime() ?? null) &&
-  (a.lastResetAt?.getTime() ?? null) === (b.lastResetAt?.getTime() ?? null) &&
-  a.lastSequence === b.lastSequence;
-
-/** The events that built a counter's current value: everything since its last reset. */
-function positionsOf(events: StoredEvent[], metric: string, period: PeriodKind): bigint[] {
-  let out: bigint[] = [];
-  for (const e of events) {
-    if (e.metric !== metric) continue;
-    if ((e.type === 'RESET_SCHEDULED' || e.type === 'RESET_MANUAL') && e.period === period)
-      out = [e.position];
-    else if (
-      [...(e.data.effects ?? []), ...(e.data.holds ?? [])].some((fx) => fx.period === period)
-    )
-      out.push(e.position);
-  }
-  return out.slice(-MAX_POSITIONS);
-}
-
-/** Compares one subject's counters with the fold of its ledger. */
-export function compareSubject(
-  subject: string,
-  events: StoredEvent[],
-  projection: Map<string, CounterState>,
-): CounterDifference[] {
-  const folded = foldCounters(events);
-  const out: CounterDifference[] = [];
-  for (const key of new Set([...folded.keys(), ...projection.keys()])) {
-    const l = folded.get(key) ?? null;
-    const p = projection.get(key) ?? null;
-    if (l && p && same(l, p)) continue;
-    const [metric, period] = key.split('\u0000') as [string, PeriodKind];
-    out.push({
-      subject,
-      metric,
-      period,
-      ledger: l,
-      projection: p,
-      positions: positionsOf(events, metric, period),
-    });
-  }
-  return out;
 }
 
 async function readSubject(
@@ -101,7 +41,7 @@ async function readSubject(
 
 /** Checks one subject in a read-only snapshot, or (repair) under its lock, rewriting what differs. */
 async function checkSubject(
-  db: Db,
+  db: Store,
   subject: string,
   repair: boolean,
 ): Promise<CounterDifference[]> {
@@ -120,32 +60,19 @@ async function checkSubject(
     const [events, projection] = await readSubject(tx, subject);
     const diffs = compareSubject(subject, events, projection);
     if (repair) {
-      for (const d of diffs) {
-        if (d.ledger) {
-          await tx.query(
-            `INSERT INTO counters (${COUNTER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (subject, metric, period) DO UPDATE SET used = EXCLUDED.used,
-               reserved = EXCLUDED.reserved,
-               period_start = EXCLUDED.period_start, period_end = EXCLUDED.period_end,
-               last_reset_at = EXCLUDED.last_reset_at, last_sequence = EXCLUDED.last_sequence`,
-            [
-              subject,
-              d.metric,
-              d.period,
-              d.ledger.used,
-              d.ledger.periodStart,
-              d.ledger.periodEnd,
-              d.ledger.lastResetAt,
-              d.ledger.lastSequence,
-              d.ledger.reserved,
-            ],
-          );
-        } else {
-          await tx.query(
-            'DELETE FROM counters WHERE subject = $1 AND metric = $2 AND period = $3',
-            [subject, d.metric, d.period],
-          );
-        }
+      // The ledger's counters go in through the one append (no events, so the subject keeps
+      // its sequence); a counter the ledger has none of is a stray of the projection.
+      const counters = diffs.flatMap((d) =>
+        d.ledger ? [{ metric: d.metric, period: d.period, state: d.ledger }] : [],
+      );
+      const last = events.at(-1)?.sequence ?? 0n;
+      await append(tx, [{ subject, events: [], counters, version: null, lastSequence: last }]);
+      for (const d of diffs.filter((x) => !x.ledger)) {
+        await tx.query('DELETE FROM counters WHERE subject = $1 AND metric = $2 AND period = $3', [
+          subject,
+          d.metric,
+          d.period,
+        ]);
       }
     }
     return diffs;
@@ -159,9 +86,10 @@ async function checkSubject(
  * service keeps running meanwhile.
  */
 export async function verifyProjection(
-  db: Db,
+  store: Db | Store,
   opts: { subject?: string | null; repair?: boolean } = {},
 ): Promise<VerifyResult> {
+  const db = storeOf(store);
   const result: VerifyResult = { subjectsChecked: 0, differences: [], repaired: 0 };
   let after = '';
   for (;;) {

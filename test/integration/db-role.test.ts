@@ -1,5 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { LedgerDeps } from '../../src/ledger/commands.js';
+import { newEvent } from '../../src/domain/events.js';
+import { append } from '../../src/ledger/append.js';
 import { consume } from '../../src/ledger/consume.js';
 import { createPool, type Db } from '../../src/ledger/db.js';
 import { resetSubject } from '../../src/ledger/reset.js';
@@ -82,6 +84,31 @@ describe('running as the least-privileged application role', () => {
     await expect(app.query('DROP TABLE ledger_events')).rejects.toThrow(/must be owner/);
     // And the owner is stopped by the trigger.
     await expect(t.owner.query('DELETE FROM ledger_events')).rejects.toThrow(/append-only/);
+  });
+
+  it('appends only through quota_append, which refuses a stale expected sequence', async () => {
+    const refused = [
+      `INSERT INTO ledger_events (subject, sequence, type, actor, recorded_at)
+       VALUES ('intruder', 1, 'USAGE', 'x', now())`,
+      `INSERT INTO counters (subject, metric, period, used, period_start, last_sequence)
+       VALUES ('intruder', 'api_calls', 'DAY', 0, now(), 1)`,
+      `INSERT INTO quotas (subject, metric, period, quota_limit, time_zone, updated_at)
+       VALUES ('intruder', 'api_calls', 'DAY', 1000000, 'UTC', now())`,
+      `DELETE FROM quotas`,
+      `INSERT INTO reservations (subject, reservation_id, metric, amount, expires_at, sequence, holds)
+       VALUES ('intruder', 'r', 'api_calls', 1, now(), 1, '[]')`,
+    ];
+    for (const sql of refused) await expect(app.query(sql)).rejects.toThrow(/permission denied/);
+    // 'acme' has events: an append that expects it to have none is refused, whoever calls.
+    const usage = {
+      ...newEvent({ type: 'USAGE', subject: 'acme', actor: 'x', recordedAt: new Date() }),
+      sequence: 1n,
+    };
+    await expect(
+      append(app, [
+        { subject: 'acme', events: [usage], counters: [], version: null, lastSequence: 0n },
+      ]),
+    ).rejects.toThrow(/concurrent change/);
   });
 
   // A brand-new subject whose first call records nothing: the row made to lock it must go

@@ -483,8 +483,8 @@ describe('reset, delete and history', () => {
     const s = `dup-${++n}`; // raw inserts with no counter: left out of the afterEach check
     const ins = `INSERT INTO ledger_events (subject, sequence, type, metric, period, period_start, actor, recorded_at)
                  VALUES ($1, $2, 'RESET_SCHEDULED', 'messages', 'DAY', '2026-03-10T00:00:00Z', 'x', now())`;
-    await t.db.query(ins, [s, 1]);
-    await expect(t.db.query(ins, [s, 2])).rejects.toThrow(/ledger_events_one_scheduled_reset/);
+    await t.owner.query(ins, [s, 1]);
+    await expect(t.owner.query(ins, [s, 2])).rejects.toThrow(/ledger_events_one_scheduled_reset/);
   });
 
   it('keeps the projection equal to the fold of the ledger', async () => {

@@ -36,8 +36,9 @@ afterAll(() => t.drop());
 describe('verify and rebuild', () => {
   it('finds a corrupted counter, with the positions of the events involved, and a stray one', async () => {
     expect((await verifyProjection(t.db)).differences).toEqual([]);
-    await t.db.query("UPDATE counters SET used = used + 50 WHERE subject = 'tampered'");
-    await t.db.query(
+    // Tampering, as only someone with the owner's rights could.
+    await t.owner.query("UPDATE counters SET used = used + 50 WHERE subject = 'tampered'");
+    await t.owner.query(
       `INSERT INTO counters (subject, metric, period, used, period_start, period_end, last_reset_at, last_sequence)
        VALUES ('tampered', 'ghost', 'DAY', 9, '2026-07-01T00:00:00Z', '2026-07-02T00:00:00Z', NULL, 0)`,
     );

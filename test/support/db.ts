@@ -45,7 +45,7 @@ export async function createAppRole(
   const role = `quota_app_${randomBytes(5).toString('hex')}`;
   const password = randomBytes(12).toString('hex');
   const sql = (await readFile(new URL('../../ops/db/app-role.sql', import.meta.url), 'utf8'))
-    .replaceAll('quota_app', role)
+    .replaceAll(/\bquota_app\b/g, role)
     .replace("'change-me'", `'${password}'`);
   await owner.query(sql);
   const url = new URL(ownerUrl);

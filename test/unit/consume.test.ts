@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decideConsume, refundCredits, type ConsumeMode } from '../../src/domain/consume.js';
+import { judgeConsume, type ConsumeMode } from '../../src/domain/consume.js';
+import { refundCredits } from '../../src/domain/refund.js';
 import { QuotaError } from '../../src/domain/errors.js';
 import { nextWindow, periodContaining, type PeriodKind } from '../../src/domain/period.js';
 import {
@@ -296,7 +297,7 @@ describe('liveQuota', () => {
   });
 });
 
-describe('decideConsume', () => {
+describe('judgeConsume', () => {
   const day = (used: bigint, limit = 10n): LiveQuota => live({ period: 'DAY', limit }, used);
   const week = (used: bigint, limit = 10n): LiveQuota => live({ period: 'WEEK', limit }, used);
   const month = (used: bigint, limit = 10n): LiveQuota => live({ period: 'MONTH', limit }, used);
@@ -307,7 +308,7 @@ describe('decideConsume', () => {
 
   describe('ENFORCE', () => {
     it('charges every quota when the amount fits all of them', () => {
-      const d = decideConsume([day(3n), month(7n, 100n)], 'alice', 4n, 'ENFORCE');
+      const d = judgeConsume([day(3n), month(7n, 100n)], 'alice', 4n, 'ENFORCE');
       expect(d.allowed).toBe(true);
       expect(d.record).toBe(true);
       expect(d.retryAt).toBeNull();
@@ -318,13 +319,13 @@ describe('decideConsume', () => {
     });
 
     it('allows an amount that exactly reaches the limit', () => {
-      const d = decideConsume([day(6n)], 'alice', 4n, 'ENFORCE');
+      const d = judgeConsume([day(6n)], 'alice', 4n, 'ENFORCE');
       expect(d.allowed).toBe(true);
       expect(d.quotas[0]).toMatchObject({ used: 10n, remaining: 0n, exceeded: false });
     });
 
     it('is all-or-nothing: one refusing quota means nothing is charged anywhere', () => {
-      const d = decideConsume([day(3n), week(8n), month(0n, 100n)], 'alice', 4n, 'ENFORCE');
+      const d = judgeConsume([day(3n), week(8n), month(0n, 100n)], 'alice', 4n, 'ENFORCE');
       expect(d.allowed).toBe(false);
       expect(d.record).toBe(false);
       expect(d.quotas.map((v) => [v.period, v.used, v.remaining, v.exceeded])).toEqual([
@@ -337,42 +338,42 @@ describe('decideConsume', () => {
 
     it('retryAt is the latest period end among the refusing quotas only', () => {
       // DAY and WEEK refuse; MONTH (ending later) has room and does not count.
-      const d = decideConsume([day(9n), week(9n), month(0n, 100n)], 'alice', 2n, 'ENFORCE');
+      const d = judgeConsume([day(9n), week(9n), month(0n, 100n)], 'alice', 2n, 'ENFORCE');
       expect(d.quotas.map((v) => v.exceeded)).toEqual([true, true, false]);
       expect(d.retryAt).toEqual(WEEK_END);
-      expect(decideConsume([day(9n), month(99n, 100n)], 'alice', 2n, 'ENFORCE').retryAt).toEqual(
+      expect(judgeConsume([day(9n), month(99n, 100n)], 'alice', 2n, 'ENFORCE').retryAt).toEqual(
         MONTH_END,
       );
-      expect(decideConsume([day(9n), week(0n)], 'alice', 2n, 'ENFORCE').retryAt).toEqual(DAY_END);
+      expect(judgeConsume([day(9n), week(0n)], 'alice', 2n, 'ENFORCE').retryAt).toEqual(DAY_END);
     });
 
     it('retryAt is null when a refusing quota never resets', () => {
-      const d = decideConsume([day(9n), lifetime(9n)], 'alice', 2n, 'ENFORCE');
+      const d = judgeConsume([day(9n), lifetime(9n)], 'alice', 2n, 'ENFORCE');
       expect(d.allowed).toBe(false);
       expect(d.retryAt).toBeNull();
       // A lifetime quota with room does not matter.
-      expect(decideConsume([day(9n), lifetime(0n, 100n)], 'alice', 2n, 'ENFORCE').retryAt).toEqual(
+      expect(judgeConsume([day(9n), lifetime(0n, 100n)], 'alice', 2n, 'ENFORCE').retryAt).toEqual(
         DAY_END,
       );
     });
 
     it('retryAt is null when the amount exceeds a refusing quota’s whole limit', () => {
-      expect(decideConsume([day(0n, 10n)], 'alice', 11n, 'ENFORCE').retryAt).toBeNull();
-      expect(decideConsume([day(0n, 0n)], 'alice', 1n, 'ENFORCE').retryAt).toBeNull();
+      expect(judgeConsume([day(0n, 10n)], 'alice', 11n, 'ENFORCE').retryAt).toBeNull();
+      expect(judgeConsume([day(0n, 0n)], 'alice', 1n, 'ENFORCE').retryAt).toBeNull();
       // Even when another refusing quota would reset: the WEEK limit of 5 can never hold 6.
-      const d = decideConsume([day(5n, 10n), week(0n, 5n)], 'alice', 6n, 'ENFORCE');
+      const d = judgeConsume([day(5n, 10n), week(0n, 5n)], 'alice', 6n, 'ENFORCE');
       expect(d.quotas.map((v) => v.exceeded)).toEqual([true, true]);
       expect(d.retryAt).toBeNull();
     });
 
     it('refuses without throwing when the counter is already near int64', () => {
-      const d = decideConsume([day(INT64_MAX - 1n, INT64_MAX)], 'alice', 5n, 'ENFORCE');
+      const d = judgeConsume([day(INT64_MAX - 1n, INT64_MAX)], 'alice', 5n, 'ENFORCE');
       expect(d.allowed).toBe(false);
       expect(d.record).toBe(false);
     });
 
     it('with no quotas at all: allowed and recorded', () => {
-      expect(decideConsume([], 'alice', 5n, 'ENFORCE')).toEqual({
+      expect(judgeConsume([], 'alice', 5n, 'ENFORCE')).toEqual({
         allowed: true,
         record: true,
         quotas: [],
@@ -383,7 +384,7 @@ describe('decideConsume', () => {
 
   describe('RECORD', () => {
     it('records even beyond the limit and marks the exceeded quotas', () => {
-      const d = decideConsume([day(8n), month(8n, 100n)], 'alice', 5n, 'RECORD');
+      const d = judgeConsume([day(8n), month(8n, 100n)], 'alice', 5n, 'RECORD');
       expect(d.allowed).toBe(false);
       expect(d.record).toBe(true);
       expect(d.quotas.map((v) => [v.period, v.used, v.remaining, v.exceeded])).toEqual([
@@ -394,7 +395,7 @@ describe('decideConsume', () => {
     });
 
     it('records within the limit like ENFORCE', () => {
-      const d = decideConsume([day(1n)], 'alice', 1n, 'RECORD');
+      const d = judgeConsume([day(1n)], 'alice', 1n, 'RECORD');
       expect(d).toMatchObject({ allowed: true, record: true, retryAt: null });
       expect(d.quotas[0]?.used).toBe(2n);
     });
@@ -403,7 +404,7 @@ describe('decideConsume', () => {
       const quotas = [day(0n), week(INT64_MAX - 2n)];
       let error: unknown;
       try {
-        decideConsume(quotas, 'alice', 3n, 'RECORD');
+        judgeConsume(quotas, 'alice', 3n, 'RECORD');
       } catch (e) {
         error = e;
       }
@@ -411,25 +412,25 @@ describe('decideConsume', () => {
       expect((error as QuotaError).code).toBe('OUT_OF_RANGE');
       expect((error as QuotaError).message).toContain('WEEK');
       // Reaching the maximum exactly is fine.
-      expect(decideConsume(quotas, 'alice', 2n, 'RECORD').quotas[1]?.used).toBe(INT64_MAX);
+      expect(judgeConsume(quotas, 'alice', 2n, 'RECORD').quotas[1]?.used).toBe(INT64_MAX);
       // Only recording can overflow.
-      expect(() => decideConsume(quotas, 'alice', 3n, 'DRY_RUN')).not.toThrow();
-      expect(() => decideConsume(quotas, 'alice', 3n, 'ENFORCE')).not.toThrow();
+      expect(() => judgeConsume(quotas, 'alice', 3n, 'DRY_RUN')).not.toThrow();
+      expect(() => judgeConsume(quotas, 'alice', 3n, 'ENFORCE')).not.toThrow();
     });
   });
 
   describe('DRY_RUN', () => {
     it('never records, but says whether it would fit', () => {
-      const fits = decideConsume([day(3n)], 'alice', 4n, 'DRY_RUN');
+      const fits = judgeConsume([day(3n)], 'alice', 4n, 'DRY_RUN');
       expect(fits).toMatchObject({ allowed: true, record: false, retryAt: null });
       expect(fits.quotas[0]).toMatchObject({ used: 3n, remaining: 7n, exceeded: false });
-      const over = decideConsume([day(3n), week(3n, 20n)], 'alice', 8n, 'DRY_RUN');
+      const over = judgeConsume([day(3n), week(3n, 20n)], 'alice', 8n, 'DRY_RUN');
       expect(over).toMatchObject({ allowed: false, record: false, retryAt: DAY_END });
       expect(over.quotas.map((v) => [v.used, v.exceeded])).toEqual([
         [3n, true],
         [3n, false],
       ]);
-      expect(decideConsume([], 'alice', 1n, 'DRY_RUN').record).toBe(false);
+      expect(judgeConsume([], 'alice', 1n, 'DRY_RUN').record).toBe(false);
     });
   });
 
@@ -440,7 +441,7 @@ describe('decideConsume', () => {
       null,
       NOW,
     );
-    const [v] = decideConsume([q], 'alice', 2n, 'ENFORCE').quotas;
+    const [v] = judgeConsume([q], 'alice', 2n, 'ENFORCE').quotas;
     expect(v).toEqual({
       subject: 'alice',
       metric: 'messages',
@@ -463,12 +464,12 @@ describe('decideConsume', () => {
   const checkDecisions = (quotas: LiveQuota[], amount: bigint): void => {
     const fits = quotas.map((q) => q.counter.used + amount <= q.def.limit);
     const decisions = (['ENFORCE', 'RECORD', 'DRY_RUN'] as ConsumeMode[]).map((mode) =>
-      decideConsume(quotas, 'alice', amount, mode),
+      judgeConsume(quotas, 'alice', amount, mode),
     );
     const [enforce, record, dryRun] = decisions as [
-      ReturnType<typeof decideConsume>,
-      ReturnType<typeof decideConsume>,
-      ReturnType<typeof decideConsume>,
+      ReturnType<typeof judgeConsume>,
+      ReturnType<typeof judgeConsume>,
+      ReturnType<typeof judgeConsume>,
     ];
     expect(enforce.allowed).toBe(fits.every(Boolean));
     expect(enforce.record).toBe(enforce.allowed);
@@ -545,7 +546,7 @@ describe('decideConsume', () => {
             return live({ period, limit, metric: `m${i}` }, limit - amount + edge);
           });
           checkDecisions(quotas, amount);
-          const d = decideConsume(quotas, 'alice', amount, 'ENFORCE');
+          const d = judgeConsume(quotas, 'alice', amount, 'ENFORCE');
           expect(d.allowed).toBe(specs.every((x) => x.edge <= 0n));
           if (d.allowed) expect(d.quotas.map((v) => v.used <= v.limit)).not.toContain(false);
         },
@@ -565,7 +566,7 @@ describe('decideConsume', () => {
           const overflows = useds.some((u) => u + amount > INT64_MAX);
           let code: string | null = null;
           try {
-            decideConsume(quotas, 'alice', amount, 'RECORD');
+            judgeConsume(quotas, 'alice', amount, 'RECORD');
           } catch (e) {
             code = e instanceof QuotaError ? e.code : 'other';
           }

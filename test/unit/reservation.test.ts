@@ -10,12 +10,7 @@ import {
   type OpenHold,
   type QuotaDef,
 } from '../../src/domain/quota.js';
-import {
-  checkTtlMs,
-  decideCommit,
-  decideReserve,
-  releasesOf,
-} from '../../src/domain/reservation.js';
+import { checkTtlMs, judgeCommit, judgeReserve, releasesOf } from '../../src/domain/reservation.js';
 
 // Given / when / then, without a database: the rules of reservations as pure functions.
 
@@ -59,10 +54,10 @@ const live = (defs: QuotaDef[], counters: [QuotaDef, CounterState][], holds: Ope
     holds,
   );
 
-describe('decideReserve', () => {
+describe('judgeReserve', () => {
   it('given 2 used and 5 held of 10, when 3 more are reserved, then it fits exactly', () => {
     const d = def();
-    const r = decideReserve(live([d], [[d, counter(d, 2n, 5n)]]), 'alice', 3n);
+    const r = judgeReserve(live([d], [[d, counter(d, 2n, 5n)]]), 'alice', 3n);
     expect(r.allowed).toBe(true);
     expect(r.quotas[0]).toMatchObject({ used: 2n, reserved: 8n, remaining: 0n });
     expect(r.holds.map((h) => h.delta)).toEqual([3n]);
@@ -71,7 +66,7 @@ describe('decideReserve', () => {
   it('given two quotas, when one refuses, then nothing is held on either (all or nothing)', () => {
     const day = def();
     const week = def({ period: 'WEEK', limit: 4n });
-    const r = decideReserve(
+    const r = judgeReserve(
       live(
         [day, week],
         [
@@ -97,7 +92,7 @@ describe('decideReserve', () => {
     const stillOpen = holdOf(d, 1n, new Date(NOW.getTime() + 1));
     const q = live([d], [[d, counter(d, 0n, 9n)]], [expired, stillOpen]);
     expect(q[0]!.held).toBe(1n);
-    expect(decideReserve(q, 'alice', 9n).allowed).toBe(true);
+    expect(judgeReserve(q, 'alice', 9n).allowed).toBe(true);
   });
 
   it('given a counter whose period ended, when reserving, then the old holds vanish with the roll', () => {
@@ -106,7 +101,7 @@ describe('decideReserve', () => {
     const q = live([d], [[d, yesterday]]);
     expect(q[0]!.roll).not.toBeNull();
     expect(q[0]!.held).toBe(0n);
-    expect(decideReserve(q, 'alice', 10n).allowed).toBe(true);
+    expect(judgeReserve(q, 'alice', 10n).allowed).toBe(true);
   });
 
   it('ttl is bounded to 1 s .. 24 h, naming the field', () => {
@@ -118,13 +113,13 @@ describe('decideReserve', () => {
   });
 });
 
-describe('decideCommit', () => {
+describe('judgeCommit', () => {
   const d = def();
   const later = new Date(NOW.getTime() + 60_000);
 
   it('given a hold of 6, when 4 are committed, then 4 are used and the 6 released', () => {
     const h = holdOf(d, 6n, later);
-    const c = decideCommit(h, live([d], [[d, counter(d, 1n, 6n)]]), 'alice', 4n, false, NOW);
+    const c = judgeCommit(h, live([d], [[d, counter(d, 1n, 6n)]]), 'alice', 4n, false, NOW);
     expect(c.effects.map((e) => e.delta)).toEqual([4n]);
     expect(c.holds.map((e) => e.delta)).toEqual([-6n]);
     expect(c.quotas[0]).toMatchObject({ used: 5n, reserved: 0n, remaining: 5n });
@@ -134,25 +129,25 @@ describe('decideCommit', () => {
   it('given a hold of 6, when 7 are committed without allow_overrun, then INVALID_ARGUMENT on amount', () => {
     const h = holdOf(d, 6n, later);
     expect(() =>
-      decideCommit(h, live([d], [[d, counter(d, 0n, 6n)]]), 'alice', 7n, false, NOW),
+      judgeCommit(h, live([d], [[d, counter(d, 0n, 6n)]]), 'alice', 7n, false, NOW),
     ).toThrow(/^amount: 7 is more than the 6 held/);
   });
 
   it('given other holds, when overrunning, then only what still fits is allowed', () => {
     const h = holdOf(d, 6n, later);
     const q = () => live([d], [[d, counter(d, 0n, 9n)]]); // 6 ours + 3 someone else's
-    expect(decideCommit(h, q(), 'alice', 7n, true, NOW).quotas[0]).toMatchObject({
+    expect(judgeCommit(h, q(), 'alice', 7n, true, NOW).quotas[0]).toMatchObject({
       used: 7n,
       reserved: 3n,
     });
-    expect(() => decideCommit(h, q(), 'alice', 8n, true, NOW)).toThrow(QuotaError);
+    expect(() => judgeCommit(h, q(), 'alice', 8n, true, NOW)).toThrow(QuotaError);
   });
 
   it('given an expired hold, when committing, then FAILED_PRECONDITION saying when it expired', () => {
     const h = holdOf(d, 6n, NOW);
     let err: unknown;
     try {
-      decideCommit(h, live([d], [[d, counter(d, 0n, 6n)]]), 'alice', 1n, false, NOW);
+      judgeCommit(h, live([d], [[d, counter(d, 0n, 6n)]]), 'alice', 1n, false, NOW);
     } catch (e) {
       err = e;
     }
@@ -163,7 +158,7 @@ describe('decideCommit', () => {
   it('given a hold made yesterday, when committed today, then the usage lands today and nothing is released', () => {
     const h = holdOf(d, 6n, later, new Date('2026-03-09T23:00:00Z'));
     const today = live([d], [[d, counter(d, 8n, 0n)]]);
-    const c = decideCommit(h, today, 'alice', 5n, false, NOW);
+    const c = judgeCommit(h, today, 'alice', 5n, false, NOW);
     expect(c.holds).toEqual([]);
     expect(c.effects[0]!.periodStart).toEqual(new Date('2026-03-10T00:00:00Z'));
     // Promised yesterday, so recorded even though it pushes today over: said, not refused.

@@ -1,0 +1,178 @@
+import type { PeriodKind } from '../domain/period.js';
+import { counterKey, type OpenHold, type QuotaDef } from '../domain/quota.js';
+import type { PriorUsage, SubjectState } from '../domain/subject-state.js';
+import { DEFAULT_SUBJECT } from '../domain/validate.js';
+import { decodeData } from './codec.js';
+import type { Db, Tx } from './db.js';
+
+/** A subject as read for a decision, with the row version a later write checks against. */
+export interface LoadedSubject extends SubjectState {
+  /** The subject row's version (xmin): any writer of the subject changes it. Null: no row yet. */
+  version: string | null;
+}
+
+export interface StateKeys {
+  subjects: readonly string[];
+  /** Null reads every metric. */
+  metrics: readonly string[] | null;
+  /** (subject, idempotency key) of every consume that has a key. */
+  keyed?: readonly { subject: string; key: string }[];
+  /**
+   * Loads the open holds that expire at or before this instant (the ones a decision at that
+   * time must leave out, see OpenHold). Null loads none.
+   */
+  lapsedAt?: Date | null;
+}
+
+// Everything a decision needs, in one statement and one round trip: the subject rows, their
+// quotas and the defaults, their counters, the usages already recorded under the keys the
+// calls carry, and the holds that have lapsed. One row shape for all five, `kind` saying
+// which; each kind fills its own columns and leaves the others NULL.
+const READ_SQL = `
+  SELECT 'subject' AS kind, subject, NULL AS metric, NULL AS period, last_sequence,
+         xmin::text AS version, NULL::int8 AS quota_limit, NULL AS time_zone,
+         NULL::int AS anchor_day, NULL::timestamptz AS updated_at, NULL::int8 AS used,
+         NULL::int8 AS reserved, NULL::timestamptz AS period_start,
+         NULL::timestamptz AS period_end, NULL::timestamptz AS last_reset_at,
+         NULL::int8 AS amount, NULL::int8 AS sequence, NULL AS idempotency_key,
+         NULL::jsonb AS data, NULL::timestamptz AS expires_at, NULL AS reservation_id,
+         NULL::jsonb AS holds
+    FROM subjects WHERE subject = ANY($1::text[])
+  UNION ALL
+  SELECT 'quota', subject, metric, period, NULL, NULL, quota_limit, time_zone, anchor_day,
+         updated_at, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+    FROM quotas WHERE subject = ANY(array_append($1::text[], $5::text))
+     AND ($2::text[] IS NULL OR metric = ANY($2::text[]))
+  UNION ALL
+  SELECT 'counter', subject, metric, period, last_sequence, NULL, NULL, NULL, NULL, NULL, used,
+         reserved, period_start, period_end, last_reset_at, NULL, NULL, NULL, NULL, NULL, NULL,
+         NULL
+    FROM counters WHERE subject = ANY($1::text[]) AND ($2::text[] IS NULL OR metric = ANY($2::text[]))
+  UNION ALL
+  SELECT 'usage', e.subject, e.metric, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+         NULL, NULL, NULL, e.amount, e.sequence, e.idempotency_key, e.data, NULL, NULL, NULL
+    FROM unnest($3::text[], $4::text[]) AS k(subject, key)
+    JOIN ledger_events e ON e.subject = k.subject AND e.type = 'USAGE' AND e.idempotency_key = k.key
+  UNION ALL
+  SELECT 'hold', subject, metric, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+         NULL, NULL, amount, sequence, NULL, NULL, expires_at, reservation_id, holds
+    FROM reservations WHERE $6::timestamptz IS NOT NULL AND subject = ANY($1::text[])
+     AND ($2::text[] IS NULL OR metric = ANY($2::text[])) AND expires_at <= $6`;
+
+interface Row {
+  kind: 'subject' | 'quota' | 'counter' | 'usage' | 'hold';
+  subject: string;
+  metric: string | null;
+  period: PeriodKind | null;
+  last_sequence: bigint | null;
+  version: string | null;
+  quota_limit: bigint | null;
+  time_zone: string | null;
+  anchor_day: number | null;
+  updated_at: Date | null;
+  used: bigint | null;
+  reserved: bigint | null;
+  period_start: Date | null;
+  period_end: Date | null;
+  last_reset_at: Date | null;
+  amount: bigint | null;
+  sequence: bigint | null;
+  idempotency_key: string | null;
+  data: Record<string, unknown> | null;
+  expires_at: Date | null;
+  reservation_id: string | null;
+  holds: { period: PeriodKind; periodStart: string }[] | null;
+}
+
+/**
+ * Reads the state of the given subjects in one statement: what every decision starts from.
+ * A subject without a row yet (nothing ever written) has version null: only a locked
+ * transaction may create its row.
+ */
+export async function readSubjects(
+  q: Db | Tx,
+  keys: StateKeys,
+): Promise<Map<string, LoadedSubject>> {
+  const keyed = keys.keyed ?? [];
+  const rows = await q.query<Row>(READ_SQL, [
+    keys.subjects,
+    keys.metrics,
+    keyed.map((k) => k.subject),
+    keyed.map((k) => k.key),
+    DEFAULT_SUBJECT,
+    keys.lapsedAt ?? null,
+  ]);
+  // The defaults are shared by every subject of the read.
+  const defs: QuotaDef[] = [];
+  const states = new Map<string, LoadedSubject>();
+  for (const subject of keys.subjects) {
+    states.set(subject, {
+      subject,
+      lastSequence: 0n,
+      version: null,
+      defs,
+      counters: new Map(),
+      priors: new Map(),
+      lapsed: [],
+    });
+  }
+  for (const r of rows.rows) {
+    const state = states.get(r.subject);
+    switch (r.kind) {
+      case 'subject':
+        state!.lastSequence = r.last_sequence!;
+        state!.version = r.version;
+        break;
+      case 'quota':
+        defs.push({
+          subject: r.subject,
+          metric: r.metric!,
+          period: r.period!,
+          limit: r.quota_limit!,
+          timeZone: r.time_zone!,
+          anchorDay: r.anchor_day!,
+          updatedAt: r.updated_at!,
+        });
+        break;
+      case 'counter':
+        state!.counters.set(counterKey(r.metric!, r.period!), {
+          used: r.used!,
+          reserved: r.reserved!,
+          lastSequence: r.last_sequence!,
+          periodStart: r.period_start!,
+          periodEnd: r.period_end,
+          lastResetAt: r.last_reset_at,
+        });
+        break;
+      case 'usage':
+        state!.priors.set(r.idempotency_key!, priorOf(r));
+        break;
+      case 'hold':
+        state!.lapsed.push(holdOf(r));
+        break;
+    }
+  }
+  return states;
+}
+
+function priorOf(r: Row): PriorUsage {
+  const data = decodeData(r.data ?? {});
+  return {
+    metric: r.metric!,
+    amount: r.amount!,
+    sequence: r.sequence!,
+    overLimit: data.overLimit ?? false,
+    quotas: data.quotas ?? [],
+  };
+}
+
+function holdOf(r: Row): OpenHold {
+  return {
+    reservationId: r.reservation_id!,
+    metric: r.metric!,
+    amount: r.amount!,
+    expiresAt: r.expires_at!,
+    sequence: r.sequence!,
+    holds: (r.holds ?? []).map((h) => ({ period: h.period, periodStart: new Date(h.periodStart) })),
+  };
+}
