@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { OpenHold } from '../domain/quota.js';
+import type { Decided } from '../domain/subject-state.js';
 import {
   decideCancel,
   decideCommit,
@@ -13,6 +14,7 @@ import { EVENT_COLUMNS, eventFromRow, type EventRow } from './codec.js';
 import type { LedgerDeps } from './commands.js';
 import type { Db, Tx } from './db.js';
 import { eventByKey } from './refund.js';
+import type { LoadedSubject } from './subject-state.js';
 import { writeSubject } from './write.js';
 
 export type { ReserveResult, SettleResult } from '../domain/reservation-commands.js';
@@ -39,27 +41,33 @@ export function reserve(
 }
 
 /** Settles a hold with the actual usage: records it in the current periods, releases the hold. */
-export function commitReservation(
+export const commitReservation = (
   deps: LedgerDeps,
   cmd: CommitCommand,
   actor: string,
   signal?: AbortSignal,
-): Promise<SettleResult> {
-  return writeSubject(
-    deps,
-    cmd.subject,
-    null,
-    async (state, now, q) =>
-      decideCommit(state, cmd, await historyOf(q, cmd.subject, cmd.reservationId), actor, now),
-    signal,
-  );
-}
+): Promise<SettleResult> => settle(deps, cmd, actor, decideCommit, signal);
 
 /** Releases a hold without usage. */
-export function cancelReservation(
+export const cancelReservation = (
   deps: LedgerDeps,
   cmd: CancelCommand,
   actor: string,
+  signal?: AbortSignal,
+): Promise<SettleResult> => settle(deps, cmd, actor, decideCancel, signal);
+
+/** A settlement, decided on the subject's state and the reservation's history. */
+function settle<C extends CommitCommand | CancelCommand>(
+  deps: LedgerDeps,
+  cmd: C,
+  actor: string,
+  decide: (
+    state: LoadedSubject,
+    cmd: C,
+    history: ReservationHistory,
+    actor: string,
+    now: Date,
+  ) => Decided<SettleResult>,
   signal?: AbortSignal,
 ): Promise<SettleResult> {
   return writeSubject(
@@ -67,7 +75,7 @@ export function cancelReservation(
     cmd.subject,
     null,
     async (state, now, q) =>
-      decideCancel(state, cmd, await historyOf(q, cmd.subject, cmd.reservationId), actor, now),
+      decide(state, cmd, await historyOf(q, cmd.subject, cmd.reservationId), actor, now),
     signal,
   );
 }
