@@ -23,6 +23,7 @@ import {
   type GroupCommitSettings,
 } from './batching/group-commit.js';
 import { ResetScheduler } from './scheduler/reset-scheduler.js';
+import { DEFAULT_RESET, type ResetSettings } from './scheduler/settings.js';
 import { adminServiceHandlers } from './rpc/admin-service.js';
 import { ANONYMOUS } from './rpc/context.js';
 import { Readiness } from './rpc/health.js';
@@ -78,28 +79,6 @@ export interface ServerOptions {
   /** Ledger events per page of a backtest replay; tests make it small to get several pages. */
   backtestPageSize?: number;
 }
-
-export interface ResetSettings {
-  /** Run the boundary timer, the cron sweep and the start-up catch-up. */
-  enabled: boolean;
-  cron: string;
-  /** The IANA zone the cron expression is read in. */
-  timeZone: string;
-  replicaId: string;
-  maxAttempts: number;
-  retryBaseMs: number;
-  batchSize: number;
-}
-
-export const DEFAULT_RESET: ResetSettings = {
-  enabled: false,
-  cron: '*/5 * * * *',
-  timeZone: 'UTC',
-  replicaId: `${process.pid}`,
-  maxAttempts: 3,
-  retryBaseMs: 5_000,
-  batchSize: 5_000,
-};
 
 export interface QuotaServer {
   listen(): Promise<{ addr: HostPort; grpcAddr: HostPort | null }>;

@@ -10,12 +10,10 @@ import {
   type TextMapGetter,
 } from '@opentelemetry/api';
 import type { Caller } from '../auth/api-keys.js';
+import type { HeaderReader } from '../auth/header-reader.js';
 import type { CallContext, Handler } from './context.js';
 import { decodeRequest } from './decode.js';
 import { toConnectError, toFailure, type RpcFailure } from './errors.js';
-
-/** Reads one request header, case-insensitively, from whichever transport carried the call. */
-export type HeaderReader = (name: string) => string | undefined;
 
 /**
  * Decides who is calling from the request headers, or throws UNAUTHENTICATED /

@@ -32,14 +32,6 @@ export interface ResetSchedulerOptions {
 
 const tracer = trace.getTracer('quota-ledger');
 
-/** Whether node-schedule accepts a cron expression (in a zone). */
-export function isValidCron(expr: string, timeZone = 'UTC'): boolean {
-  const job = schedule.scheduleJob({ rule: expr, tz: timeZone }, () => {});
-  if (!job) return false;
-  job.cancel();
-  return true;
-}
-
 /** What GetResetStatus reports about this replica's scheduler. */
 export interface ResetStatus {
   enabled: boolean;
