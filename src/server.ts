@@ -33,6 +33,7 @@ import { Reflection } from './rpc/reflection.js';
 import {
   addConnectService,
   addGrpcService,
+  mountService,
   type Authenticator,
   type MountedService,
   type TransportHooks,
@@ -113,20 +114,18 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
     metrics.groupCommitObserver,
   );
   const services: MountedService[] = [
-    {
-      desc: QuotaService,
-      handlers: quotaServiceHandlers(deps, {
+    mountService(
+      QuotaService,
+      quotaServiceHandlers(deps, {
         consumer: committer,
         metrics,
         onInternalError: (err) => log.error({ err: safeError(err) }, 'batch item failed'),
-      }) as never,
-    },
-    {
-      desc: QuotaAdminService,
-      handlers: adminServiceHandlers(deps, scheduler, {
-        backtestPageSize: o.backtestPageSize,
-      }) as never,
-    },
+      }),
+    ),
+    mountService(
+      QuotaAdminService,
+      adminServiceHandlers(deps, scheduler, { backtestPageSize: o.backtestPageSize }),
+    ),
   ];
   const hooks: TransportHooks = {
     authenticate: o.authenticate ?? (() => ANONYMOUS),

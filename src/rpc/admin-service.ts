@@ -19,42 +19,14 @@ import {
   ListResetRunsResponseSchema,
   TriggerResetSweepResponseSchema,
   GetResetStatusResponseSchema,
-  type GetResetStatusRequest,
-  type GetResetStatusResponse,
   ResetQuotaResponseSchema,
   SetQuotaResponseSchema,
-  type DeleteQuotaRequest,
-  type DeleteQuotaResponse,
-  type ListEventsRequest,
-  type ListEventsResponse,
-  type ListQuotasRequest,
-  type ListQuotasResponse,
-  type ListResetRunsRequest,
-  type ListResetRunsResponse,
-  type ResetQuotaRequest,
-  type ResetQuotaResponse,
-  type SetQuotaRequest,
-  type SetQuotaResponse,
-  type TriggerResetSweepRequest,
-  type TriggerResetSweepResponse,
-  type VerifyProjectionRequest,
-  type BacktestQuotaRequest,
-  type BacktestQuotaResponse,
-  type BacktestQuotaStreamRequest,
-  type BacktestQuotaStreamResponse,
-  type VerifyProjectionResponse,
   VerifyProjectionResponseSchema,
-  type VerifyLedgerRequest,
-  type StreamEventsRequest,
-  type StreamEventsResponse,
   type VerifyLedgerResponse,
   VerifyLedgerResponseSchema,
-  type VerifyLedgerStreamRequest,
-  type VerifyLedgerStreamResponse,
   VerifyLedgerStreamResponseSchema,
-  type WhoAmIRequest,
-  type WhoAmIResponse,
   WhoAmIResponseSchema,
+  type QuotaAdminService,
 } from '../gen/quota/v1/quota_admin_service_pb.js';
 import type { LedgerDeps } from '../ledger/commands.js';
 import { followEvents, listEventsNewestFirst, type FeedCursor } from '../ledger/list-events.js';
@@ -69,7 +41,12 @@ import {
 import type { ResetScheduler } from '../scheduler/reset-scheduler.js';
 import { deleteQuota, listQuotas, setQuota } from '../ledger/quota-admin.js';
 import { resetAllSubjects, resetSubject } from '../ledger/reset.js';
-import { allowSubject, requireUnscoped, type CallContext, type Handler } from './context.js';
+import {
+  allowSubject,
+  requireUnscoped,
+  type CallContext,
+  type ServiceHandlers,
+} from './context.js';
 import {
   eventToProto,
   optionalPeriodFromProto,
@@ -84,28 +61,12 @@ import { backtestHandler, backtestStreamHandler } from './backtest.js';
 import { decodePageToken, encodePageToken } from './page-token.js';
 import { eventFilterOf, feedCursor, streamEventsHandler } from './event-feed.js';
 
-export interface AdminServiceHandlers {
-  setQuota: Handler<SetQuotaRequest, SetQuotaResponse>;
-  deleteQuota: Handler<DeleteQuotaRequest, DeleteQuotaResponse>;
-  resetQuota: Handler<ResetQuotaRequest, ResetQuotaResponse>;
-  listQuotas: Handler<ListQuotasRequest, ListQuotasResponse>;
-  listEvents: Handler<ListEventsRequest, ListEventsResponse>;
-  listResetRuns: Handler<ListResetRunsRequest, ListResetRunsResponse>;
-  triggerResetSweep: Handler<TriggerResetSweepRequest, TriggerResetSweepResponse>;
-  getResetStatus: Handler<GetResetStatusRequest, GetResetStatusResponse>;
-  verifyProjection: Handler<VerifyProjectionRequest, VerifyProjectionResponse>;
-  backtestQuota: Handler<BacktestQuotaRequest, BacktestQuotaResponse>;
-  /** Server streaming: progress per page of the replay, then the result. */
-  backtestQuotaStream: Handler<
-    BacktestQuotaStreamRequest,
-    AsyncIterable<BacktestQuotaStreamResponse>
-  >;
-  verifyLedger: Handler<VerifyLedgerRequest, VerifyLedgerResponse>;
-  verifyLedgerStream: Handler<VerifyLedgerStreamRequest, AsyncIterable<VerifyLedgerStreamResponse>>;
-  /** Server streaming: resolves to the stream once the request is checked. */
-  streamEvents: Handler<StreamEventsRequest, AsyncIterable<StreamEventsResponse>>;
-  whoAmI: Handler<WhoAmIRequest, WhoAmIResponse>;
-}
+/**
+ * Every method of quota.v1.QuotaAdminService, typed from the generated descriptor. The
+ * server-streaming ones (BacktestQuotaStream, VerifyLedgerStream, StreamEvents) resolve to
+ * their stream once the request is checked.
+ */
+export type AdminServiceHandlers = ServiceHandlers<typeof QuotaAdminService>;
 
 const isDecimal = (a: unknown): a is string =>
   typeof a === 'string' && /^\d{1,19}$/.test(a) && BigInt(a) <= INT64_MAX;
