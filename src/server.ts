@@ -16,7 +16,7 @@ import { observeDb, type Db } from './ledger/db.js';
 import { resetLagSeconds } from './ledger/reset-sweep.js';
 import { feedHeldBack } from './ledger/list-events.js';
 import { safeError } from './logger.js';
-import { codeName, Metrics } from './metrics.js';
+import { Metrics } from './metrics.js';
 import {
   ConsumeGroupCommitter,
   DEFAULT_GROUP_COMMIT,
@@ -25,7 +25,7 @@ import {
 import { ResetScheduler } from './scheduler/reset-scheduler.js';
 import { DEFAULT_RESET, type ResetSettings } from './scheduler/settings.js';
 import { adminServiceHandlers } from './rpc/admin-service.js';
-import { ANONYMOUS } from './rpc/context.js';
+import { callHooks, refusalRecorder } from './rpc/call-metrics.js';
 import { Readiness } from './rpc/health.js';
 import { addHealthToConnect, addHealthToGrpc } from './rpc/health-service.js';
 import { quotaServiceHandlers } from './rpc/quota-service.js';
@@ -36,7 +36,6 @@ import {
   mountService,
   type Authenticator,
   type MountedService,
-  type TransportHooks,
 } from './rpc/transport.js';
 import { createConnectHandler } from './transport/connect-adapter.js';
 import { withCors } from './transport/cors.js';
@@ -127,24 +126,7 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
       adminServiceHandlers(deps, scheduler, { backtestPageSize: o.backtestPageSize }),
     ),
   ];
-  const hooks: TransportHooks = {
-    authenticate: o.authenticate ?? (() => ANONYMOUS),
-    onCallStart(method, transport) {
-      metrics.rpcInFlight.inc({ method, transport });
-    },
-    onCallEnd(method, transport, code, seconds, failure) {
-      metrics.rpcInFlight.dec({ method, transport });
-      metrics.rpcRequests.inc({ method, transport, code: codeName(code) });
-      metrics.rpcDuration.observe({ method, transport }, seconds);
-      if (failure?.internal)
-        log.error({ err: safeError(failure.internal), method, transport }, 'call failed');
-      // Method and outcome only: subjects and keys stay out of the logs.
-      log.debug(
-        { method, transport, code: codeName(code), ms: Math.round(seconds * 1e4) / 10 },
-        'call',
-      );
-    },
-  };
+  const hooks = callHooks(metrics, log, o.authenticate);
   const readiness = new Readiness(
     o.db,
     services.map((s) => s.desc.typeName),
@@ -172,16 +154,11 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
     authenticate: o.authenticate ?? null,
     corsAllows: (origin) => corsOrigins.includes('*') || corsOrigins.includes(origin),
   });
-  const methodPaths = new Set(
-    services.flatMap((x) => x.desc.methods.map((m) => `/${x.desc.typeName}/${m.name}`)),
+  const refused = refusalRecorder(
+    metrics,
+    log,
+    services.map((x) => x.desc),
   );
-  // Refused before any handler ran: counted like every other call (unknown paths as "other",
-  // so a caller cannot mint label values), logged at debug.
-  const refused = (path: string, transport: 'grpc' | 'connect', code: number) => {
-    const method = methodPaths.has(path) ? path.slice(1) : 'other';
-    metrics.rpcRequests.inc({ method, transport, code: codeName(code) });
-    log.debug({ method, transport, code: codeName(code) }, 'refused before reading the request');
-  };
   const connect = withCors(
     corsOrigins,
     createConnectHandler({
