@@ -30,13 +30,8 @@ import { Readiness } from './rpc/health.js';
 import { addHealthToConnect, addHealthToGrpc } from './rpc/health-service.js';
 import { quotaServiceHandlers } from './rpc/quota-service.js';
 import { Reflection } from './rpc/reflection.js';
-import {
-  addConnectService,
-  addGrpcService,
-  mountService,
-  type Authenticator,
-  type MountedService,
-} from './rpc/transport.js';
+import { addConnectService, addGrpcService, type Authenticator } from './rpc/transport.js';
+import { mountService, type MountedService } from './rpc/mount.js';
 import { createConnectHandler } from './transport/connect-adapter.js';
 import { withCors } from './transport/cors.js';
 import { routeConnection } from './transport/front-door.js';
