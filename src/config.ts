@@ -4,10 +4,9 @@ import { createSecureContext } from 'node:tls';
 import { isIP } from 'node:net';
 import { IANAZone } from 'luxon';
 import { readKeyFile, type KeyFile } from './auth/api-keys.js';
-import { isValidCron } from './scheduler/reset-scheduler.js';
+import { isValidCron, type ResetSettings } from './scheduler/settings.js';
 import type { GroupCommitSettings } from './batching/group-commit.js';
 import { DEFAULT_LIMITS, type ConnectionLimits } from './transport/limits.js';
-import type { ResetSettings } from './server.js';
 import { parseCorsOrigins } from './transport/cors.js';
 
 export interface Config {

@@ -17,26 +17,22 @@ import type { Db } from './ledger/db.js';
 import { resetLagSeconds } from './ledger/reset-sweep.js';
 import { feedHeldBack } from './ledger/list-events.js';
 import { safeError } from './logger.js';
-import { codeName, Metrics } from './metrics.js';
+import { Metrics } from './metrics.js';
 import {
   ConsumeGroupCommitter,
   DEFAULT_GROUP_COMMIT,
   type GroupCommitSettings,
 } from './batching/group-commit.js';
 import { ResetScheduler } from './scheduler/reset-scheduler.js';
+import { DEFAULT_RESET, type ResetSettings } from './scheduler/settings.js';
 import { adminServiceHandlers } from './rpc/admin-service.js';
-import { ANONYMOUS } from './rpc/context.js';
+import { callHooks, refusalRecorder } from './rpc/call-metrics.js';
 import { Readiness } from './rpc/health.js';
 import { addHealthToConnect, addHealthToGrpc } from './rpc/health-service.js';
 import { quotaServiceHandlers } from './rpc/quota-service.js';
 import { Reflection } from './rpc/reflection.js';
-import {
-  addConnectService,
-  addGrpcService,
-  type Authenticator,
-  type MountedService,
-  type TransportHooks,
-} from './rpc/transport.js';
+import { addConnectService, addGrpcService, type Authenticator } from './rpc/transport.js';
+import { mountService, type MountedService } from './rpc/mount.js';
 import { createConnectHandler } from './transport/connect-adapter.js';
 import { withCors } from './transport/cors.js';
 import { routeConnection } from './transport/front-door.js';
@@ -80,28 +76,6 @@ export interface ServerOptions {
   backtestPageSize?: number;
 }
 
-export interface ResetSettings {
-  /** Run the boundary timer, the cron sweep and the start-up catch-up. */
-  enabled: boolean;
-  cron: string;
-  /** The IANA zone the cron expression is read in. */
-  timeZone: string;
-  replicaId: string;
-  maxAttempts: number;
-  retryBaseMs: number;
-  batchSize: number;
-}
-
-export const DEFAULT_RESET: ResetSettings = {
-  enabled: false,
-  cron: '*/5 * * * *',
-  timeZone: 'UTC',
-  replicaId: `${process.pid}`,
-  maxAttempts: 3,
-  retryBaseMs: 5_000,
-  batchSize: 5_000,
-};
-
 export interface QuotaServer {
   listen(): Promise<{ addr: HostPort; grpcAddr: HostPort | null }>;
   /** Stops taking calls, lets in-flight ones finish (bounded), then closes the sockets. */
@@ -141,39 +115,20 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
     metrics.groupCommitObserver,
   );
   const services: MountedService[] = [
-    {
-      desc: QuotaService,
-      handlers: quotaServiceHandlers(deps, {
+    mountService(
+      QuotaService,
+      quotaServiceHandlers(deps, {
         consumer: committer,
         metrics,
         onInternalError: (err) => log.error({ err: safeError(err) }, 'batch item failed'),
-      }) as never,
-    },
-    {
-      desc: QuotaAdminService,
-      handlers: adminServiceHandlers(deps, scheduler, {
-        backtestPageSize: o.backtestPageSize,
-      }) as never,
-    },
+      }),
+    ),
+    mountService(
+      QuotaAdminService,
+      adminServiceHandlers(deps, scheduler, { backtestPageSize: o.backtestPageSize }),
+    ),
   ];
-  const hooks: TransportHooks = {
-    authenticate: o.authenticate ?? (() => ANONYMOUS),
-    onCallStart(method, transport) {
-      metrics.rpcInFlight.inc({ method, transport });
-    },
-    onCallEnd(method, transport, code, seconds, failure) {
-      metrics.rpcInFlight.dec({ method, transport });
-      metrics.rpcRequests.inc({ method, transport, code: codeName(code) });
-      metrics.rpcDuration.observe({ method, transport }, seconds);
-      if (failure?.internal)
-        log.error({ err: safeError(failure.internal), method, transport }, 'call failed');
-      // Method and outcome only: subjects and keys stay out of the logs.
-      log.debug(
-        { method, transport, code: codeName(code), ms: Math.round(seconds * 1e4) / 10 },
-        'call',
-      );
-    },
-  };
+  const hooks = callHooks(metrics, log, o.authenticate);
   const readiness = new Readiness(
     o.db,
     services.map((s) => s.desc.typeName),
@@ -201,16 +156,11 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
     authenticate: o.authenticate ?? null,
     corsAllows: (origin) => corsOrigins.includes('*') || corsOrigins.includes(origin),
   });
-  const methodPaths = new Set(
-    services.flatMap((x) => x.desc.methods.map((m) => `/${x.desc.typeName}/${m.name}`)),
+  const refused = refusalRecorder(
+    metrics,
+    log,
+    services.map((x) => x.desc),
   );
-  // Refused before any handler ran: counted like every other call (unknown paths as "other",
-  // so a caller cannot mint label values), logged at debug.
-  const refused = (path: string, transport: 'grpc' | 'connect', code: number) => {
-    const method = methodPaths.has(path) ? path.slice(1) : 'other';
-    metrics.rpcRequests.inc({ method, transport, code: codeName(code) });
-    log.debug({ method, transport, code: codeName(code) }, 'refused before reading the request');
-  };
   const connect = withCors(
     corsOrigins,
     createConnectHandler({

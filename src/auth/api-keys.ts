@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { QuotaError } from '../domain/errors.js';
-import type { HeaderReader } from '../rpc/transport.js';
+import type { HeaderReader } from './header-reader.js';
 import type { SubjectScope } from './scope.js';
 
 export type Role = 'consumer' | 'reader' | 'admin';

@@ -19,63 +19,22 @@ import {
   ListResetRunsResponseSchema,
   TriggerResetSweepResponseSchema,
   GetResetStatusResponseSchema,
-  type GetResetStatusRequest,
-  type GetResetStatusResponse,
   ResetQuotaResponseSchema,
   SetQuotaResponseSchema,
-  type DeleteQuotaRequest,
-  type DeleteQuotaResponse,
-  type ListEventsRequest,
-  type ListEventsResponse,
-  type ListQuotasRequest,
-  type ListQuotasResponse,
-  type ListResetRunsRequest,
-  type ListResetRunsResponse,
-  type ResetQuotaRequest,
-  type ResetQuotaResponse,
-  type SetQuotaRequest,
-  type SetQuotaResponse,
-  type TriggerResetSweepRequest,
-  type TriggerResetSweepResponse,
-  type VerifyProjectionRequest,
-  type BacktestQuotaRequest,
-  type BacktestQuotaResponse,
-  type BacktestQuotaStreamRequest,
-  type BacktestQuotaStreamResponse,
-  type VerifyProjectionResponse,
-  VerifyProjectionResponseSchema,
-  type VerifyLedgerRequest,
-  type StreamEventsRequest,
-  type StreamEventsResponse,
-  type VerifyLedgerResponse,
-  VerifyLedgerResponseSchema,
-  type VerifyLedgerStreamRequest,
-  type VerifyLedgerStreamResponse,
-  VerifyLedgerStreamResponseSchema,
-  type WhoAmIRequest,
-  type WhoAmIResponse,
   WhoAmIResponseSchema,
+  type QuotaAdminService,
 } from '../gen/quota/v1/quota_admin_service_pb.js';
 import type { LedgerDeps } from '../ledger/commands.js';
 import { followEvents, listEventsNewestFirst, type FeedCursor } from '../ledger/list-events.js';
 import { lastFinishedAttempt, listAttempts } from '../ledger/reset-runs.js';
-import { verifyProjection } from '../ledger/verify.js';
-import {
-  PROGRESS_DEFAULTS,
-  verifyLedger,
-  verifyLedgerSteps,
-  type LedgerVerification,
-} from '../ledger/ledger-chain.js';
 import type { ResetScheduler } from '../scheduler/reset-scheduler.js';
 import { deleteQuota, listQuotas, setQuota } from '../ledger/quota-admin.js';
 import { resetAllSubjects, resetSubject } from '../ledger/reset.js';
-import { allowSubject, requireUnscoped, type CallContext, type Handler } from './context.js';
+import { allowSubject, requireUnscoped, type ServiceHandlers } from './context.js';
 import {
   eventToProto,
   optionalPeriodFromProto,
   periodFromProto,
-  chainBreakToProto,
-  differenceToProto,
   quotaToProto,
   runToProto,
   statusToProto,
@@ -83,29 +42,14 @@ import {
 import { backtestHandler, backtestStreamHandler } from './backtest.js';
 import { decodePageToken, encodePageToken } from './page-token.js';
 import { eventFilterOf, feedCursor, streamEventsHandler } from './event-feed.js';
+import { verificationHandlers } from './verification.js';
 
-export interface AdminServiceHandlers {
-  setQuota: Handler<SetQuotaRequest, SetQuotaResponse>;
-  deleteQuota: Handler<DeleteQuotaRequest, DeleteQuotaResponse>;
-  resetQuota: Handler<ResetQuotaRequest, ResetQuotaResponse>;
-  listQuotas: Handler<ListQuotasRequest, ListQuotasResponse>;
-  listEvents: Handler<ListEventsRequest, ListEventsResponse>;
-  listResetRuns: Handler<ListResetRunsRequest, ListResetRunsResponse>;
-  triggerResetSweep: Handler<TriggerResetSweepRequest, TriggerResetSweepResponse>;
-  getResetStatus: Handler<GetResetStatusRequest, GetResetStatusResponse>;
-  verifyProjection: Handler<VerifyProjectionRequest, VerifyProjectionResponse>;
-  backtestQuota: Handler<BacktestQuotaRequest, BacktestQuotaResponse>;
-  /** Server streaming: progress per page of the replay, then the result. */
-  backtestQuotaStream: Handler<
-    BacktestQuotaStreamRequest,
-    AsyncIterable<BacktestQuotaStreamResponse>
-  >;
-  verifyLedger: Handler<VerifyLedgerRequest, VerifyLedgerResponse>;
-  verifyLedgerStream: Handler<VerifyLedgerStreamRequest, AsyncIterable<VerifyLedgerStreamResponse>>;
-  /** Server streaming: resolves to the stream once the request is checked. */
-  streamEvents: Handler<StreamEventsRequest, AsyncIterable<StreamEventsResponse>>;
-  whoAmI: Handler<WhoAmIRequest, WhoAmIResponse>;
-}
+/**
+ * Every method of quota.v1.QuotaAdminService, typed from the generated descriptor. The
+ * server-streaming ones (BacktestQuotaStream, VerifyLedgerStream, StreamEvents) resolve to
+ * their stream once the request is checked.
+ */
+export type AdminServiceHandlers = ServiceHandlers<typeof QuotaAdminService>;
 
 const isDecimal = (a: unknown): a is string =>
   typeof a === 'string' && /^\d{1,19}$/.test(a) && BigInt(a) <= INT64_MAX;
@@ -119,24 +63,6 @@ const parseFeedToken = (t: string): FeedCursor => {
   const [xid, position] = t.split(':');
   return { xid: BigInt(xid!), position: BigInt(position!) };
 };
-
-const verificationToProto = (r: LedgerVerification): VerifyLedgerResponse =>
-  create(VerifyLedgerResponseSchema, {
-    subjectsChecked: BigInt(r.subjects),
-    eventsChecked: BigInt(r.events),
-    breaks: r.breaks.map(chainBreakToProto),
-    truncated: r.truncated,
-    checkpointId: r.checkpoint?.id ?? 0n,
-    checkpointTime: r.checkpoint ? timestampFromDate(r.checkpoint.createdAt) : undefined,
-  });
-
-/** The subject a verification covers (null: all), checked against the key's scope. */
-function verificationSubject(req: { subject: string }, ctx: CallContext): string | null {
-  const subject = req.subject === '' ? null : checkSubject(req.subject, 'subject', true);
-  if (subject === null) requireUnscoped(ctx, 'a verification without a subject');
-  else allowSubject(ctx, subject);
-  return subject;
-}
 
 const isQuotaKey = (a: unknown): a is [string, string, string] =>
   Array.isArray(a) &&
@@ -284,60 +210,9 @@ export function adminServiceHandlers(
       });
     },
 
-    async verifyProjection(req, ctx) {
-      const subject = req.subject === '' ? null : checkSubject(req.subject, 'subject', true);
-      if (subject === null) requireUnscoped(ctx, 'a verification without a subject');
-      else allowSubject(ctx, subject);
-      const r = await verifyProjection(deps.db, { subject, repair: req.repair });
-      return create(VerifyProjectionResponseSchema, {
-        subjectsChecked: BigInt(r.subjectsChecked),
-        differences: r.differences.slice(0, 1000).map(differenceToProto),
-        differencesFound: BigInt(r.differences.length),
-        repaired: BigInt(r.repaired),
-      });
-    },
+    ...verificationHandlers(deps.db),
 
     streamEvents: streamEventsHandler(deps.db),
-
-    async verifyLedger(req, ctx) {
-      return verificationToProto(await verifyLedger(deps.db, verificationSubject(req, ctx)));
-    },
-
-    // Checked before the first message, so a bad request fails the call rather than the stream.
-    async verifyLedgerStream(req, ctx) {
-      const subject = verificationSubject(req, ctx);
-      const every = req.progressEverySubjects;
-      if (every < 0 || every > 1_000_000) {
-        throw invalid('progress_every_subjects', 'must be 1-1000000, or 0 for 1000');
-      }
-      const steps = verifyLedgerSteps(deps.db, subject, {
-        ...PROGRESS_DEFAULTS,
-        everySubjects: every || PROGRESS_DEFAULTS.everySubjects,
-      });
-      return (async function* () {
-        for (;;) {
-          const step = await steps.next();
-          if (step.done) {
-            yield create(VerifyLedgerStreamResponseSchema, {
-              item: { case: 'result', value: verificationToProto(step.value) },
-            });
-            return;
-          }
-          const p = step.value;
-          yield create(VerifyLedgerStreamResponseSchema, {
-            item: {
-              case: 'progress',
-              value: {
-                subjectsChecked: BigInt(p.subjects),
-                eventsChecked: BigInt(p.events),
-                breaksFound: BigInt(p.breaks),
-                subject: p.subject,
-              },
-            },
-          });
-        }
-      })();
-    },
 
     // Role null means authentication is off: the caller may do everything, as an admin may.
     async whoAmI(_req, ctx) {

@@ -16,8 +16,8 @@ import {
   type BacktestQuotaRequest,
   type BacktestQuotaResponse,
   type BacktestQuotaStreamRequest,
-  type BacktestQuotaStreamResponse,
   type BacktestSubject,
+  type QuotaAdminService,
 } from '../gen/quota/v1/quota_admin_service_pb.js';
 import {
   backtestPages,
@@ -26,7 +26,12 @@ import {
   type BacktestRun,
 } from '../ledger/backtest.js';
 import type { LedgerDeps } from '../ledger/commands.js';
-import { allowSubject, requireUnscoped, type CallContext, type Handler } from './context.js';
+import {
+  allowSubject,
+  requireUnscoped,
+  type CallContext,
+  type ServiceHandlers,
+} from './context.js';
 import { dateFromProto, PERIODS, periodFromProto, ts } from './convert.js';
 
 /** The most proposed quotas one backtest takes: a metric has at most one per period. */
@@ -102,9 +107,9 @@ function resultToProto(run: BacktestRun): BacktestQuotaResponse {
   });
 }
 
-export function backtestHandler(
-  deps: LedgerDeps,
-): Handler<BacktestQuotaRequest, BacktestQuotaResponse> {
+type AdminHandlers = ServiceHandlers<typeof QuotaAdminService>;
+
+export function backtestHandler(deps: LedgerDeps): AdminHandlers['backtestQuota'] {
   return async (req, ctx) => {
     const q = authorizedQuery(req, ctx);
     return resultToProto(await runBacktest(deps.db, q, { signal: ctx.signal }));
@@ -119,7 +124,7 @@ export function backtestHandler(
 export function backtestStreamHandler(
   deps: LedgerDeps,
   pageSize?: number,
-): Handler<BacktestQuotaStreamRequest, AsyncIterable<BacktestQuotaStreamResponse>> {
+): AdminHandlers['backtestQuotaStream'] {
   return async (req, ctx) => {
     const q = authorizedQuery(req, ctx);
     return (async function* () {

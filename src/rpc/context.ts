@@ -1,3 +1,9 @@
+import type {
+  DescMethodServerStreaming,
+  DescMethodUnary,
+  DescService,
+  MessageShape,
+} from '@bufbuild/protobuf';
 import type { Caller } from '../auth/api-keys.js';
 import { describeScope, inScope } from '../auth/scope.js';
 import { QuotaError } from '../domain/errors.js';
@@ -34,3 +40,23 @@ export const isAdmin = (ctx: Caller): boolean => ctx.role === null || ctx.role =
 
 /** A unary handler written once and mounted on both transports. */
 export type Handler<I, O> = (req: I, ctx: CallContext) => Promise<O>;
+
+/**
+ * The handler of one method of a generated service descriptor: a unary method answers with
+ * its response message; a server-streaming one resolves to the stream once the request is
+ * checked (so a bad request fails the call rather than the stream).
+ */
+export type MethodHandler<M> =
+  M extends DescMethodUnary<infer I, infer O>
+    ? Handler<MessageShape<I>, MessageShape<O>>
+    : M extends DescMethodServerStreaming<infer I, infer O>
+      ? Handler<MessageShape<I>, AsyncIterable<MessageShape<O>>>
+      : never;
+
+/**
+ * Every method of a service, typed from its descriptor (as connect-es's ServiceImpl, but with
+ * our CallContext): a method added to the proto and left unimplemented fails the type check.
+ */
+export type ServiceHandlers<S extends DescService> = {
+  [K in keyof S['method']]: MethodHandler<S['method'][K]>;
+};

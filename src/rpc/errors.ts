@@ -1,7 +1,6 @@
 import { Code, ConnectError } from '@connectrpc/connect';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { QuotaError } from '../domain/errors.js';
-import { mapDbError } from '../ledger/db.js';
 
 export interface RpcFailure {
   /** The gRPC status code; Connect uses the same numbers. */
@@ -11,12 +10,14 @@ export interface RpcFailure {
   internal?: unknown;
 }
 
-/** Every failure becomes a status code and a message a person can act on; nothing else leaks. */
+/**
+ * Every failure becomes a status code and a message a person can act on; nothing else leaks.
+ * Database failures arrive already mapped (the ledger's inTransaction, reading and query turn
+ * them into QuotaErrors), so anything that is not a QuotaError is ours: INTERNAL, logged.
+ */
 export function toFailure(err: unknown): RpcFailure {
   if (err instanceof ConnectError) return { code: err.code, message: err.rawMessage };
-  const mapped = mapDbError(err);
-  if (mapped instanceof QuotaError)
-    return { code: GrpcStatus[mapped.code], message: mapped.message };
+  if (err instanceof QuotaError) return { code: GrpcStatus[err.code], message: err.message };
   return {
     code: GrpcStatus.INTERNAL,
     message: 'internal error; it has been logged',

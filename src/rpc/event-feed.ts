@@ -5,8 +5,7 @@ import { EVENT_TYPES } from '../domain/events.js';
 import { checkOptionalMetric, checkOptionalText, checkSubject } from '../domain/validate.js';
 import {
   StreamEventsResponseSchema,
-  type StreamEventsRequest,
-  type StreamEventsResponse,
+  type QuotaAdminService,
 } from '../gen/quota/v1/quota_admin_service_pb.js';
 import type { EventType } from '../gen/quota/v1/types_pb.js';
 import type { Db } from '../ledger/db.js';
@@ -18,7 +17,12 @@ import {
   type EventFilter,
   type FeedCursor,
 } from '../ledger/list-events.js';
-import { allowSubject, requireUnscoped, type CallContext } from './context.js';
+import {
+  allowSubject,
+  requireUnscoped,
+  type CallContext,
+  type ServiceHandlers,
+} from './context.js';
 import { dateFromProto, eventToProto, eventTypeFromProto } from './convert.js';
 
 /** The filters ListEvents and StreamEvents share, checked; the key's scope enforced. */
@@ -71,12 +75,12 @@ export const MAX_STREAMS = 64;
  * StreamEvents: validates and authorizes before the first message (a bad request fails the
  * call, it does not end a stream), then relays the ledger stream until the caller goes away.
  */
-export function streamEventsHandler(db: Db, maxStreams = MAX_STREAMS) {
+export function streamEventsHandler(
+  db: Db,
+  maxStreams = MAX_STREAMS,
+): ServiceHandlers<typeof QuotaAdminService>['streamEvents'] {
   let open = 0;
-  return async function (
-    req: StreamEventsRequest,
-    ctx: CallContext,
-  ): Promise<AsyncIterable<StreamEventsResponse>> {
+  return async function (req, ctx) {
     const filter = eventFilterOf(req, false, ctx);
     const hb = req.heartbeatSeconds;
     if (hb < 0 || hb > 300) throw invalid('heartbeat_seconds', 'must be 1-300, or 0 for 15');

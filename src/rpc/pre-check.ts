@@ -1,8 +1,9 @@
 import type { DescService } from '@bufbuild/protobuf';
 import { status as GrpcStatus } from '@grpc/grpc-js';
+import type { HeaderReader } from '../auth/header-reader.js';
 import { unauthenticatedRequestProblem } from '../transport/host-check.js';
 import { toFailure } from './errors.js';
-import type { Authenticator, HeaderReader } from './transport.js';
+import type { Authenticator } from './transport.js';
 
 /** A refusal decided from the request line and headers alone. */
 export interface Refusal {

@@ -15,16 +15,11 @@ import {
   ConsumeBatchResultSchema,
   ConsumeResponseSchema,
   ItemErrorSchema,
-  type ConsumeBatchRequest,
-  type ConsumeBatchResponse,
   GetQuotaResponseSchema,
   RefundResponseSchema,
   type ConsumeRequest,
   type ConsumeResponse,
-  type GetQuotaRequest,
-  type GetQuotaResponse,
-  type RefundRequest,
-  type RefundResponse,
+  type QuotaService,
 } from '../gen/quota/v1/quota_service_pb.js';
 import type { LedgerDeps } from '../ledger/commands.js';
 import type { ConsumeCommand } from '../ledger/commands.js';
@@ -32,17 +27,13 @@ import type { ConsumeResult } from '../ledger/consume.js';
 import { getQuota, getQuotaAsOf } from '../ledger/read.js';
 import { refund } from '../ledger/refund.js';
 import type { Metrics } from '../metrics.js';
-import { allowSubject, isAdmin, type Handler } from './context.js';
+import { allowSubject, isAdmin, type ServiceHandlers } from './context.js';
 import { toFailure } from './errors.js';
-import { reservationHandlers, type ReservationHandlers } from './reservations.js';
+import { reservationHandlers } from './reservations.js';
 import { dateFromProto, modeFromProto, periodAmountToProto, statusToProto, ts } from './convert.js';
 
-export interface QuotaServiceHandlers extends ReservationHandlers {
-  consume: Handler<ConsumeRequest, ConsumeResponse>;
-  consumeBatch: Handler<ConsumeBatchRequest, ConsumeBatchResponse>;
-  refund: Handler<RefundRequest, RefundResponse>;
-  getQuota: Handler<GetQuotaRequest, GetQuotaResponse>;
-}
+/** Every method of quota.v1.QuotaService, typed from the generated descriptor. */
+export type QuotaServiceHandlers = ServiceHandlers<typeof QuotaService>;
 
 /** Applies consumes: the group committer in a server, or anything with its shape. */
 export interface Consumer {

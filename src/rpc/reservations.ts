@@ -14,24 +14,19 @@ import {
   CancelReservationResponseSchema,
   CommitReservationResponseSchema,
   ReserveResponseSchema,
-  type CancelReservationRequest,
-  type CancelReservationResponse,
-  type CommitReservationRequest,
-  type CommitReservationResponse,
-  type ReserveRequest,
-  type ReserveResponse,
+  type QuotaService,
 } from '../gen/quota/v1/quota_service_pb.js';
 import type { LedgerDeps } from '../ledger/commands.js';
 import { cancelReservation, commitReservation, reserve } from '../ledger/reservation.js';
 import type { Metrics } from '../metrics.js';
-import { allowSubject, type Handler } from './context.js';
+import { allowSubject, type ServiceHandlers } from './context.js';
 import { statusToProto, ts } from './convert.js';
 
-export interface ReservationHandlers {
-  reserve: Handler<ReserveRequest, ReserveResponse>;
-  commitReservation: Handler<CommitReservationRequest, CommitReservationResponse>;
-  cancelReservation: Handler<CancelReservationRequest, CancelReservationResponse>;
-}
+/** The reservation methods of quota.v1.QuotaService, typed from the generated descriptor. */
+export type ReservationHandlers = Pick<
+  ServiceHandlers<typeof QuotaService>,
+  'reserve' | 'commitReservation' | 'cancelReservation'
+>;
 
 /** A ttl in milliseconds; unset is null (required, checked by checkTtlMs). */
 function ttlMs(d: Duration | undefined): number | null {

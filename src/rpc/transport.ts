@@ -1,4 +1,4 @@
-import { fromBinary, toBinary, type DescMethod, type DescService } from '@bufbuild/protobuf';
+import { fromBinary, toBinary, type DescMethod, type Message } from '@bufbuild/protobuf';
 import type { ConnectRouter, HandlerContext } from '@connectrpc/connect';
 import * as grpc from '@grpc/grpc-js';
 import {
@@ -10,24 +10,17 @@ import {
   type TextMapGetter,
 } from '@opentelemetry/api';
 import type { Caller } from '../auth/api-keys.js';
+import type { HeaderReader } from '../auth/header-reader.js';
 import type { CallContext, Handler } from './context.js';
 import { decodeRequest } from './decode.js';
 import { toConnectError, toFailure, type RpcFailure } from './errors.js';
-
-/** Reads one request header, case-insensitively, from whichever transport carried the call. */
-export type HeaderReader = (name: string) => string | undefined;
+import type { MountedService } from './mount.js';
 
 /**
  * Decides who is calling from the request headers, or throws UNAUTHENTICATED /
  * PERMISSION_DENIED. `method` is the full name, e.g. "quota.v1.QuotaService/Consume".
  */
 export type Authenticator = (header: HeaderReader, method: string) => Caller;
-
-export interface MountedService {
-  desc: DescService;
-  // Each handler receives the decoded request message of its method.
-  handlers: Record<string, Handler<never, unknown>>;
-}
 
 export interface TransportHooks {
   authenticate: Authenticator;
@@ -58,13 +51,13 @@ const headerGetter: TextMapGetter<HeaderReader> = {
  */
 async function run(
   m: DescMethod,
-  handler: Handler<never, unknown>,
+  handler: Handler<Message, Message>,
   hooks: TransportHooks,
   transport: 'grpc' | 'connect',
   header: HeaderReader,
   signal: AbortSignal,
-  decode: () => unknown,
-): Promise<unknown> {
+  decode: () => Message,
+): Promise<Message> {
   const started = process.hrtime.bigint();
   const name = methodName(m);
   hooks.onCallStart?.(name, transport);
@@ -82,7 +75,7 @@ async function run(
     async (span) => {
       try {
         const ctx: CallContext = { ...hooks.authenticate(header, name), signal };
-        const res = await handler(decode() as never, ctx);
+        const res = await handler(decode(), ctx);
         span.setAttribute('rpc.grpc.status_code', 0);
         hooks.onCallEnd?.(name, transport, 0, seconds());
         return res;
@@ -106,13 +99,13 @@ async function run(
  */
 async function* runStream(
   m: DescMethod,
-  handler: Handler<never, unknown>,
+  handler: Handler<Message, AsyncIterable<Message>>,
   hooks: TransportHooks,
   transport: 'grpc' | 'connect',
   header: HeaderReader,
   signal: AbortSignal,
-  decode: () => unknown,
-): AsyncGenerator<unknown> {
+  decode: () => Message,
+): AsyncGenerator<Message> {
   const started = process.hrtime.bigint();
   const name = methodName(m);
   hooks.onCallStart?.(name, transport);
@@ -132,7 +125,7 @@ async function* runStream(
   );
   try {
     const ctx: CallContext = { ...hooks.authenticate(header, name), signal };
-    const stream = (await handler(decode() as never, ctx)) as AsyncIterable<unknown>;
+    const stream = await handler(decode(), ctx);
     for await (const msg of stream) yield msg;
     span.setAttribute('rpc.grpc.status_code', 0);
     hooks.onCallEnd?.(name, transport, 0, seconds());
@@ -150,9 +143,9 @@ async function* runStream(
 /** A server-streaming method on grpc-js: writes as fast as the client reads, no faster. */
 function grpcStream(
   m: DescMethod,
-  handler: Handler<never, unknown>,
+  handler: Handler<Message, AsyncIterable<Message>>,
   hooks: TransportHooks,
-): grpc.handleServerStreamingCall<Buffer, unknown> {
+): grpc.handleServerStreamingCall<Buffer, Message> {
   return (call) => {
     const ac = new AbortController();
     call.once('cancelled', () => ac.abort());
@@ -174,7 +167,7 @@ function grpcStream(
     void (async () => {
       try {
         for await (const msg of runStream(m, handler, hooks, 'grpc', header, ac.signal, () =>
-          decodeRequest(m.input, call.request),
+          decodeRequest<Message>(m.input, call.request),
         )) {
           if (ac.signal.aborted) break;
           if (!call.write(msg)) await drained();
@@ -194,30 +187,29 @@ export function addGrpcService(
   svc: MountedService,
   hooks: TransportHooks,
 ): void {
-  const definition: Record<string, grpc.MethodDefinition<Buffer, unknown>> = {};
+  const definition: Record<string, grpc.MethodDefinition<Buffer, Message>> = {};
   const implementation: grpc.UntypedServiceImplementation = {};
-  for (const m of svc.desc.methods) {
-    const handler = svc.handlers[m.localName];
-    if (!handler) continue;
-    const streaming = m.methodKind === 'server_streaming';
+  for (const mounted of svc.methods) {
+    const m = mounted.method;
     definition[m.localName] = {
       path: `/${methodName(m)}`,
       requestStream: false,
-      responseStream: streaming,
+      responseStream: mounted.streaming,
       // Requests stay raw bytes here and are decoded inside the call, so a malformed message
       // is answered INVALID_ARGUMENT with a reason rather than grpc-js's generic INTERNAL.
       requestSerialize: (b: Buffer) => b,
       requestDeserialize: (b: Buffer) => b,
-      responseSerialize: (msg: unknown) => Buffer.from(toBinary(m.output, msg as never)),
+      responseSerialize: (msg: Message) => Buffer.from(toBinary(m.output, msg)),
       responseDeserialize: (b: Buffer) => fromBinary(m.output, b),
     };
-    if (streaming) {
-      implementation[m.localName] = grpcStream(m, handler, hooks);
+    if (mounted.streaming) {
+      implementation[m.localName] = grpcStream(m, mounted.handler, hooks);
       continue;
     }
+    const handler = mounted.handler;
     implementation[m.localName] = (
-      call: grpc.ServerUnaryCall<Buffer, unknown>,
-      callback: grpc.sendUnaryData<unknown>,
+      call: grpc.ServerUnaryCall<Buffer, Message>,
+      callback: grpc.sendUnaryData<Message>,
     ) => {
       const ac = new AbortController();
       const onCancelled = () => ac.abort();
@@ -227,7 +219,7 @@ export function addGrpcService(
         return typeof v === 'string' ? v : undefined;
       };
       run(m, handler, hooks, 'grpc', header, ac.signal, () =>
-        decodeRequest(m.input, call.request),
+        decodeRequest<Message>(m.input, call.request),
       ).then(
         (res) => {
           // grpc-js reports the stream's close as 'cancelled' even after an answer; aborting
@@ -251,29 +243,28 @@ export function addConnectService(
   svc: MountedService,
   hooks: TransportHooks,
 ): void {
-  const impl: Record<string, (req: unknown, hctx: HandlerContext) => unknown> = {};
-  for (const m of svc.desc.methods) {
-    const handler = svc.handlers[m.localName];
-    if (!handler) continue;
-    if (m.methodKind === 'server_streaming') {
-      impl[m.localName] = async function* (req: unknown, hctx: HandlerContext) {
+  for (const mounted of svc.methods) {
+    const m = mounted.method;
+    if (mounted.streaming) {
+      const handler = mounted.handler;
+      router.rpc(m, async function* (req: Message, hctx: HandlerContext) {
         const header: HeaderReader = (name) => hctx.requestHeader.get(name) ?? undefined;
         try {
           yield* runStream(m, handler, hooks, 'connect', header, hctx.signal, () => req);
         } catch (f) {
           throw toConnectError(f as RpcFailure);
         }
-      };
+      });
       continue;
     }
-    impl[m.localName] = async (req, hctx) => {
+    const handler = mounted.handler;
+    router.rpc(m, async (req: Message, hctx: HandlerContext) => {
       const header: HeaderReader = (name) => hctx.requestHeader.get(name) ?? undefined;
       try {
         return await run(m, handler, hooks, 'connect', header, hctx.signal, () => req);
       } catch (f) {
         throw toConnectError(f as RpcFailure);
       }
-    };
+    });
   }
-  router.service(svc.desc, impl as never);
 }

@@ -4,12 +4,13 @@ import schedule, { type Job } from 'node-schedule';
 import type { Logger } from 'pino';
 import type { Clock } from '../domain/clock.js';
 import type { Db } from '../ledger/db.js';
-import { saveAttempt, type ResetAttempt, type ResetTrigger } from '../ledger/reset-runs.js';
+import type { ResetAttempt, ResetTrigger } from '../ledger/reset-runs.js';
 import { expireReservations, nextExpiry } from '../ledger/reservation-sweep.js';
 import { nextBoundary, oldestDue, sweep } from '../ledger/reset-sweep.js';
 import { writeCheckpoint } from '../ledger/ledger-chain.js';
 import { safeError } from '../logger.js';
 import type { Metrics } from '../metrics.js';
+import { reportAttempt, RunLog, skippedAttempt } from './run-log.js';
 
 export interface ResetSchedulerOptions {
   db: Db;
@@ -31,14 +32,6 @@ export interface ResetSchedulerOptions {
 }
 
 const tracer = trace.getTracer('quota-ledger');
-
-/** Whether node-schedule accepts a cron expression (in a zone). */
-export function isValidCron(expr: string, timeZone = 'UTC'): boolean {
-  const job = schedule.scheduleJob({ rule: expr, tz: timeZone }, () => {});
-  if (!job) return false;
-  job.cancel();
-  return true;
-}
 
 /** What GetResetStatus reports about this replica's scheduler. */
 export interface ResetStatus {
@@ -63,10 +56,11 @@ export class ResetScheduler {
   private nextTimerAt: Date | null = null;
   private stopping = false;
   private readonly abort = new AbortController();
-  /** Attempts that could not be written while the database was away; written on its return. */
-  private readonly unrecorded: ResetAttempt[] = [];
+  private readonly runLog: RunLog;
 
-  constructor(private readonly o: ResetSchedulerOptions) {}
+  constructor(private readonly o: ResetSchedulerOptions) {
+    this.runLog = new RunLog(o.db);
+  }
 
   /** Arms the cron job and the boundary timer, and starts the catch-up sweep. */
   start(): void {
@@ -131,23 +125,11 @@ export class ResetScheduler {
   }
 
   private async recordSkip(trigger: ResetTrigger): Promise<void> {
-    const now = this.o.clock.now();
     const since = this.runningSince?.toISOString() ?? 'earlier';
-    const skip: ResetAttempt = {
-      id: null,
-      runId: randomUUID(),
-      trigger,
-      replicaId: this.o.replicaId,
-      attempt: 1,
-      startedAt: now,
-      finishedAt: now,
-      countersRolled: 0,
-      outcome: 'skipped',
-      error: `a sweep of this replica has been running since ${since}`,
-    };
+    const skip = skippedAttempt(trigger, this.o.replicaId, this.o.clock.now(), since);
     this.o.metrics.resetRuns.inc({ trigger, outcome: 'skipped' });
     this.o.logger.warn({ trigger, runningSince: since }, 'reset tick skipped: a sweep is running');
-    await this.record(skip);
+    await this.runLog.record(skip);
   }
 
   /** Runs a sweep (waiting for one in progress first) and returns its last attempt. */
@@ -198,7 +180,7 @@ export class ResetScheduler {
       'quota_reset.execute',
       { attributes: { 'quota_reset.trigger': trigger, 'quota_reset.attempt': attempt } },
       async (span) => {
-        await this.record(a);
+        await this.runLog.record(a);
         try {
           const r = await sweep(this.o.db, {
             now: a.startedAt,
@@ -224,20 +206,8 @@ export class ResetScheduler {
         a.finishedAt = this.o.clock.now();
         const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
         const ok = a.outcome === 'success';
-        span.setAttributes({
-          'quota_reset.rows_updated': a.countersRolled,
-          'quota_reset.success': ok,
-          'quota_reset.outcome': a.outcome,
-        });
-        if (ok) span.setStatus({ code: SpanStatusCode.OK });
-        else if (a.outcome === 'interrupted')
-          span.setStatus({ code: SpanStatusCode.ERROR, message: a.error ?? 'interrupted' });
-        span.end();
-        this.o.metrics.resetRuns.inc({ trigger, outcome: a.outcome });
-        this.o.metrics.resetRunDuration.observe({ trigger }, seconds);
-        this.o.metrics.countersRolled.inc(a.countersRolled);
-        if (ok) this.o.metrics.lastResetSuccess.set(Date.now() / 1000);
-        await this.record(a);
+        reportAttempt(span, this.o.metrics, a, seconds);
+        await this.runLog.record(a);
         const fields = {
           runId,
           trigger,
@@ -267,19 +237,6 @@ export class ResetScheduler {
       );
     } catch (err) {
       this.o.logger.warn({ err: safeError(err) }, 'ledger checkpoint failed');
-    }
-  }
-
-  /** Writes an attempt, and any that could not be written earlier; never throws. */
-  private async record(a: ResetAttempt): Promise<void> {
-    try {
-      while (this.unrecorded.length) {
-        await saveAttempt(this.o.db, this.unrecorded[0]!);
-        this.unrecorded.shift();
-      }
-      a.id = await saveAttempt(this.o.db, a);
-    } catch {
-      if (a.outcome !== 'running') this.unrecorded.push({ ...a });
     }
   }
 
