@@ -5,6 +5,16 @@ import tseslint from 'typescript-eslint';
 /** src/server.ts, however it is imported. */
 const SERVER = ['**/server', '**/server.js', '**/server.ts'];
 
+// What src/ledger must not import: it is called by the transports, the scheduler and the
+// call batching, never the other way round.
+const LEDGER_PATTERNS = [
+  ...['rpc', 'transport', 'auth', 'scheduler', 'batching'].map((dir) => ({
+    group: [`**/${dir}/**`, `**/${dir}/*`],
+    message: `src/ledger must not import src/${dir}`,
+  })),
+  { group: SERVER, message: 'src/ledger must not import src/server.ts' },
+];
+
 export default tseslint.config(
   { ignores: ['node_modules/', 'src/gen/', '.data/', 'dist/', 'console/dist/', 'test-output/'] },
   js.configs.recommended,
@@ -38,14 +48,7 @@ export default tseslint.config(
   {
     // The ledger is called by the transports and the scheduler, never the other way round.
     files: ['src/ledger/**/*.ts'],
-    ignores: ['src/ledger/read.ts'],
-    rules: { 'no-restricted-imports': ['error', { patterns: ledgerPatterns(true) }] },
-  },
-  {
-    // read.ts still imports src/batching/read-batch.js; that import is being removed (the
-    // "one write path" refactor). Drop this block, and the ignores above, once it is gone.
-    files: ['src/ledger/read.ts'],
-    rules: { 'no-restricted-imports': ['error', { patterns: ledgerPatterns(false) }] },
+    rules: { 'no-restricted-imports': ['error', { patterns: LEDGER_PATTERNS }] },
   },
   {
     // Authentication sits below the RPC layer: it knows nothing of the handlers, the
@@ -91,15 +94,3 @@ export default tseslint.config(
     },
   },
 );
-
-/** What src/ledger must not import; `batching` false only for the one file still doing so. */
-function ledgerPatterns(batching) {
-  const layers = ['rpc', 'transport', 'auth', 'scheduler', ...(batching ? ['batching'] : [])];
-  return [
-    ...layers.map((dir) => ({
-      group: [`**/${dir}/**`, `**/${dir}/*`],
-      message: `src/ledger must not import src/${dir}`,
-    })),
-    { group: SERVER, message: 'src/ledger must not import src/server.ts' },
-  ];
-}

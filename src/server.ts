@@ -105,6 +105,7 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
   const scheduler = new ResetScheduler({
     ...reset,
     db: o.db,
+    observer,
     clock: deps.clock,
     logger: log,
     metrics,

@@ -3,7 +3,7 @@ import { newEvent } from './events.js';
 import { decideRoll } from './roll.js';
 import { viewOf, type LiveQuota, type QuotaView } from './quota.js';
 import { Stage, type PriorUsage, type SubjectChanges, type SubjectState } from './subject-state.js';
-import { INT64_MAX } from './validate.js';
+import { INT64_MAX } from './counter.js';
 
 export type ConsumeMode = 'ENFORCE' | 'RECORD' | 'DRY_RUN';
 

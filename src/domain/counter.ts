@@ -8,6 +8,9 @@ export type CountedEvent = Pick<
   'type' | 'metric' | 'period' | 'periodStart' | 'periodEnd' | 'recordedAt' | 'data' | 'sequence'
 >;
 
+/** The largest count a counter holds (PostgreSQL bigint); a change past it is refused. */
+export const INT64_MAX = 2n ** 63n - 1n;
+
 const fresh = (fx: Effect): CounterState => ({
   used: 0n,
   reserved: 0n,

@@ -1,5 +1,7 @@
 import { nextWindow, periodContaining, PERIOD_KINDS, type PeriodKind } from './period.js';
-import { DEFAULT_SUBJECT } from './validate.js';
+
+/** The subject whose quotas are the defaults of every subject without its own. */
+export const DEFAULT_SUBJECT = '*';
 
 /** A quota definition as stored. */
 export interface QuotaDef {

@@ -3,11 +3,7 @@ import { invalid, QuotaError } from './errors.js';
 import type { Effect } from './events.js';
 import type { PeriodKind } from './period.js';
 import { holdCounts, viewOf, type LiveQuota, type OpenHold, type QuotaView } from './quota.js';
-import { INT64_MAX } from './validate.js';
-
-/** The shortest and longest hold a Reserve may ask for. */
-export const MIN_TTL_MS = 1_000;
-export const MAX_TTL_MS = 24 * 3600 * 1000;
+import { INT64_MAX } from './counter.js';
 
 export interface ReserveCommand {
   subject: string;
@@ -30,22 +26,6 @@ export interface CancelCommand {
   subject: string;
   reservationId: string;
   reason: string | null;
-}
-
-export function checkTtlMs(ms: number | null, field = 'ttl'): number {
-  if (ms === null) throw invalid(field, `is required (${MIN_TTL_MS / 1000} s to 24 h)`);
-  if (!Number.isFinite(ms) || ms < MIN_TTL_MS || ms > MAX_TTL_MS) {
-    throw invalid(field, `must be between 1 s and 24 h (got ${ms} ms)`);
-  }
-  return ms;
-}
-
-export function checkReservationId(value: string, field = 'reservation_id'): string {
-  if (value.length === 0) throw invalid(field, 'is required (the id Reserve answered)');
-  if (!/^[A-Za-z0-9-]{1,64}$/.test(value)) {
-    throw invalid(field, `"${value.slice(0, 80)}" is not a reservation id Reserve answers`);
-  }
-  return value;
 }
 
 export interface ReserveDecision {

@@ -7,7 +7,7 @@ import {
   type CounterState,
   type QuotaView,
 } from '../domain/quota.js';
-import { DEFAULT_SUBJECT } from '../domain/validate.js';
+import { DEFAULT_SUBJECT } from '../domain/quota.js';
 import { EVENT_COLUMNS, eventFromRow, type EventRow } from './codec.js';
 import type { LedgerDeps } from './commands.js';
 import { noQuota } from '../domain/errors.js';

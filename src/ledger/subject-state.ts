@@ -1,7 +1,7 @@
 import type { PeriodKind } from '../domain/period.js';
 import { counterKey, type OpenHold, type QuotaDef } from '../domain/quota.js';
 import type { PriorUsage, SubjectState } from '../domain/subject-state.js';
-import { DEFAULT_SUBJECT } from '../domain/validate.js';
+import { DEFAULT_SUBJECT } from '../domain/quota.js';
 import { decodeData } from './codec.js';
 import type { Db, Tx } from './db.js';
 

@@ -10,8 +10,8 @@ import {
   checkReason,
   checkSubject,
   checkTimeZone,
-  INT64_MAX,
-} from '../domain/validate.js';
+} from './validate.js';
+import { INT64_MAX } from '../domain/counter.js';
 import {
   DeleteQuotaResponseSchema,
   ListEventsResponseSchema,

@@ -7,7 +7,7 @@ import {
   checkMetric,
   checkSubject,
   checkTimeZone,
-} from '../domain/validate.js';
+} from './validate.js';
 import {
   BacktestPeriodSchema,
   BacktestQuotaResponseSchema,

@@ -2,7 +2,7 @@ import { create } from '@bufbuild/protobuf';
 import { timestampFromDate, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { invalid, QuotaError } from '../domain/errors.js';
 import { EVENT_TYPES } from '../domain/events.js';
-import { checkOptionalMetric, checkOptionalText, checkSubject } from '../domain/validate.js';
+import { checkOptionalMetric, checkOptionalText, checkSubject } from './validate.js';
 import {
   StreamEventsResponseSchema,
   type QuotaAdminService,

@@ -9,7 +9,7 @@ import {
   checkOptionalMetric,
   checkReason,
   checkSubject,
-} from '../domain/validate.js';
+} from './validate.js';
 import {
   ConsumeBatchResponseSchema,
   ConsumeBatchResultSchema,

@@ -1,15 +1,16 @@
 import { create } from '@bufbuild/protobuf';
 import { durationFromMs, type Duration } from '@bufbuild/protobuf/wkt';
 import { invalid } from '../domain/errors.js';
-import { checkReservationId, checkTtlMs } from '../domain/reservation.js';
 import {
   checkAmount,
   checkAttributes,
   checkIdempotencyKey,
   checkMetric,
   checkReason,
+  checkReservationId,
   checkSubject,
-} from '../domain/validate.js';
+  checkTtlMs,
+} from './validate.js';
 import {
   CancelReservationResponseSchema,
   CommitReservationResponseSchema,

@@ -1,7 +1,7 @@
 import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { invalid } from '../domain/errors.js';
-import { checkSubject } from '../domain/validate.js';
+import { checkSubject } from './validate.js';
 import {
   VerifyLedgerResponseSchema,
   VerifyLedgerStreamResponseSchema,

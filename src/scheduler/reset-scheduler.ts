@@ -3,7 +3,7 @@ import { SpanStatusCode, trace } from '@opentelemetry/api';
 import schedule, { type Job } from 'node-schedule';
 import type { Logger } from 'pino';
 import type { Clock } from '../domain/clock.js';
-import type { Db } from '../ledger/db.js';
+import type { Db, DbObserver, Store } from '../ledger/db.js';
 import type { ResetAttempt, ResetTrigger } from '../ledger/reset-runs.js';
 import { expireReservations, nextExpiry } from '../ledger/reservation-sweep.js';
 import { nextBoundary, oldestDue, sweep } from '../ledger/reset-sweep.js';
@@ -14,6 +14,8 @@ import { reportAttempt, RunLog, skippedAttempt } from './run-log.js';
 
 export interface ResetSchedulerOptions {
   db: Db;
+  /** Told of the sweeps' transactions and appended events (metrics). */
+  observer?: DbObserver;
   clock: Clock;
   logger: Logger;
   metrics: Metrics;
@@ -58,8 +60,11 @@ export class ResetScheduler {
   private readonly abort = new AbortController();
   private readonly runLog: RunLog;
 
+  private readonly store: Store;
+
   constructor(private readonly o: ResetSchedulerOptions) {
     this.runLog = new RunLog(o.db);
+    this.store = { db: o.db, observer: o.observer };
   }
 
   /** Arms the cron job and the boundary timer, and starts the catch-up sweep. */
@@ -182,7 +187,7 @@ export class ResetScheduler {
       async (span) => {
         await this.runLog.record(a);
         try {
-          const r = await sweep(this.o.db, {
+          const r = await sweep(this.store, {
             now: a.startedAt,
             batchSize: this.o.batchSize,
             runId,
@@ -190,7 +195,7 @@ export class ResetScheduler {
             onRolled: (n) => (a.countersRolled += n),
           });
           // Holds past their ttl get their RESERVATION_EXPIRED in the same run.
-          const expired = await expireReservations(this.o.db, a.startedAt, {
+          const expired = await expireReservations(this.store, a.startedAt, {
             shouldStop: () => this.stopping,
           });
           this.o.metrics.reservationsSettled.inc({ outcome: 'expired' }, expired);
@@ -283,7 +288,7 @@ export class ResetScheduler {
   /** Writes RESERVATION_EXPIRED for the holds past their ttl; a failure waits for the next run. */
   private async expireHolds(): Promise<void> {
     try {
-      const n = await expireReservations(this.o.db, this.o.clock.now(), {
+      const n = await expireReservations(this.store, this.o.clock.now(), {
         shouldStop: () => this.stopping,
       });
       this.o.metrics.reservationsSettled.inc({ outcome: 'expired' }, n);

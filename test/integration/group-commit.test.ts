@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { QuotaError } from '../../src/domain/errors.js';
-import { INT64_MAX } from '../../src/domain/validate.js';
+import { INT64_MAX } from '../../src/domain/counter.js';
 import type { ConsumeCommand, LedgerDeps } from '../../src/ledger/commands.js';
 import { consume } from '../../src/ledger/consume.js';
 import { ConsumeGroupCommitter } from '../../src/batching/group-commit.js';

@@ -11,7 +11,7 @@ import {
   type LiveQuota,
   type QuotaDef,
 } from '../../src/domain/quota.js';
-import { INT64_MAX } from '../../src/domain/validate.js';
+import { INT64_MAX } from '../../src/domain/counter.js';
 
 const RUNS = { seed: 424_242, numRuns: 300 };
 const NOW = new Date('2026-03-10T12:00:00Z');

@@ -10,7 +10,8 @@ import {
   type OpenHold,
   type QuotaDef,
 } from '../../src/domain/quota.js';
-import { checkTtlMs, judgeCommit, judgeReserve, releasesOf } from '../../src/domain/reservation.js';
+import { judgeCommit, judgeReserve, releasesOf } from '../../src/domain/reservation.js';
+import { checkTtlMs } from '../../src/rpc/validate.js';
 
 // Given / when / then, without a database: the rules of reservations as pure functions.
 

@@ -1,8 +1,9 @@
-import { invalid } from './errors.js';
-import { isValidTimeZone, type PeriodKind } from './period.js';
+import { invalid } from '../domain/errors.js';
+import { isValidTimeZone, type PeriodKind } from '../domain/period.js';
+import { DEFAULT_SUBJECT } from '../domain/quota.js';
 
-export const INT64_MAX = 2n ** 63n - 1n;
-export const DEFAULT_SUBJECT = '*';
+// Every request field checked, each error naming the field as the proto spells it: the RPC
+// layer's job (the domain decides on commands already valid).
 
 export const LIMITS = {
   subjectBytes: 256,
@@ -11,7 +12,6 @@ export const LIMITS = {
   attributeCount: 32,
   attributeKeyBytes: 64,
   attributeValueBytes: 1024,
-  actorBytes: 128,
   maxPageSize: 1000,
   defaultPageSize: 100,
 } as const;
@@ -119,6 +119,26 @@ export function checkPageSize(value: number, field = 'page_size'): number {
   if (value === 0) return LIMITS.defaultPageSize;
   if (!Number.isInteger(value) || value < 0 || value > LIMITS.maxPageSize) {
     throw invalid(field, `must be 1-${LIMITS.maxPageSize}, or 0 for ${LIMITS.defaultPageSize}`);
+  }
+  return value;
+}
+
+/** The shortest and longest hold a Reserve may ask for. */
+export const MIN_TTL_MS = 1_000;
+export const MAX_TTL_MS = 24 * 3600 * 1000;
+
+export function checkTtlMs(ms: number | null, field = 'ttl'): number {
+  if (ms === null) throw invalid(field, `is required (${MIN_TTL_MS / 1000} s to 24 h)`);
+  if (!Number.isFinite(ms) || ms < MIN_TTL_MS || ms > MAX_TTL_MS) {
+    throw invalid(field, `must be between 1 s and 24 h (got ${ms} ms)`);
+  }
+  return ms;
+}
+
+export function checkReservationId(value: string, field = 'reservation_id'): string {
+  if (value.length === 0) throw invalid(field, 'is required (the id Reserve answered)');
+  if (!/^[A-Za-z0-9-]{1,64}$/.test(value)) {
+    throw invalid(field, `"${value.slice(0, 80)}" is not a reservation id Reserve answers`);
   }
   return value;
 }
