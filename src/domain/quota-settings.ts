@@ -1,16 +1,11 @@
 import { QuotaError } from './errors.js';
-import { newEvent } from './events.js';
+import { newEvent, type QuotaSettings } from './events.js';
 import type { PeriodKind } from './period.js';
 import type { QuotaDef } from './quota.js';
 import { Stage, type Decided, type SubjectState } from './subject-state.js';
 
-export interface SetQuotaCommand {
-  subject: string;
-  metric: string;
-  period: PeriodKind;
-  limit: bigint;
-  timeZone: string;
-  anchorDay: number;
+/** The quota to set (a QuotaDef, dated when it is recorded), and why. */
+export interface SetQuotaCommand extends Omit<QuotaDef, 'updatedAt'> {
   reason: string | null;
 }
 
@@ -30,18 +25,7 @@ export function decideSetQuota(
 ): Decided<{ quota: QuotaDef; sequence: bigint }> {
   const stage = new Stage(state);
   const quota = { limit: cmd.limit, timeZone: cmd.timeZone, anchorDay: cmd.anchorDay };
-  const e = stage.record(
-    newEvent({
-      type: 'QUOTA_SET',
-      subject: cmd.subject,
-      actor,
-      recordedAt: now,
-      metric: cmd.metric,
-      period: cmd.period,
-      reason: cmd.reason,
-      data: { quota },
-    }),
-  );
+  const e = stage.record(settingsEvent('QUOTA_SET', cmd, quota, actor, now));
   return stage.decided({
     quota: {
       subject: cmd.subject,
@@ -71,17 +55,27 @@ export function decideDeleteQuota(
     );
   }
   const stage = new Stage(state);
-  const e = stage.record(
-    newEvent({
-      type: 'QUOTA_DELETED',
-      subject: cmd.subject,
-      actor,
-      recordedAt: now,
-      metric: cmd.metric,
-      period: cmd.period,
-      reason: cmd.reason,
-      data: { quota: { limit: own.limit, timeZone: own.timeZone, anchorDay: own.anchorDay } },
-    }),
+  const quota = { limit: own.limit, timeZone: own.timeZone, anchorDay: own.anchorDay };
+  return stage.decided(
+    stage.record(settingsEvent('QUOTA_DELETED', cmd, quota, actor, now)).sequence,
   );
-  return stage.decided(e.sequence);
 }
+
+/** QUOTA_SET or QUOTA_DELETED: the settings set, or those deleted. */
+const settingsEvent = (
+  type: 'QUOTA_SET' | 'QUOTA_DELETED',
+  cmd: DeleteQuotaCommand,
+  quota: QuotaSettings,
+  actor: string,
+  now: Date,
+) =>
+  newEvent({
+    type,
+    subject: cmd.subject,
+    actor,
+    recordedAt: now,
+    metric: cmd.metric,
+    period: cmd.period,
+    reason: cmd.reason,
+    data: { quota },
+  });
