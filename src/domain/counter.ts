@@ -75,13 +75,12 @@ export function evolveCounter(
   return c;
 }
 
-/** The periods of event.metric whose counters `event` may change. */
-export function periodsTouched(event: CountedEvent): PeriodKind[] {
-  const out = new Set<PeriodKind>();
-  if (event.period) out.add(event.period);
-  for (const fx of event.data.effects ?? []) out.add(fx.period);
-  for (const fx of event.data.holds ?? []) out.add(fx.period);
-  return [...out];
+/** A counter an event changed, and what it was before (null: it did not exist). */
+export interface CounterChange {
+  key: string;
+  metric: string;
+  period: PeriodKind;
+  before: CounterState | null;
 }
 
 /**
@@ -91,16 +90,24 @@ export function periodsTouched(event: CountedEvent): PeriodKind[] {
 export function evolveCounters(
   counters: Map<string, CounterState>,
   event: CountedEvent,
-): { key: string; metric: string; period: PeriodKind }[] {
-  const changed: { key: string; metric: string; period: PeriodKind }[] = [];
-  if (!event.metric) return changed;
-  for (const period of periodsTouched(event)) {
-    const key = counterKey(event.metric, period);
+): CounterChange[] {
+  const changed: CounterChange[] = [];
+  const metric = event.metric;
+  if (!metric) return changed;
+  const seen: PeriodKind[] = [];
+  const apply = (period: PeriodKind): void => {
+    if (seen.includes(period)) return;
+    seen.push(period);
+    const key = counterKey(metric, period);
     const before = counters.get(key) ?? null;
     const after = evolveCounter(before, event, period);
-    if (after === null || after === before) continue;
+    if (after === null || after === before) return;
     counters.set(key, after);
-    changed.push({ key, metric: event.metric, period });
-  }
+    changed.push({ key, metric, period, before });
+  };
+  // The periods the event may change: its own, and those of its effects and holds.
+  if (event.period) apply(event.period);
+  for (const fx of event.data.effects ?? []) apply(fx.period);
+  for (const fx of event.data.holds ?? []) apply(fx.period);
   return changed;
 }

@@ -2,7 +2,7 @@ import type { SubjectChanges } from '../domain/subject-state.js';
 import { encodeJson } from './codec.js';
 import type { Db, Tx } from './db.js';
 
-/** One subject's changes, with the version of its row the decision was made on. */
+/** One subject's changes, with what its row must still be for them to be written. */
 export interface SubjectAppend extends SubjectChanges {
   /** The subject row's xmin as read; null when the writer holds the row's lock. */
   version: string | null;
@@ -10,55 +10,59 @@ export interface SubjectAppend extends SubjectChanges {
   lastSequence: bigint;
 }
 
+const CALL = `SELECT quota_append(${Array.from({ length: 27 }, (_, i) => `$${i + 1}`).join(', ')})`;
+
 /**
  * Appends the changes of any number of subjects in one statement (quota_append, see its
  * migration): events, the counters they leave, each subject's new last sequence, checked
- * against the version read. Fails with 40001 and writes nothing if a subject has changed.
- * Returns how many events of each type it appended.
+ * against the sequence and version read. Fails with 40001 and writes nothing if a subject has
+ * changed. Returns how many events of each type it appended.
  */
 export async function append(
   q: Db | Tx,
   batch: readonly SubjectAppend[],
 ): Promise<Record<string, number>> {
-  const touched = batch.filter((s) => s.events.length > 0 || s.counters.length > 0);
-  if (touched.length === 0) return {};
-  const events = touched.flatMap((s) => s.events);
-  const counters = touched.flatMap((s) => s.counters.map((c) => ({ subject: s.subject, ...c })));
-  const e = <T>(f: (x: (typeof events)[number]) => T): T[] => events.map(f);
-  const c = <T>(f: (x: (typeof counters)[number]) => T): T[] => counters.map(f);
-  await q.query(
-    `SELECT quota_append(${Array.from({ length: 27 }, (_, i) => `$${i + 1}`).join(', ')})`,
-    [
-      e((x) => x.subject),
-      e((x) => x.sequence),
-      e((x) => x.type),
-      e((x) => x.metric),
-      e((x) => x.amount),
-      e((x) => x.period),
-      e((x) => x.periodStart),
-      e((x) => x.periodEnd),
-      e((x) => x.actor),
-      e((x) => x.reason),
-      e((x) => x.idempotencyKey),
-      e((x) => (x.attributes ? encodeJson(x.attributes) : null)),
-      e((x) => encodeJson(x.data)),
-      e((x) => x.recordedAt),
-      c((x) => x.subject),
-      c((x) => x.metric),
-      c((x) => x.period),
-      c((x) => x.state.used),
-      c((x) => x.state.reserved),
-      c((x) => x.state.periodStart),
-      c((x) => x.state.periodEnd),
-      c((x) => x.state.lastResetAt),
-      c((x) => x.state.lastSequence),
-      touched.map((s) => s.subject),
-      touched.map((s) => s.lastSequence),
-      touched.map((s) => s.events.at(-1)?.sequence ?? s.lastSequence),
-      touched.map((s) => s.version),
-    ],
-  );
+  // Column arrays, filled in one pass: a flush may carry thousands of events.
+  const e = Array.from({ length: 14 }, (): unknown[] => []);
+  const c = Array.from({ length: 9 }, (): unknown[] => []);
+  const s = Array.from({ length: 4 }, (): unknown[] => []);
   const counts: Record<string, number> = {};
-  for (const x of events) counts[x.type] = (counts[x.type] ?? 0) + 1;
+  for (const x of batch) {
+    if (x.events.length === 0 && x.counters.length === 0) continue;
+    for (const ev of x.events) {
+      e[0]!.push(ev.subject);
+      e[1]!.push(ev.sequence);
+      e[2]!.push(ev.type);
+      e[3]!.push(ev.metric);
+      e[4]!.push(ev.amount);
+      e[5]!.push(ev.period);
+      e[6]!.push(ev.periodStart);
+      e[7]!.push(ev.periodEnd);
+      e[8]!.push(ev.actor);
+      e[9]!.push(ev.reason);
+      e[10]!.push(ev.idempotencyKey);
+      e[11]!.push(ev.attributes ? encodeJson(ev.attributes) : null);
+      e[12]!.push(encodeJson(ev.data));
+      e[13]!.push(ev.recordedAt);
+      counts[ev.type] = (counts[ev.type] ?? 0) + 1;
+    }
+    for (const w of x.counters) {
+      c[0]!.push(x.subject);
+      c[1]!.push(w.metric);
+      c[2]!.push(w.period);
+      c[3]!.push(w.state.used);
+      c[4]!.push(w.state.reserved);
+      c[5]!.push(w.state.periodStart);
+      c[6]!.push(w.state.periodEnd);
+      c[7]!.push(w.state.lastResetAt);
+      c[8]!.push(w.state.lastSequence);
+    }
+    s[0]!.push(x.subject);
+    s[1]!.push(x.lastSequence);
+    s[2]!.push(x.events.at(-1)?.sequence ?? x.lastSequence);
+    s[3]!.push(x.version);
+  }
+  if (s[0]!.length === 0) return counts;
+  await q.query(CALL, [...e, ...c, ...s]);
   return counts;
 }

@@ -192,6 +192,21 @@ describe('decideConsume (applyConsumes)', () => {
     expectCountersFold(history, changes.events, state);
   });
 
+  it('undoes the roll a failing call recorded before it failed', () => {
+    const history = consumed(given([day]), 3n);
+    const state = given([day], history);
+    // Recording 2^63 would overflow the counter: OUT_OF_RANGE, after the roll was recorded.
+    const huge = consume(2n ** 63n, { mode: 'RECORD' });
+    const { outcomes, changes } = applyConsumes(state, [huge, consume(2n)], TOMORROW);
+    expect((outcomes[0] as { error: QuotaError }).error.code).toBe('OUT_OF_RANGE');
+    expect(changes.events.map((e) => [e.type, e.sequence])).toEqual([
+      ['RESET_SCHEDULED', 2n],
+      ['USAGE', 3n],
+    ]);
+    expect(changes.counters).toHaveLength(1);
+    expectCountersFold(history, changes.events, state);
+  });
+
   it('refuses what does not fit and appends nothing', () => {
     const { outcomes, changes } = applyConsumes(given([day]), [consume(11n)], NOW);
     expect(outcomes[0]).toMatchObject({ ok: true, result: { allowed: false, recorded: false } });
