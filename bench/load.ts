@@ -90,7 +90,8 @@ export async function openLoop(
         done();
         return;
       }
-      const due = Math.floor(((now - t0) / 1000) * rate);
+      // Calls whose start time has come: call n is due at t0 + n / rate (call 0 at once).
+      const due = Math.floor(((now - t0) / 1000) * rate) + 1;
       while (issued < due && inFlight < maxInFlight) {
         const dueAt = t0 + (issued / rate) * 1000;
         const n = issued++;
