@@ -26,38 +26,9 @@ export interface StateKeys {
 
 // Everything a decision needs, in one statement and one round trip: the subject rows, their
 // quotas and the defaults, their counters, the usages already recorded under the keys the
-// calls carry, and the holds that have lapsed. One row shape for all five, `kind` saying
-// which; each kind fills its own columns and leaves the others NULL.
-const READ_SQL = `
-  SELECT 'subject' AS kind, subject, NULL AS metric, NULL AS period, last_sequence,
-         xmin::text AS version, NULL::int8 AS quota_limit, NULL AS time_zone,
-         NULL::int AS anchor_day, NULL::timestamptz AS updated_at, NULL::int8 AS used,
-         NULL::int8 AS reserved, NULL::timestamptz AS period_start,
-         NULL::timestamptz AS period_end, NULL::timestamptz AS last_reset_at,
-         NULL::int8 AS amount, NULL::int8 AS sequence, NULL AS idempotency_key,
-         NULL::jsonb AS data, NULL::timestamptz AS expires_at, NULL AS reservation_id,
-         NULL::jsonb AS holds
-    FROM subjects WHERE subject = ANY($1::text[])
-  UNION ALL
-  SELECT 'quota', subject, metric, period, NULL, NULL, quota_limit, time_zone, anchor_day,
-         updated_at, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-    FROM quotas WHERE subject = ANY(array_append($1::text[], $5::text))
-     AND ($2::text[] IS NULL OR metric = ANY($2::text[]))
-  UNION ALL
-  SELECT 'counter', subject, metric, period, last_sequence, NULL, NULL, NULL, NULL, NULL, used,
-         reserved, period_start, period_end, last_reset_at, NULL, NULL, NULL, NULL, NULL, NULL,
-         NULL
-    FROM counters WHERE subject = ANY($1::text[]) AND ($2::text[] IS NULL OR metric = ANY($2::text[]))
-  UNION ALL
-  SELECT 'usage', e.subject, e.metric, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-         NULL, NULL, NULL, e.amount, e.sequence, e.idempotency_key, e.data, NULL, NULL, NULL
-    FROM unnest($3::text[], $4::text[]) AS k(subject, key)
-    JOIN ledger_events e ON e.subject = k.subject AND e.type = 'USAGE' AND e.idempotency_key = k.key
-  UNION ALL
-  SELECT 'hold', subject, metric, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-         NULL, NULL, amount, sequence, NULL, NULL, expires_at, reservation_id, holds
-    FROM reservations WHERE $6::timestamptz IS NOT NULL AND subject = ANY($1::text[])
-     AND ($2::text[] IS NULL OR metric = ANY($2::text[])) AND expires_at <= $6`;
+// calls carry, and the holds that have lapsed. quota_read_subjects (migration 1700000000031)
+// returns them as one row shape, `kind` saying which; each kind fills its own columns.
+const READ_SQL = 'SELECT * FROM quota_read_subjects($1, $2, $3, $4, $5, $6)';
 
 interface Row {
   kind: 'subject' | 'quota' | 'counter' | 'usage' | 'hold';
