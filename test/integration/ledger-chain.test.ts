@@ -38,14 +38,14 @@ afterAll(() => t.drop());
 async function writeHistory(subject: string): Promise<void> {
   await defineQuota(deps, { subject, period: 'DAY', limit: 1000n });
   await defineQuota(deps, { subject, metric: 'tokens', period: 'DAY', limit: 1000n });
-  // One group-commit flush: several usages of the subject in one INSERT ... SELECT unnest.
+  // One group-commit flush: several usages of the subject in one quota_append.
   await Promise.all(
     new ConsumeGroupCommitter(deps).submitAll(
       [cmd(subject), cmd(subject, { metric: 'tokens', amount: 5n }), cmd(subject)],
       'test',
     ),
   );
-  // SubjectWriter: a manual reset of both quotas appends two events in one INSERT.
+  // A manual reset of both quotas appends two events in one quota_append.
   const r = await resetSubject(
     deps,
     subject,
