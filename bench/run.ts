@@ -3,7 +3,9 @@
 // phase), BENCH_WARMUP (2), BENCH_ROUNDS (1; figures are medians over rounds), BENCH_BATCH
 // (100 items per ConsumeBatch), BENCH_CHANNELS (8 HTTP/2 connections), BENCH_JSON (where the
 // JSON goes), BENCH_CPU_PROF (a directory: profile the server with --cpu-prof), DATABASE_URL,
-// BENCH_NO_CHAIN=1 (without the hash-chain trigger, to measure its cost).
+// BENCH_NO_CHAIN=1 (without the hash-chain trigger, to measure its cost), BENCH_DIST=1 (the
+// service compiled by `npm run build` and run as `npm run start:dist` does, without tsx).
+import { execFileSync } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -293,6 +295,15 @@ async function prefill(port: number, subjects: string[]): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  if (process.env.BENCH_DIST === '1') {
+    execFileSync(
+      process.execPath,
+      ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'],
+      {
+        stdio: 'inherit',
+      },
+    );
+  }
   const database = await benchDatabase();
   const profDir = process.env.BENCH_CPU_PROF ?? null;
   if (profDir) await mkdir(profDir, { recursive: true });

@@ -28,6 +28,8 @@ export async function startService(
   const service = await startProcess(
     { DATABASE_URL: databaseUrl, QUOTA_ADDR: `127.0.0.1:${port}`, LOG_LEVEL: 'info', ...env },
     cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : [],
+    // BENCH_DIST=1: the service as `npm run start:dist` runs it (bench/run.ts builds it first).
+    process.env.BENCH_DIST === '1' ? 'dist/main.js' : 'src/main.ts',
   );
   return {
     child: service.child,

@@ -7,14 +7,17 @@ export interface ServiceProcess {
 }
 
 /**
- * Starts `src/main.ts` as a real process and waits until it listens. `nodeArgs` go to Node
- * itself (the benchmark passes --cpu-prof).
+ * Starts the service as a real process and waits until it listens: `src/main.ts` through tsx
+ * (what `npm start` runs), or `dist/main.js` as built by `npm run build` (`npm run start:dist`).
+ * `nodeArgs` go to Node itself (the benchmark passes --cpu-prof).
  */
 export async function startService(
   env: Record<string, string>,
   nodeArgs: string[] = [],
+  entry: 'src/main.ts' | 'dist/main.js' = 'src/main.ts',
 ): Promise<ServiceProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', ...nodeArgs, 'src/main.ts'], {
+  const loader = entry.endsWith('.ts') ? ['--import', 'tsx'] : [];
+  const child = spawn(process.execPath, [...loader, ...nodeArgs, entry], {
     env: { ...process.env, DATABASE_URL: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
