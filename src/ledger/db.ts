@@ -126,13 +126,6 @@ export interface Store {
 
 export const storeOf = (s: Db | Store): Store => (s instanceof pg.Pool ? { db: s } : s);
 
-/** How many events of each type: what a write reports once it has committed. */
-export function countByType(events: readonly { type: string }[]): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const e of events) counts[e.type] = (counts[e.type] ?? 0) + 1;
-  return counts;
-}
-
 /** Reports appended events (by type) once their transaction has committed. */
 export function reportAppended(s: Db | Store, counts: Record<string, number>): void {
   const observer = storeOf(s).observer;
