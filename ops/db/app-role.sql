@@ -8,7 +8,7 @@ GRANT USAGE ON SCHEMA public TO quota_app;
 -- append, running as the owner), which checks each subject's expected sequence: the role has
 -- no INSERT on any of them.
 GRANT EXECUTE ON FUNCTION quota_append(text[], int8[], text[], text[], int8[], text[],
-  timestamptz[], timestamptz[], text[], text[], text[], jsonb[], jsonb[], timestamptz[], text[],
+  timestamptz[], timestamptz[], text[], text[], text[], jsonb, jsonb, timestamptz[], text[],
   text[], text[], int8[], int8[], timestamptz[], timestamptz[], timestamptz[], int8[], text[],
   int8[], int8[], text[]) TO quota_app;
 GRANT SELECT ON ledger_events TO quota_app;

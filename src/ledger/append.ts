@@ -23,7 +23,10 @@ export async function append(
   batch: readonly SubjectAppend[],
 ): Promise<Record<string, number>> {
   // Column arrays, filled in one pass: a flush may carry thousands of events.
-  const e = Array.from({ length: 14 }, (): unknown[] => []);
+  const e = Array.from({ length: 12 }, (): unknown[] => []);
+  // Payloads go as one JSON array each, element n for event n (see quota_append).
+  const attributes: unknown[] = [];
+  const data: unknown[] = [];
   const c = Array.from({ length: 9 }, (): unknown[] => []);
   const s = Array.from({ length: 4 }, (): unknown[] => []);
   const counts: Record<string, number> = {};
@@ -41,9 +44,9 @@ export async function append(
       e[8]!.push(ev.actor);
       e[9]!.push(ev.reason);
       e[10]!.push(ev.idempotencyKey);
-      e[11]!.push(ev.attributes ? encodeJson(ev.attributes) : null);
-      e[12]!.push(encodeJson(ev.data));
-      e[13]!.push(ev.recordedAt);
+      e[11]!.push(ev.recordedAt);
+      attributes.push(ev.attributes);
+      data.push(ev.data);
       counts[ev.type] = (counts[ev.type] ?? 0) + 1;
     }
     for (const w of x.counters) {
@@ -63,6 +66,8 @@ export async function append(
     s[3]!.push(x.version);
   }
   if (s[0]!.length === 0) return counts;
-  await q.query(CALL, [...e, ...c, ...s]);
+  // In quota_append's order: the event columns up to the key, the two JSON arrays, recorded_at.
+  const params = [...e.slice(0, 11), encodeJson(attributes), encodeJson(data), e[11], ...c, ...s];
+  await q.query(CALL, params);
   return counts;
 }
