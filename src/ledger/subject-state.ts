@@ -9,6 +9,8 @@ import type { Db, Tx } from './db.js';
 export interface LoadedSubject extends SubjectState {
   /** The subject row's version (xmin): any writer of the subject changes it. Null: no row yet. */
   version: string | null;
+  /** Its last sequence as read; a decision moves lastSequence, the append expects this. */
+  readSequence: bigint;
 }
 
 export interface StateKeys {
@@ -80,6 +82,7 @@ export async function readSubjects(
     states.set(subject, {
       subject,
       lastSequence: 0n,
+      readSequence: 0n,
       version: null,
       defs,
       counters: new Map(),
@@ -91,7 +94,7 @@ export async function readSubjects(
     const state = states.get(r.subject);
     switch (r.kind) {
       case 'subject':
-        state!.lastSequence = r.last_sequence!;
+        state!.lastSequence = state!.readSequence = r.last_sequence!;
         state!.version = r.version;
         break;
       case 'quota':

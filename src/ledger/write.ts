@@ -58,12 +58,11 @@ export async function writeSubjects<R>(
   const sorted = { ...keys, subjects: [...new Set(keys.subjects)].sort() };
   try {
     const states = await readSubjects(deps.db, { ...sorted, lapsedAt: deps.clock.now() });
-    const expected = sequencesOf(states);
     const out = await command(deps.db, states, deps.clock.now());
     if (out.changes.every((c) => c.events.length === 0)) return out.result;
     if (out.changes.every((c) => states.get(c.subject)!.version !== null)) {
       if (signal?.aborted) throw cancelledBeforeCommit();
-      const batch = withVersions(out.changes, states, expected);
+      const batch = withVersions(out.changes, states);
       reportAppended(deps, await autocommit(deps, () => append(deps.db, batch)));
       return out.result;
     }
@@ -90,9 +89,8 @@ async function writeLocked<R>(
       // before it started, so these rows are the latest any writer of these subjects left.
       const now = deps.clock.now();
       const states = await readSubjects(tx, { ...keys, lapsedAt: now });
-      const expected = sequencesOf(states);
       const out = await command(tx, states, now);
-      appended = await append(tx, withVersions(out.changes, states, expected));
+      appended = await append(tx, withVersions(out.changes, states));
       // A subject row made just now for a command that appended nothing to it would be an
       // empty trace of a refusal. (The service's role may not DELETE from subjects; this
       // function removes only rows that never got an event.)
@@ -108,19 +106,12 @@ async function writeLocked<R>(
   return result;
 }
 
-const sequencesOf = (states: Map<string, LoadedSubject>): Map<string, bigint> =>
-  new Map([...states].map(([s, state]) => [s, state.lastSequence]));
-
-const withVersions = (
-  changes: SubjectChanges[],
-  states: Map<string, LoadedSubject>,
-  expected: Map<string, bigint>,
-) =>
-  changes.map((c) => ({
-    ...c,
-    version: states.get(c.subject)!.version,
-    lastSequence: expected.get(c.subject)!,
-  }));
+/** Each subject's changes with what its row must still be: as it was read. */
+const withVersions = (changes: SubjectChanges[], states: Map<string, LoadedSubject>) =>
+  changes.map((c) => {
+    const read = states.get(c.subject)!;
+    return { ...c, version: read.version, lastSequence: read.readSequence };
+  });
 
 /** Locks the subjects in sorted order; returns those whose rows it had to create. */
 async function lockSubjects(tx: Tx, subjects: readonly string[]): Promise<string[]> {
