@@ -14,7 +14,7 @@ import { EVENT_COLUMNS, eventFromRow, type EventRow } from './codec.js';
 import type { LedgerDeps } from './commands.js';
 import type { Db, Tx } from './db.js';
 import { eventByKey } from './refund.js';
-import type { LoadedSubject } from './subject-state.js';
+import { holdOf, type HoldRow, type LoadedSubject } from './subject-state.js';
 import { writeSubject } from './write.js';
 
 export type { ReserveResult, SettleResult } from '../domain/reservation-commands.js';
@@ -102,26 +102,10 @@ async function historyOf(q: Db | Tx, subject: string, id: string): Promise<Reser
 
 /** An open hold of the subject; null once settled (or never made). */
 async function openHold(q: Db | Tx, subject: string, id: string): Promise<OpenHold | null> {
-  const rows = await q.query<{
-    reservation_id: string;
-    metric: string;
-    amount: bigint;
-    expires_at: Date;
-    sequence: bigint;
-    holds: { period: OpenHold['holds'][number]['period']; periodStart: string }[];
-  }>(
+  const rows = await q.query<HoldRow>(
     `SELECT reservation_id, metric, amount, expires_at, sequence, holds FROM reservations
       WHERE subject = $1 AND reservation_id = $2`,
     [subject, id],
   );
-  const r = rows.rows[0];
-  if (!r) return null;
-  return {
-    reservationId: r.reservation_id,
-    metric: r.metric,
-    amount: r.amount,
-    expiresAt: r.expires_at,
-    sequence: r.sequence,
-    holds: r.holds.map((h) => ({ period: h.period, periodStart: new Date(h.periodStart) })),
-  };
+  return rows.rows[0] ? holdOf(rows.rows[0]) : null;
 }

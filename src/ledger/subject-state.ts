@@ -140,7 +140,14 @@ function priorOf(r: Row): PriorUsage {
   };
 }
 
-function holdOf(r: Row): OpenHold {
+/** The columns of a `reservations` row that make an open hold. */
+export type HoldRow = Pick<
+  Row,
+  'reservation_id' | 'metric' | 'amount' | 'expires_at' | 'sequence' | 'holds'
+>;
+
+/** An open hold from a `reservations` row (or a read row of kind `hold`). */
+export function holdOf(r: HoldRow): OpenHold {
   return {
     reservationId: r.reservation_id!,
     metric: r.metric!,
