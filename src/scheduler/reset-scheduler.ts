@@ -4,6 +4,7 @@ import schedule, { type Job } from 'node-schedule';
 import type { Logger } from 'pino';
 import type { Clock } from '../domain/clock.js';
 import type { Db, DbObserver, Store } from '../ledger/db.js';
+import type { ResetSettings } from './settings.js';
 import type { ResetAttempt, ResetTrigger } from '../ledger/reset-runs.js';
 import { expireReservations, nextExpiry } from '../ledger/reservation-sweep.js';
 import { nextBoundary, oldestDue, sweep } from '../ledger/reset-sweep.js';
@@ -12,21 +13,14 @@ import { safeError } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { reportAttempt, RunLog, skippedAttempt } from './run-log.js';
 
-export interface ResetSchedulerOptions {
+/** The reset settings (all but `enabled`: a scheduler that exists runs), and what it uses. */
+export interface ResetSchedulerOptions extends Omit<ResetSettings, 'enabled'> {
   db: Db;
   /** Told of the sweeps' transactions and appended events (metrics). */
   observer?: DbObserver;
   clock: Clock;
   logger: Logger;
   metrics: Metrics;
-  /** Cron expression of the safety-net sweep. */
-  cron: string;
-  /** The IANA zone the cron expression is read in (not the process's TZ). */
-  timeZone: string;
-  replicaId: string;
-  maxAttempts: number;
-  retryBaseMs: number;
-  batchSize: number;
   /** Longest the boundary timer sleeps before looking again (quotas may change elsewhere). */
   maxTimerMs?: number;
   /** On stop, how long a running sweep may take to finish its batch. */

@@ -4,6 +4,7 @@ import schedule from 'node-schedule';
 export interface ResetSettings {
   /** Run the boundary timer, the cron sweep and the start-up catch-up. */
   enabled: boolean;
+  /** Cron expression of the safety-net sweep. */
   cron: string;
   /** The IANA zone the cron expression is read in. */
   timeZone: string;
