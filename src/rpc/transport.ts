@@ -45,19 +45,16 @@ const headerGetter: TextMapGetter<HeaderReader> = {
 };
 
 /**
- * One call, whichever transport carried it: a server span named after the method (RPC
- * semantic conventions, continuing the caller's trace if it sent one), authentication,
- * decoding, the handler, and the end-of-call hook, in that order.
+ * The span and hooks of one call, whichever transport carried it: a server span named after
+ * the method (RPC semantic conventions, continuing the caller's trace if it sent one), the
+ * start hook now, and the end hook with the call's status when it ends either way.
  */
-async function run(
+function beginCall(
   m: DescMethod,
-  handler: Handler<Message, Message>,
   hooks: TransportHooks,
   transport: 'grpc' | 'connect',
   header: HeaderReader,
-  signal: AbortSignal,
-  decode: () => Message,
-): Promise<Message> {
+) {
   const started = process.hrtime.bigint();
   const name = methodName(m);
   hooks.onCallStart?.(name, transport);
@@ -68,28 +65,54 @@ async function run(
     'rpc.service': m.parent.typeName,
     'rpc.method': m.name,
   };
-  return tracer.startActiveSpan(
+  const span = tracer.startSpan(name, { kind: SpanKind.SERVER, attributes }, parent);
+  return {
     name,
-    { kind: SpanKind.SERVER, attributes },
-    parent,
-    async (span) => {
-      try {
-        const ctx: CallContext = { ...hooks.authenticate(header, name), signal };
-        const res = await handler(decode(), ctx);
-        span.setAttribute('rpc.grpc.status_code', 0);
-        hooks.onCallEnd?.(name, transport, 0, seconds());
-        return res;
-      } catch (err) {
-        const f = toFailure(err);
-        span.setAttribute('rpc.grpc.status_code', f.code);
-        if (f.internal) span.setStatus({ code: SpanStatusCode.ERROR, message: f.message });
-        hooks.onCallEnd?.(name, transport, f.code, seconds(), f);
-        throw f;
-      } finally {
-        span.end();
-      }
+    /** The caller's context with this call's span active: spans made meanwhile are children. */
+    context: trace.setSpan(parent, span),
+    succeeded(): void {
+      span.setAttribute('rpc.grpc.status_code', 0);
+      hooks.onCallEnd?.(name, transport, 0, seconds());
+      span.end();
     },
-  );
+    failed(err: unknown): RpcFailure {
+      const f = toFailure(err);
+      span.setAttribute('rpc.grpc.status_code', f.code);
+      if (f.internal) span.setStatus({ code: SpanStatusCode.ERROR, message: f.message });
+      hooks.onCallEnd?.(name, transport, f.code, seconds(), f);
+      span.end();
+      return f;
+    },
+    /** A stream its consumer stopped reading: the span ends, the call has no status. */
+    abandoned(): void {
+      span.end();
+    },
+  };
+}
+
+/** One unary call: authentication, decoding and the handler, inside the call's span. */
+async function run(
+  m: DescMethod,
+  handler: Handler<Message, Message>,
+  hooks: TransportHooks,
+  transport: 'grpc' | 'connect',
+  header: HeaderReader,
+  signal: AbortSignal,
+  decode: () => Message,
+): Promise<Message> {
+  const call = beginCall(m, hooks, transport, header);
+  // The whole call in the span's context: spans made by the handler are its children, and
+  // the end hook's log line carries its trace id.
+  return context.with(call.context, async () => {
+    try {
+      const ctx: CallContext = { ...hooks.authenticate(header, call.name), signal };
+      const res = await handler(decode(), ctx);
+      call.succeeded();
+      return res;
+    } catch (err) {
+      throw call.failed(err);
+    }
+  });
 }
 
 /**
@@ -106,37 +129,19 @@ async function* runStream(
   signal: AbortSignal,
   decode: () => Message,
 ): AsyncGenerator<Message> {
-  const started = process.hrtime.bigint();
-  const name = methodName(m);
-  hooks.onCallStart?.(name, transport);
-  const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
-  const parent = propagation.extract(context.active(), header, headerGetter);
-  const span = tracer.startSpan(
-    name,
-    {
-      kind: SpanKind.SERVER,
-      attributes: {
-        'rpc.system': transport === 'grpc' ? 'grpc' : 'connect_rpc',
-        'rpc.service': m.parent.typeName,
-        'rpc.method': m.name,
-      },
-    },
-    parent,
-  );
+  const call = beginCall(m, hooks, transport, header);
+  let ended = false;
   try {
-    const ctx: CallContext = { ...hooks.authenticate(header, name), signal };
+    const ctx: CallContext = { ...hooks.authenticate(header, call.name), signal };
     const stream = await handler(decode(), ctx);
     for await (const msg of stream) yield msg;
-    span.setAttribute('rpc.grpc.status_code', 0);
-    hooks.onCallEnd?.(name, transport, 0, seconds());
+    ended = true;
+    call.succeeded();
   } catch (err) {
-    const f = toFailure(err);
-    span.setAttribute('rpc.grpc.status_code', f.code);
-    if (f.internal) span.setStatus({ code: SpanStatusCode.ERROR, message: f.message });
-    hooks.onCallEnd?.(name, transport, f.code, seconds(), f);
-    throw f;
+    ended = true;
+    throw call.failed(err);
   } finally {
-    span.end();
+    if (!ended) call.abandoned();
   }
 }
 
