@@ -12,7 +12,7 @@ import { systemClock, type Clock } from './domain/clock.js';
 import { QuotaAdminService } from './gen/quota/v1/quota_admin_service_pb.js';
 import { QuotaService } from './gen/quota/v1/quota_service_pb.js';
 import { QuotaReadBatcher } from './batching/read-batch.js';
-import { createLedger, type LedgerDeps } from './ledger/commands.js';
+import type { LedgerDeps } from './ledger/commands.js';
 import type { Db } from './ledger/db.js';
 import { resetLagSeconds } from './ledger/reset-sweep.js';
 import { feedHeldBack } from './ledger/list-events.js';
@@ -93,12 +93,12 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
   const reset: ResetSettings = { ...DEFAULT_RESET, ...o.reset };
   const metrics = new Metrics({ resetLagSeconds: () => resetLagSeconds(o.db, clock.now()) });
   const observer = metrics.dbObserver;
-  const deps: LedgerDeps = createLedger({
+  const deps: LedgerDeps = {
     db: o.db,
     clock,
     observer,
     reader: new QuotaReadBatcher({ db: o.db, observer }),
-  });
+  };
   metrics.watchReservations(o.db, () => deps.clock.now());
   metrics.watchPool(o.db);
   metrics.watchFeed(() => feedHeldBack(o.db));

@@ -16,11 +16,6 @@ export interface LedgerDeps extends Store {
   reader?: StateReader;
 }
 
-/** The ledger a service runs on (see LedgerDeps). */
-export function createLedger(o: LedgerDeps): LedgerDeps {
-  return { db: o.db, clock: o.clock, observer: o.observer, reader: o.reader };
-}
-
 export type { ConsumeCommand } from '../domain/consume.js';
 export type { RefundCommand } from '../domain/refund.js';
 export type { ResetCommand } from '../domain/reset.js';
