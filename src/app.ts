@@ -80,6 +80,7 @@ async function main(running: Running): Promise<void> {
     drainTimeoutMs: config.drainTimeoutMs,
     reset: config.reset,
     groupCommit: config.groupCommit,
+    stateCacheSubjects: config.stateCacheSubjects,
     limits: config.limits,
     tls: config.tls,
     authenticate,

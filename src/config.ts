@@ -30,8 +30,13 @@ export interface Config {
   drainTimeoutMs: number;
   reset: ResetSettings;
   groupCommit: GroupCommitSettings;
+  /** QUOTA_STATE_CACHE_SUBJECTS: subjects whose state is kept to decide without a read; 0 is off. */
+  stateCacheSubjects: number;
   limits: ConnectionLimits;
 }
+
+/** Subjects whose last state each replica keeps (see SubjectCache): roughly 1 KB each. */
+export const DEFAULT_STATE_CACHE_SUBJECTS = 50_000;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -259,6 +264,14 @@ export function loadConfig(env: NodeJS.ProcessEnv): { config: Config; errors: st
       maxFlushes: integer(env, 'QUOTA_GROUP_COMMIT_TRANSACTIONS', 4, 1, 1000, errors),
       maxBatch: integer(env, 'QUOTA_GROUP_COMMIT_MAX_CALLS', 500, 1, 10_000, errors),
     },
+    stateCacheSubjects: integer(
+      env,
+      'QUOTA_STATE_CACHE_SUBJECTS',
+      DEFAULT_STATE_CACHE_SUBJECTS,
+      0,
+      10_000_000,
+      errors,
+    ),
     reset: {
       enabled: ['true', '1', 'yes'].includes(enabledRaw),
       cron,

@@ -13,6 +13,8 @@ import { QuotaAdminService } from './gen/quota/v1/quota_admin_service_pb.js';
 import { QuotaService } from './gen/quota/v1/quota_service_pb.js';
 import { QuotaReadBatcher } from './batching/read-batch.js';
 import type { LedgerDeps } from './ledger/commands.js';
+import { DEFAULT_STATE_CACHE_SUBJECTS } from './config.js';
+import { SubjectCache } from './ledger/subject-cache.js';
 import type { Db } from './ledger/db.js';
 import { resetLagSeconds } from './ledger/reset-sweep.js';
 import { feedHeldBack } from './ledger/list-events.js';
@@ -68,6 +70,8 @@ export interface ServerOptions {
   reset?: Partial<ResetSettings>;
   /** How Consume calls are gathered into transactions. */
   groupCommit?: Partial<GroupCommitSettings>;
+  /** Subjects whose state Consume keeps to decide the next call without a read; 0 is off. */
+  stateCacheSubjects?: number;
   /** What a peer may cost before authentication (timeouts, connection and stream caps). */
   limits?: Partial<ConnectionLimits>;
   /** Serve the web console at / and /console/ (QUOTA_CONSOLE); by default on. */
@@ -99,6 +103,8 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
     observer,
     reader: new QuotaReadBatcher({ db: o.db, observer }),
   };
+  const cacheSize = o.stateCacheSubjects ?? DEFAULT_STATE_CACHE_SUBJECTS;
+  if (cacheSize > 0) deps.cache = new SubjectCache(cacheSize);
   metrics.watchReservations(o.db, () => deps.clock.now());
   metrics.watchPool(o.db);
   metrics.watchFeed(() => feedHeldBack(o.db));

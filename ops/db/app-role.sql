@@ -4,13 +4,13 @@
 -- QUOTA_MIGRATION_DATABASE_URL as the owner.
 CREATE ROLE quota_app LOGIN PASSWORD 'change-me';
 GRANT USAGE ON SCHEMA public TO quota_app;
--- Events, counters, quota settings and open holds are written only by quota_append (the one
--- append, running as the owner), which checks each subject's expected sequence: the role has
--- no INSERT on any of them.
-GRANT EXECUTE ON FUNCTION quota_append(text[], int8[], text[], text[], int8[], text[],
+-- Events, counters, quota settings and open holds are written only by quota_append_versioned
+-- (the one append, running as the owner), which checks each subject's expected sequence and
+-- version: the role has no INSERT on any of them.
+GRANT EXECUTE ON FUNCTION quota_append_versioned(text[], int8[], text[], text[], int8[], text[],
   timestamptz[], timestamptz[], text[], text[], text[], jsonb, jsonb, timestamptz[], text[],
   text[], text[], int8[], int8[], timestamptz[], timestamptz[], timestamptz[], int8[], text[],
-  int8[], int8[], text[]) TO quota_app;
+  int8[], int8[], text[], text, text) TO quota_app;
 GRANT SELECT ON ledger_events TO quota_app;
 -- Counters are a projection, rebuilt from the ledger: repair removes stray ones (DELETE); the
 -- reset sweep locks the due ones (SELECT ... FOR UPDATE needs UPDATE).

@@ -1,3 +1,4 @@
+import { DEFAULT_SUBJECT } from '../domain/quota.js';
 import type { SubjectChanges } from '../domain/subject-state.js';
 import { encodeJson } from './codec.js';
 import type { Db, Tx } from './db.js';
@@ -10,18 +11,27 @@ export interface SubjectAppend extends SubjectChanges {
   lastSequence: bigint;
 }
 
-const CALL = `SELECT quota_append(${Array.from({ length: 27 }, (_, i) => `$${i + 1}`).join(', ')})`;
+const CALL = `SELECT quota_append_versioned(${Array.from({ length: 29 }, (_, i) => `$${i + 1}`).join(', ')}) AS version`;
+
+/** What an append wrote. */
+export interface Appended {
+  /** How many events of each type. */
+  counts: Record<string, number>;
+  /** The version (xmin) every subject row it wrote now has; null if it wrote none. */
+  version: string | null;
+}
 
 /**
- * Appends the changes of any number of subjects in one statement (quota_append, see its
- * migration): events, the counters they leave, each subject's new last sequence, checked
- * against the sequence and version read. Fails with 40001 and writes nothing if a subject has
- * changed. Returns how many events of each type it appended.
+ * Appends the changes of any number of subjects in one statement (quota_append_versioned, see
+ * its migration): events, the counters they leave, each subject's new last sequence, checked
+ * against the sequence and version read, and with `defaultsVersion` (undefined: unchecked)
+ * against the defaults' version read. Fails with 40001 and writes nothing if any has changed.
  */
 export async function append(
   q: Db | Tx,
   batch: readonly SubjectAppend[],
-): Promise<Record<string, number>> {
+  defaultsVersion?: string | null,
+): Promise<Appended> {
   // Column arrays, filled in one pass: a flush may carry thousands of events.
   const e = Array.from({ length: 12 }, (): unknown[] => []);
   // Payloads go as one JSON array each, element n for event n (see quota_append).
@@ -65,9 +75,10 @@ export async function append(
     s[2]!.push(x.events.at(-1)?.sequence ?? x.lastSequence);
     s[3]!.push(x.version);
   }
-  if (s[0]!.length === 0) return counts;
-  // In quota_append's order: the event columns up to the key, the two JSON arrays, recorded_at.
+  if (s[0]!.length === 0) return { counts, version: null };
+  // In the function's order: the event columns up to the key, the two JSON arrays, recorded_at.
   const params = [...e.slice(0, 11), encodeJson(attributes), encodeJson(data), e[11], ...c, ...s];
-  await q.query(CALL, params);
-  return counts;
+  const checked = defaultsVersion === undefined ? [null, null] : [DEFAULT_SUBJECT, defaultsVersion];
+  const { rows } = await q.query<{ version: string }>(CALL, [...params, ...checked]);
+  return { counts, version: rows[0]!.version };
 }

@@ -9,7 +9,7 @@ import type { SubjectChanges } from '../domain/subject-state.js';
 import type { LedgerDeps } from './commands.js';
 import { cancelledBeforeCommit } from './db.js';
 import type { LoadedSubject } from './subject-state.js';
-import { writeSubjects } from './write.js';
+import { writeSubjects, type Outcome } from './write.js';
 
 export type { ConsumeCall, ConsumeOutcome, ConsumeResult } from '../domain/consume.js';
 
@@ -35,6 +35,7 @@ export function consumeMany(
     keyed: calls
       .filter((c) => c.cmd.idempotencyKey)
       .map((c) => ({ subject: c.cmd.subject, key: c.cmd.idempotencyKey! })),
+    cached: true,
   };
   return writeSubjects(deps, keys, (_q, states, now) => decideAll(states, calls, now), signal);
 }
@@ -56,7 +57,7 @@ function decideAll(
   states: Map<string, LoadedSubject>,
   calls: readonly PendingConsume[],
   now: Date,
-): { changes: SubjectChanges[]; result: ConsumeOutcome[] } {
+): Outcome<ConsumeOutcome[]> {
   const bySubject = new Map<string, number[]>();
   calls.forEach((c, i) => {
     const list = bySubject.get(c.cmd.subject);
@@ -79,5 +80,13 @@ function decideAll(
     live.forEach((i, k) => (outcomes[i] = applied.outcomes[k]!));
     changes.push(applied.changes);
   }
-  return { changes, result: outcomes };
+  // A key whose call recorded no usage was answered as if it had none before; only a read can
+  // say that is so (a usage recorded under it does not need one: the unique index checks it).
+  const recorded = new Set(
+    changes.flatMap((c) => c.events.map((e) => `${e.subject}\u0000${e.idempotencyKey}`)),
+  );
+  const needsRead = calls.some(
+    (c) => c.cmd.idempotencyKey && !recorded.has(`${c.cmd.subject}\u0000${c.cmd.idempotencyKey}`),
+  );
+  return { changes, result: outcomes, needsRead };
 }

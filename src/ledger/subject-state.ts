@@ -11,6 +11,8 @@ export interface LoadedSubject extends SubjectState {
   version: string | null;
   /** Its last sequence as read; a decision moves lastSequence, the append expects this. */
   readSequence: bigint;
+  /** The version of the defaults' row ("*") as read; null if no defaults were ever written. */
+  defaultsVersion: string | null;
 }
 
 export interface StateKeys {
@@ -24,16 +26,21 @@ export interface StateKeys {
    * time must leave out, see OpenHold). Null loads none.
    */
   lapsedAt?: Date | null;
+  /**
+   * The command may decide from the states this process's last append left (SubjectCache),
+   * and says in its outcome when its answer needs a read (Outcome.needsRead).
+   */
+  cached?: boolean;
 }
 
-// Everything a decision needs, in one statement and one round trip: the subject rows, their
-// quotas and the defaults, their counters, the usages already recorded under the keys the
+// Everything a decision needs, in one statement and one round trip: the subject rows, the
+// defaults' row, their quotas and the defaults, their counters, the usages already recorded under the keys the
 // calls carry, and the holds that have lapsed. quota_read_subjects (migration 1700000000031)
 // returns them as one row shape, `kind` saying which; each kind fills its own columns.
 const READ_SQL = 'SELECT * FROM quota_read_subjects($1, $2, $3, $4, $5, $6)';
 
 interface Row {
-  kind: 'subject' | 'quota' | 'counter' | 'usage' | 'hold';
+  kind: 'subject' | 'defaults' | 'quota' | 'counter' | 'usage' | 'hold';
   subject: string;
   metric: string | null;
   period: PeriodKind | null;
@@ -77,6 +84,8 @@ export async function readSubjects(
   ]);
   // The defaults are shared by every subject of the read.
   const defs: QuotaDef[] = [];
+  const defaultsVersion =
+    rows.rows.find((r) => r.kind === 'defaults' && r.subject === DEFAULT_SUBJECT)?.version ?? null;
   const states = new Map<string, LoadedSubject>();
   for (const subject of keys.subjects) {
     states.set(subject, {
@@ -84,6 +93,7 @@ export async function readSubjects(
       lastSequence: 0n,
       readSequence: 0n,
       version: null,
+      defaultsVersion,
       defs,
       counters: new Map(),
       priors: new Map(),
@@ -96,6 +106,8 @@ export async function readSubjects(
       case 'subject':
         state!.lastSequence = state!.readSequence = r.last_sequence!;
         state!.version = r.version;
+        break;
+      case 'defaults':
         break;
       case 'quota':
         defs.push({

@@ -1,5 +1,5 @@
 import type { SubjectChanges } from '../domain/subject-state.js';
-import { append } from './append.js';
+import { append, type Appended } from './append.js';
 import type { LedgerDeps } from './commands.js';
 import {
   autocommit,
@@ -17,6 +17,12 @@ import { readSubjects, type LoadedSubject, type StateKeys } from './subject-stat
 export interface Outcome<R> {
   changes: SubjectChanges[];
   result: R;
+  /**
+   * The answer leans on something only a read can vouch for: that no usage was recorded under
+   * an idempotency key the command found no usage for. A decision taken from kept states (see
+   * SubjectCache) that says so is taken again from a fresh read.
+   */
+  needsRead?: boolean;
 }
 
 /**
@@ -46,6 +52,11 @@ const DUPLICATE_KEY = '23505';
  * runs again in a transaction that first locks the subjects (in sorted order, so writers
  * never deadlock each other), creating their rows. Either way the answer is given only after
  * the appended events have committed.
+ *
+ * With `keys.cached` and a SubjectCache in `deps`, the read is skipped when this process's
+ * last append left the state of every subject: one round trip. That decision stands only if
+ * the append takes it (nothing changed since, see SubjectCache) and it appends to every
+ * subject and does not say it needs a read; otherwise the command runs again as above.
  */
 export async function writeSubjects<R>(
   deps: LedgerDeps,
@@ -57,13 +68,24 @@ export async function writeSubjects<R>(
   // the decision still counts, which can only refuse, never overspend.
   const sorted = { ...keys, subjects: [...new Set(keys.subjects)].sort() };
   try {
+    const kept = keys.cached && keys.metrics && deps.cache?.states(sorted.subjects, keys.metrics);
+    if (kept) {
+      const out = await command(deps.db, kept, deps.clock.now());
+      if (!out.needsRead && [...kept.keys()].every((s) => writtenTo(out.changes, s))) {
+        try {
+          await appendNow(deps, sorted, kept, out, signal);
+          return out.result;
+        } catch (err) {
+          if (pgCode(err) !== CONFLICT) throw err;
+          deps.cache!.forget(sorted.subjects);
+        }
+      }
+    }
     const states = await readSubjects(deps.db, { ...sorted, lapsedAt: deps.clock.now() });
     const out = await command(deps.db, states, deps.clock.now());
     if (out.changes.every((c) => c.events.length === 0)) return out.result;
     if (out.changes.every((c) => states.get(c.subject)!.version !== null)) {
-      if (signal?.aborted) throw cancelledBeforeCommit();
-      const batch = withVersions(out.changes, states);
-      reportAppended(deps, await autocommit(deps, () => append(deps.db, batch)));
+      await appendNow(deps, sorted, states, out, signal);
       return out.result;
     }
   } catch (err) {
@@ -73,6 +95,48 @@ export async function writeSubjects<R>(
   return writeLocked(deps, sorted, command, signal);
 }
 
+/** The optimistic append: one autocommitted statement, checked against the states decided on. */
+async function appendNow<R>(
+  deps: LedgerDeps,
+  keys: StateKeys,
+  states: Map<string, LoadedSubject>,
+  out: Outcome<R>,
+  signal?: AbortSignal,
+): Promise<void> {
+  if (signal?.aborted) throw cancelledBeforeCommit();
+  const batch = withVersions(out.changes, states);
+  const defaultsVersion = states.values().next().value!.defaultsVersion;
+  const appended = await autocommit(deps, () => append(deps.db, batch, defaultsVersion));
+  committed(deps, keys, states, out.changes, appended);
+}
+
+/**
+ * After a commit: counts the events, and keeps the states the command left for its next
+ * decision (or, for commands that do not decide from kept states, drops what was kept).
+ */
+function committed(
+  deps: LedgerDeps,
+  keys: StateKeys,
+  states: Map<string, LoadedSubject>,
+  changes: readonly SubjectChanges[],
+  appended: Appended,
+): void {
+  reportAppended(deps, appended.counts);
+  if (!deps.cache) return;
+  const written = new Set(
+    changes.filter((c) => writtenTo(changes, c.subject)).map((c) => c.subject),
+  );
+  if (keys.cached && keys.metrics && appended.version !== null) {
+    deps.cache.remember(states, keys.metrics, written, appended.version);
+  } else {
+    deps.cache.forget(keys.subjects);
+  }
+}
+
+/** Whether the changes write `subject`'s row (the append checks and moves it). */
+const writtenTo = (changes: readonly SubjectChanges[], subject: string): boolean =>
+  changes.some((c) => c.subject === subject && (c.events.length > 0 || c.counters.length > 0));
+
 /** The same under the subjects' locks, creating the subject rows that do not exist yet. */
 async function writeLocked<R>(
   deps: LedgerDeps,
@@ -80,7 +144,7 @@ async function writeLocked<R>(
   command: Command<R>,
   signal?: AbortSignal,
 ): Promise<R> {
-  let appended: Record<string, number> = {};
+  let done: (() => void) | undefined;
   const result = await inTransaction(
     deps,
     async (tx) => {
@@ -90,7 +154,7 @@ async function writeLocked<R>(
       const now = deps.clock.now();
       const states = await readSubjects(tx, { ...keys, lapsedAt: now });
       const out = await command(tx, states, now);
-      appended = await append(tx, withVersions(out.changes, states));
+      const appended = await append(tx, withVersions(out.changes, states));
       // A subject row made just now for a command that appended nothing to it would be an
       // empty trace of a refusal. (The service's role may not DELETE from subjects; this
       // function removes only rows that never got an event.)
@@ -98,11 +162,12 @@ async function writeLocked<R>(
       if (unused.length > 0) {
         await tx.query('SELECT quota_forget_unused_subjects($1::text[])', [unused]);
       }
+      done = () => committed(deps, keys, states, out.changes, appended);
       return out.result;
     },
     signal,
   );
-  reportAppended(deps, appended);
+  done?.();
   return result;
 }
 

@@ -6,6 +6,7 @@ import { getQuota } from '../../src/ledger/read.js';
 import { refund } from '../../src/ledger/refund.js';
 import { resetSubject } from '../../src/ledger/reset.js';
 import { deleteQuota, setQuota } from '../../src/ledger/quota-admin.js';
+import { SubjectCache } from '../../src/ledger/subject-cache.js';
 import { verifyProjection } from '../../src/ledger/verify.js';
 import { createTestDatabase, TestClock, type TestDatabase } from '../support/db.js';
 import { DEFAULTS, QuotaModel, type Mode, type Period } from '../support/model.js';
@@ -418,33 +419,60 @@ const sorted = (o: Record<string, number>) =>
 
 const show = (v: unknown) => JSON.stringify(v, big, 1);
 
+/** Random sequences through `drive`, each compared with the model call by call. */
+async function againstModel(drive: ConsumeDriver, numRuns: number, seed: number): Promise<void> {
+  await fc.assert(
+    fc.asyncProperty(
+      START,
+      ANCHOR,
+      // Quotas first (own or default), so most calls meet some; then anything.
+      fc.array(setQuotaCmd, { minLength: 1, maxLength: 4 }),
+      fc.array(command, { minLength: 4, maxLength: 28 }),
+      async (start, anchor, setup, cmds) => {
+        const d = await runSequence(drive, start, anchor, [...setup, ...cmds]);
+        // One assertion with everything needed to replay it by hand.
+        expect(
+          d && `${d.label}\n  service: ${show(d.actual)}\n  model:   ${show(d.expected)}`,
+        ).toBeNull();
+      },
+    ),
+    {
+      numRuns,
+      seed,
+      examples: EXAMPLES,
+      endOnFailure: false,
+      interruptAfterTimeLimit: 40_000,
+    },
+  );
+}
+
 describe('the service against the model, call by call', () => {
   for (const path of CONSUME_PATHS) {
     it(`through ${path}`, async () => {
-      const drive = consumeDriver(path as ConsumePath, deps);
-      await fc.assert(
-        fc.asyncProperty(
-          START,
-          ANCHOR,
-          // Quotas first (own or default), so most calls meet some; then anything.
-          fc.array(setQuotaCmd, { minLength: 1, maxLength: 4 }),
-          fc.array(command, { minLength: 4, maxLength: 28 }),
-          async (start, anchor, setup, cmds) => {
-            const d = await runSequence(drive, start, anchor, [...setup, ...cmds]);
-            // One assertion with everything needed to replay it by hand.
-            expect(
-              d && `${d.label}\n  service: ${show(d.actual)}\n  model:   ${show(d.expected)}`,
-            ).toBeNull();
-          },
-        ),
-        {
-          numRuns: 50,
-          seed: 2126,
-          examples: EXAMPLES,
-          endOnFailure: false,
-          interruptAfterTimeLimit: 40_000,
-        },
-      );
+      await againstModel(consumeDriver(path as ConsumePath, deps), 50, 2126);
+    }, 60_000);
+  }
+
+  // Two replicas, each deciding Consume from the states its own appends left (SubjectCache).
+  // The first takes two Consumes of every three; the second takes the third and every other
+  // command (quotas, refunds, resets), all of which the first must notice: its kept states
+  // are now fresh, now stale in one of the ways the append must catch.
+  for (const path of CONSUME_PATHS) {
+    it(`through ${path}, on two replicas that keep states`, async () => {
+      const replicas = [0, 1].map((): LedgerDeps => ({
+        db: t.db,
+        clock,
+        cache: new SubjectCache(64),
+      }));
+      const drives = replicas.map((r) => consumeDriver(path, r));
+      let turn = 0;
+      const prev = deps;
+      deps = replicas[1]!;
+      try {
+        await againstModel((batch) => drives[turn++ % 3 === 2 ? 1 : 0]!(batch), 100, 2127);
+      } finally {
+        deps = prev;
+      }
     }, 60_000);
   }
 

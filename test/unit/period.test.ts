@@ -5,6 +5,7 @@ import {
   NEVER_START,
   nextWindow,
   periodContaining,
+  workOutPeriod,
   type PeriodKind,
   type PeriodRule,
   type Window,
@@ -161,10 +162,11 @@ describe('periodContaining: properties over 1990-2060 and awkward zones', () => 
   it('tiles time: the window of `end` starts exactly at `end`, and the instant before `end` is still this window', () => {
     fc.assert(
       fc.property(ruleAndInstant(BOUNDED), ({ rule: r, now }) => {
-        const w = periodContaining(r, now);
+        // Worked out afresh each time: periodContaining keeps windows on the strength of this.
+        const w = workOutPeriod(r, now);
         const end = w.end!;
-        expect(periodContaining(r, end).start).toEqual(end);
-        expect(periodContaining(r, new Date(end.getTime() - 1))).toEqual(w);
+        expect(workOutPeriod(r, end).start).toEqual(end);
+        expect(workOutPeriod(r, new Date(end.getTime() - 1))).toEqual(w);
       }),
       RUNS,
     );
@@ -173,8 +175,32 @@ describe('periodContaining: properties over 1990-2060 and awkward zones', () => 
   it('the window of `start` is the same window', () => {
     fc.assert(
       fc.property(ruleAndInstant(ALL), ({ rule: r, now }) => {
-        const w = periodContaining(r, now);
-        expect(periodContaining(r, w.start)).toEqual(w);
+        const w = workOutPeriod(r, now);
+        expect(workOutPeriod(r, w.start)).toEqual(w);
+      }),
+      RUNS,
+    );
+  });
+
+  it('keeping the latest window per rule changes no answer, in any order of instants', () => {
+    const instants = fc.array(
+      fc.oneof(
+        fc.date({ min: new Date('1990-01-01'), max: new Date('2060-01-01'), noInvalidDate: true }),
+        // Runs of nearby instants, so that kept windows are hit and left across boundaries.
+        fc.integer({ min: -3 * DAY, max: 3 * DAY }).map((d) => new Date(Date.UTC(2026, 2, 29) + d)),
+      ),
+      { minLength: 1, maxLength: 40 },
+    );
+    const rule = fc.record({
+      period: fc.constantFrom(...ALL),
+      timeZone: fc.constantFrom(...ZONES),
+      anchorDay: fc.integer({ min: 0, max: 31 }),
+    });
+    fc.assert(
+      fc.property(fc.array(rule, { minLength: 1, maxLength: 3 }), instants, (rules, nows) => {
+        for (const now of nows) {
+          for (const r of rules) expect(periodContaining(r, now)).toEqual(workOutPeriod(r, now));
+        }
       }),
       RUNS,
     );
