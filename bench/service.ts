@@ -27,7 +27,11 @@ export async function startService(
   const port = await freePort();
   const service = await startProcess(
     { DATABASE_URL: databaseUrl, QUOTA_ADDR: `127.0.0.1:${port}`, LOG_LEVEL: 'info', ...env },
-    cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : [],
+    [
+      // BENCH_NODE_FLAGS: extra flags for the service's node, e.g. V8 heap sizes to compare.
+      ...(process.env.BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? []),
+      ...(cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : []),
+    ],
     // BENCH_DIST=1: the service as `npm run start:dist` runs it (bench/run.ts builds it first).
     process.env.BENCH_DIST === '1' ? 'dist/main.js' : 'src/main.ts',
   );
