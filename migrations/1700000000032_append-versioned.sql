@@ -21,12 +21,14 @@ CREATE FUNCTION quota_append_versioned(
 DECLARE
   moved int;
 BEGIN
-  -- The defaults a decision used (subject "*"): NULL d_subject checks nothing, NULL d_version
-  -- expects that no defaults were ever written. A decision taken from a state this process
-  -- kept (see src/ledger/subject-cache.ts) may be older than a change of the defaults, which
-  -- does not touch the subject's own row.
+  -- The defaults a decision used (subject "*"), as quota_read_subjects reports their version
+  -- (row version and last sequence): NULL d_subject checks nothing, NULL d_version expects that
+  -- no defaults were ever written. A decision taken from a state this process kept (see
+  -- src/ledger/subject-cache.ts) may be older than a change of the defaults, which does not
+  -- touch the subject's own row.
   IF d_subject IS NOT NULL
-     AND (SELECT xmin::text FROM subjects WHERE subject = d_subject) IS DISTINCT FROM d_version THEN
+     AND (SELECT xmin::text || ':' || last_sequence FROM subjects WHERE subject = d_subject)
+         IS DISTINCT FROM d_version THEN
     RAISE EXCEPTION 'concurrent change: the default quotas changed since they were read'
       USING ERRCODE = 'serialization_failure';
   END IF;
@@ -148,7 +150,8 @@ BEGIN
   timestamptz[], text[], text[], text[], jsonb, jsonb, timestamptz[], text[], text[], text[],
   int8[], int8[], timestamptz[], timestamptz[], timestamptz[], int8[], text[], int8[], int8[],
   text[])'::regprocedure
-       AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> p.proowner
+       AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0
+       AND a.grantee::regrole::text <> current_user
   LOOP
     EXECUTE format('GRANT EXECUTE ON FUNCTION quota_append_versioned(text[], int8[], text[], text[], int8[], text[], timestamptz[],
   timestamptz[], text[], text[], text[], jsonb, jsonb, timestamptz[], text[], text[], text[],
@@ -189,7 +192,8 @@ BEGIN
          NULL::jsonb AS holds
     FROM subjects WHERE subject = ANY(p_subjects)
   UNION ALL
-  SELECT 'defaults', subject, NULL, NULL, last_sequence, xmin::text, NULL, NULL, NULL, NULL,
+  SELECT 'defaults', subject, NULL, NULL, last_sequence, xmin::text || ':' || last_sequence,
+         NULL, NULL, NULL, NULL,
          NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
     FROM subjects WHERE subject = p_default_subject
   UNION ALL
@@ -218,7 +222,29 @@ $$;
 
 -- Down Migration
 
--- The two functions as migrations …030 and …031 made them.
+-- The two functions as migrations …030 and …031 made them, and the roles that may run the new
+-- one (a role made from the current app-role.sql has no other) allowed to run the old one.
+DO $$
+DECLARE
+  grantee text;
+BEGIN
+  FOR grantee IN
+    SELECT DISTINCT a.grantee::regrole::text
+      FROM pg_proc p, aclexplode(p.proacl) a
+     WHERE p.oid = 'quota_append_versioned(text[], int8[], text[], text[], int8[], text[], timestamptz[],
+  timestamptz[], text[], text[], text[], jsonb, jsonb, timestamptz[], text[], text[], text[],
+  int8[], int8[], timestamptz[], timestamptz[], timestamptz[], int8[], text[], int8[], int8[],
+  text[], text, text)'::regprocedure
+       AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0
+       AND a.grantee::regrole::text <> current_user
+  LOOP
+    EXECUTE format('GRANT EXECUTE ON FUNCTION quota_append(text[], int8[], text[], text[], int8[], text[], timestamptz[],
+  timestamptz[], text[], text[], text[], jsonb, jsonb, timestamptz[], text[], text[], text[],
+  int8[], int8[], timestamptz[], timestamptz[], timestamptz[], int8[], text[], int8[], int8[],
+  text[]) TO %s', grantee);
+  END LOOP;
+END
+$$;
 CREATE OR REPLACE FUNCTION quota_read_subjects(
   p_subjects text[], p_metrics text[], p_key_subjects text[], p_keys text[],
   p_default_subject text, p_lapsed_at timestamptz
@@ -355,6 +381,13 @@ BEGIN
 END
 $$;
 
+ALTER FUNCTION quota_read_subjects(text[], text[], text[], text[], text, timestamptz)
+  SET plan_cache_mode = force_custom_plan;
+ALTER FUNCTION quota_append(text[], int8[], text[], text[], int8[], text[], timestamptz[],
+  timestamptz[], text[], text[], text[], jsonb, jsonb, timestamptz[], text[], text[], text[],
+  int8[], int8[], timestamptz[], timestamptz[], timestamptz[], int8[], text[], int8[], int8[],
+  text[])
+  SET plan_cache_mode = force_custom_plan;
 DROP FUNCTION quota_append_versioned(text[], int8[], text[], text[], int8[], text[], timestamptz[],
   timestamptz[], text[], text[], text[], jsonb, jsonb, timestamptz[], text[], text[], text[],
   int8[], int8[], timestamptz[], timestamptz[], timestamptz[], int8[], text[], int8[], int8[],

@@ -45,8 +45,8 @@ export interface Judgement {
 }
 
 /**
- * Decides a Consume against quotas already rolled to the current period. Pure: the caller
- * holds the subject's lock, so nothing changes between this and the write.
+ * Decides a Consume against quotas already rolled to the current period. Pure: the append that
+ * follows refuses it if the subject changed since the state it was decided on.
  */
 export function judgeConsume(
   quotas: readonly LiveQuota[],

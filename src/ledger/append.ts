@@ -34,7 +34,7 @@ export async function append(
 ): Promise<Appended> {
   // Column arrays, filled in one pass: a flush may carry thousands of events.
   const e = Array.from({ length: 12 }, (): unknown[] => []);
-  // Payloads go as one JSON array each, element n for event n (see quota_append).
+  // Payloads go as one JSON array each, element n for event n (see the function).
   const attributes: unknown[] = [];
   const data: unknown[] = [];
   const c = Array.from({ length: 9 }, (): unknown[] => []);

@@ -83,10 +83,16 @@ function decideAll(
   // A key whose call recorded no usage was answered as if it had none before; only a read can
   // say that is so (a usage recorded under it does not need one: the unique index checks it).
   const recorded = new Set(
-    changes.flatMap((c) => c.events.map((e) => `${e.subject}\u0000${e.idempotencyKey}`)),
+    changes.flatMap((c) =>
+      c.events
+        .filter((e) => e.type === 'USAGE' && e.idempotencyKey !== null)
+        .map((e) => `${e.subject}\u0000${e.idempotencyKey}`),
+    ),
   );
   const needsRead = calls.some(
-    (c) => c.cmd.idempotencyKey && !recorded.has(`${c.cmd.subject}\u0000${c.cmd.idempotencyKey}`),
+    (c) =>
+      c.cmd.idempotencyKey !== null &&
+      !recorded.has(`${c.cmd.subject}\u0000${c.cmd.idempotencyKey}`),
   );
   return { changes, result: outcomes, needsRead };
 }

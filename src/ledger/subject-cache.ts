@@ -114,7 +114,13 @@ export class SubjectCache {
     }
   }
 
-  /** Drops what is kept of `subjects`: another writer of this process changed them. */
+  /** Drops everything kept. */
+  clear(): void {
+    this.entries.clear();
+    this.defaults = null;
+  }
+
+  /** Drops what is kept of `subjects` (and of the defaults, for "*"). */
   forget(subjects: Iterable<string>): void {
     for (const s of subjects) {
       this.entries.delete(s);

@@ -1,3 +1,4 @@
+import { DEFAULT_SUBJECT } from '../domain/quota.js';
 import type { SubjectChanges } from '../domain/subject-state.js';
 import { append, type Appended } from './append.js';
 import type { LedgerDeps } from './commands.js';
@@ -36,7 +37,7 @@ export type Command<R> = (
   now: Date,
 ) => Promise<Outcome<R>> | Outcome<R>;
 
-// Raised by quota_append when another writer got to a subject between our read and write.
+// Raised by the append when another writer got to a subject between our read and write.
 const CONFLICT = '40001';
 // An idempotency key recorded by another writer in between: the locked run replays it.
 const DUPLICATE_KEY = '23505';
@@ -46,7 +47,7 @@ const DUPLICATE_KEY = '23505';
  *
  * First without any lock, in two round trips: one statement reads the subjects' state, the
  * command decides, and one autocommitted statement appends what it decided, provided no
- * other writer has touched those subjects since the read (quota_append checks each
+ * other writer has touched those subjects since the read (the append checks each
  * subject's sequence and row version). A decision that appends nothing is answered at once.
  * If a subject has changed, or is new and something is to be appended to it, the command
  * runs again in a transaction that first locks the subjects (in sorted order, so writers
@@ -77,7 +78,8 @@ export async function writeSubjects<R>(
           return out.result;
         } catch (err) {
           if (pgCode(err) !== CONFLICT) throw err;
-          deps.cache!.forget(sorted.subjects);
+          // The subjects or the defaults moved: the read below brings both back.
+          deps.cache!.forget([...sorted.subjects, DEFAULT_SUBJECT]);
         }
       }
     }
@@ -90,7 +92,12 @@ export async function writeSubjects<R>(
     }
   } catch (err) {
     const code = pgCode(err);
-    if (code !== CONFLICT && code !== DUPLICATE_KEY) throw mapDbError(err);
+    if (code !== CONFLICT && code !== DUPLICATE_KEY) {
+      // A lost connection may mean a failed-over or restored database, whose row versions
+      // can repeat ones kept here: keep nothing from before it.
+      deps.cache?.clear();
+      throw mapDbError(err);
+    }
   }
   return writeLocked(deps, sorted, command, signal);
 }

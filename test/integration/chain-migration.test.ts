@@ -5,7 +5,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyLedger } from '../../src/ledger/ledger-chain.js';
 import { followEvents, FEED_START } from '../../src/ledger/list-events.js';
 import { MIGRATIONS_DIR } from '../../src/database/migrate.js';
-import { createTestDatabase, type TestDatabase } from '../support/db.js';
+import { consume } from '../../src/ledger/consume.js';
+import { createPool } from '../../src/ledger/db.js';
+import {
+  consumeCommand,
+  createAppRole,
+  createTestDatabase,
+  defineQuota,
+  dropRole,
+  TestClock,
+  type TestDatabase,
+} from '../support/db.js';
 
 // A ledger written before the feed and the chain existed: the migrations give its events xid 0
 // (first in the feed) and hash them in sequence order per subject, as the trigger would have.
@@ -72,7 +82,41 @@ describe('migrating an existing ledger', () => {
     );
     expect((await verifyLedger(t.owner, null)).breaks).toEqual([]);
   });
+
+  it('lets a role granted the previous quota_append keep appending, through either function', async () => {
+    const { url, role } = await createAppRole(t.ownerUrl, t.owner);
+    // The role as the previous app-role.sql made it: EXECUTE on quota_append only.
+    await migrations(t.ownerUrl, 'down', 1);
+    await t.owner.query(`GRANT EXECUTE ON FUNCTION quota_append(${APPEND_ARGS}) TO ${role}`);
+    await migrations(t.ownerUrl, 'up', 1);
+    const app = createPool({ connectionString: url, max: 2 });
+    try {
+      const deps = { db: app, clock: new TestClock(new Date('2026-06-01T00:00:00Z')) };
+      await defineQuota(deps, { subject: 'upgraded', period: 'DAY', limit: 5n });
+      expect((await consume(deps, consumeCommand('upgraded'), 'test')).allowed).toBe(true);
+      // A replica of the previous release, mid rolling upgrade, still appends through the old name.
+      await app.query(
+        `SELECT quota_append(ARRAY['upgraded'], ARRAY[3::int8], ARRAY['RESET_MANUAL'],
+           ARRAY[NULL], ARRAY[NULL::int8], ARRAY[NULL], ARRAY[NULL::timestamptz],
+           ARRAY[NULL::timestamptz], ARRAY['old-replica'], ARRAY[NULL], ARRAY[NULL], '[null]',
+           '[{}]', ARRAY[now()], '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}',
+           ARRAY['upgraded'], ARRAY[2::int8], ARRAY[3::int8], ARRAY[NULL])`,
+      );
+      const { rows } = await t.owner.query<{ types: string[] }>(
+        "SELECT array_agg(type ORDER BY sequence) AS types FROM ledger_events WHERE subject = 'upgraded'",
+      );
+      expect(rows[0]!.types).toEqual(['QUOTA_SET', 'USAGE', 'RESET_MANUAL']);
+    } finally {
+      await app.end();
+      await t.owner.query(`DROP OWNED BY ${role}`);
+      await dropRole(role);
+    }
+  });
 });
+
+const APPEND_ARGS = `text[], int8[], text[], text[], int8[], text[], timestamptz[], timestamptz[],
+  text[], text[], text[], jsonb, jsonb, timestamptz[], text[], text[], text[], int8[], int8[],
+  timestamptz[], timestamptz[], timestamptz[], int8[], text[], int8[], int8[], text[]`;
 
 const ALL = {
   newestFirst: false,

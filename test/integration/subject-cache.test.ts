@@ -110,29 +110,34 @@ describe('deciding from the state the last append left', () => {
     expect(await allowed(a, 'repaired')).toBe(false);
   });
 
-  it('replays a retried key found at the limit, and records a retried key only once', async () => {
-    await defineQuota(a, { subject: 'keyed', period: 'DAY', limit: 3n });
-    const first = await consume(a, cmd('keyed', { idempotencyKey: 'k1' }), 'test');
-    expect(first).toMatchObject({ allowed: true, replayed: false });
-    // A retry of k1 decided from the kept state looks new and fits: the unique index refuses
-    // the second usage and the locked rerun replays the first answer.
-    const retry = await consume(a, cmd('keyed', { idempotencyKey: 'k1' }), 'test');
-    expect(retry).toMatchObject({ allowed: true, replayed: true, sequence: first.sequence });
-    expect(await allowed(a, 'keyed')).toBe(true);
-    // One flush: a plain call that takes the last unit, then k1 again. From the kept state k1
-    // looks new and is refused while the flush still appends (the plain call), so only the
-    // outcome's needsRead sends it back to a read, which finds k1's usage to replay.
-    const [plain, late] = await consumeMany(a, [
-      { cmd: cmd('keyed'), actor: 'test' },
-      { cmd: cmd('keyed', { idempotencyKey: 'k1' }), actor: 'test' },
-    ]);
-    expect(plain).toMatchObject({ ok: true, result: { allowed: true } });
-    expect(late).toMatchObject({
-      ok: true,
-      result: { allowed: true, replayed: true, sequence: first.sequence },
-    });
-    expect(await usages('keyed')).toBe(3);
-  });
+  // "null" too: keyless events must not pass for a usage recorded under the key "null".
+  it.each(['k1', 'null'])(
+    'replays a retried key (%s) found at the limit, and records it only once',
+    async (key) => {
+      const subject = `keyed-${key}`;
+      await defineQuota(a, { subject, period: 'DAY', limit: 3n });
+      const first = await consume(a, cmd(subject, { idempotencyKey: key }), 'test');
+      expect(first).toMatchObject({ allowed: true, replayed: false });
+      // A retry decided from the kept state looks new and fits: the unique index refuses the
+      // second usage and the locked rerun replays the first answer.
+      const retry = await consume(a, cmd(subject, { idempotencyKey: key }), 'test');
+      expect(retry).toMatchObject({ allowed: true, replayed: true, sequence: first.sequence });
+      expect(await allowed(a, subject)).toBe(true);
+      // One flush: a plain call that takes the last unit, then the key again. From the kept
+      // state the key looks new and is refused while the flush still appends (the plain call),
+      // so only the outcome's needsRead sends it back to a read, which finds the usage to replay.
+      const [plain, late] = await consumeMany(a, [
+        { cmd: cmd(subject), actor: 'test' },
+        { cmd: cmd(subject, { idempotencyKey: key }), actor: 'test' },
+      ]);
+      expect(plain).toMatchObject({ ok: true, result: { allowed: true } });
+      expect(late).toMatchObject({
+        ok: true,
+        result: { allowed: true, replayed: true, sequence: first.sequence },
+      });
+      expect(await usages(subject)).toBe(3);
+    },
+  );
 
   it('keeps no state with open holds: only a read knows which have lapsed', async () => {
     await defineQuota(a, { subject: 'held', period: 'DAY', limit: 10n });
