@@ -237,6 +237,9 @@ async function roll(
     stage.record(rollEvent(r.subject, r.metric, r.period, plan, o.now, o.runId));
   }
   const changes: SubjectChanges[] = [...stages.values()].map((s) => s.changes());
+  // Thousands of rows per append: planned for these arrays, not with the plan kept for the
+  // service's small flushes (the function itself leaves plan_cache_mode to the session).
+  await tx.query('SET LOCAL plan_cache_mode = force_custom_plan');
   await append(
     tx,
     changes.map((c) => ({ ...c, version: null, lastSequence: sequences.get(c.subject)! })),
