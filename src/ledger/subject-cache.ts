@@ -85,14 +85,21 @@ export class SubjectCache {
   ): void {
     const first = states.values().next().value;
     if (!first) return;
-    const defs = first.defs;
+    // One list of quotas is shared by the subjects of a read: split it by subject once.
+    const bySubject = new Map<string, QuotaDef[]>();
+    for (const d of first.defs) {
+      const list = bySubject.get(d.subject);
+      if (list) list.push(d);
+      else bySubject.set(d.subject, [d]);
+    }
     if (this.defaults?.version !== first.defaultsVersion) {
       this.defaults = { version: first.defaultsVersion, byMetric: new Map() };
     }
+    const defaults = bySubject.get(DEFAULT_SUBJECT) ?? [];
     for (const m of metrics) {
       this.defaults.byMetric.set(
         m,
-        defs.filter((d) => d.subject === DEFAULT_SUBJECT && d.metric === m),
+        defaults.filter((d) => d.metric === m),
       );
     }
     for (const [subject, s] of states) {
@@ -104,7 +111,7 @@ export class SubjectCache {
         version,
         sequence: s.lastSequence,
         metrics,
-        own: defs.filter((d) => d.subject === subject),
+        own: bySubject.get(subject) ?? [],
         counters,
       });
     }

@@ -72,7 +72,8 @@ export async function writeSubjects<R>(
     const kept = keys.cached && keys.metrics && deps.cache?.states(sorted.subjects, keys.metrics);
     if (kept) {
       const out = await command(deps.db, kept, deps.clock.now());
-      if (!out.needsRead && [...kept.keys()].every((s) => writtenTo(out.changes, s))) {
+      const written = writtenSubjects(out.changes);
+      if (!out.needsRead && [...kept.keys()].every((s) => written.has(s))) {
         try {
           await appendNow(deps, sorted, kept, out, signal);
           return out.result;
@@ -130,9 +131,7 @@ function committed(
 ): void {
   reportAppended(deps, appended.counts);
   if (!deps.cache) return;
-  const written = new Set(
-    changes.filter((c) => writtenTo(changes, c.subject)).map((c) => c.subject),
-  );
+  const written = writtenSubjects(changes);
   if (keys.cached && keys.metrics && appended.version !== null) {
     deps.cache.remember(states, keys.metrics, written, appended.version);
   } else {
@@ -140,9 +139,11 @@ function committed(
   }
 }
 
-/** Whether the changes write `subject`'s row (the append checks and moves it). */
-const writtenTo = (changes: readonly SubjectChanges[], subject: string): boolean =>
-  changes.some((c) => c.subject === subject && (c.events.length > 0 || c.counters.length > 0));
+/** The subjects whose rows the changes write (the append checks and moves them). */
+const writtenSubjects = (changes: readonly SubjectChanges[]): Set<string> =>
+  new Set(
+    changes.filter((c) => c.events.length > 0 || c.counters.length > 0).map((c) => c.subject),
+  );
 
 /** The same under the subjects' locks, creating the subject rows that do not exist yet. */
 async function writeLocked<R>(
