@@ -35,7 +35,7 @@ export interface Config {
   limits: ConnectionLimits;
 }
 
-/** Subjects whose last state each replica keeps (see SubjectCache): roughly 1 KB each. */
+/** Subjects whose last state each replica keeps (see SubjectCache): about 0.7 KB each. */
 export const DEFAULT_STATE_CACHE_SUBJECTS = 50_000;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];

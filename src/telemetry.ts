@@ -16,7 +16,7 @@ export function tracingRequested(env: NodeJS.ProcessEnv): boolean {
  * OTEL_LOGS_EXPORTER say otherwise.
  *
  * The SDK is loaded only when tracing is asked for: it brings every exporter it knows of, each
- * with its own copies of the OpenTelemetry core, which cost the process about 30 MB of memory
+ * with its own copies of the OpenTelemetry core, which cost the process 35–50 MB of memory
  * and a slower start that nobody without a collector needs.
  */
 export async function startTelemetry(

@@ -36,7 +36,8 @@ export interface StateKeys {
 // Everything a decision needs, in one statement and one round trip: the subject rows, the
 // defaults' row, their quotas and the defaults, their counters, the usages already recorded
 // under the keys the calls carry, and the holds that have lapsed. quota_read_subjects
-// (migrations 1700000000031 and …032) returns them as one row shape, `kind` saying which; each kind fills its own columns.
+// (migrations 1700000000031 and …032) returns them as one row shape, `kind` saying which;
+// each kind fills its own columns.
 const READ_SQL = 'SELECT * FROM quota_read_subjects($1, $2, $3, $4, $5, $6)';
 
 interface Row {
