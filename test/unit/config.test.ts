@@ -64,6 +64,14 @@ describe('configuration', () => {
     ]);
   });
 
+  it('reads how many subject states to keep; 0 keeps none', () => {
+    expect(loadConfig({}).config.stateCacheSubjects).toBe(50_000);
+    expect(loadConfig({ QUOTA_STATE_CACHE_SUBJECTS: '0' }).config.stateCacheSubjects).toBe(0);
+    expect(loadConfig({ QUOTA_STATE_CACHE_SUBJECTS: 'lots' }).errors).toEqual([
+      'QUOTA_STATE_CACHE_SUBJECTS: "lots" must be a whole number from 0 to 10000000',
+    ]);
+  });
+
   it('listens beyond loopback only when API keys are configured', async () => {
     expect(loadConfig({ QUOTA_ADDR: '0.0.0.0:50051' }).errors).toEqual([
       expect.stringMatching(
