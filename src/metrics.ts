@@ -84,6 +84,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly keptStates = new Counter({
+    name: 'quota_kept_state_total',
+    help: 'Consume writes by what became of the states this replica kept: used, stale (something else wrote), reread (a refusal or a key only a read can clear), missing.',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
   readonly dbTransactions = new Histogram({
     name: 'quota_db_transaction_duration_seconds',
     help: 'Ledger transactions, by outcome: commit, rollback (a refusal) or error (the database failed).',
@@ -276,6 +283,7 @@ export class Metrics {
       transaction: (seconds, outcome) => this.dbTransactions.observe({ outcome }, seconds),
       read: (seconds, ok) => this.dbReads.observe({ outcome: ok ? 'ok' : 'error' }, seconds),
       eventsAppended: (type, n) => this.eventsAppended.inc({ type }, n),
+      keptState: (outcome) => this.keptStates.inc({ outcome }),
     };
   }
 }

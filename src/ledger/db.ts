@@ -113,6 +113,13 @@ export interface DbObserver {
   read(seconds: number, ok: boolean): void;
   /** Events of one type were appended to the ledger and committed. */
   eventsAppended(type: string, n: number): void;
+  /**
+   * A Consume write and the states this replica kept (SubjectCache): `used` (decided from them,
+   * and the append took it), `stale` (the append refused them: something else wrote), `reread`
+   * (decided again from a read: a refusal, or a key only a read can clear) or `missing` (not
+   * every subject was kept).
+   */
+  keptState?(outcome: 'used' | 'stale' | 'reread' | 'missing'): void;
 }
 
 /**

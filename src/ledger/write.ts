@@ -76,13 +76,19 @@ export async function writeSubjects<R>(
       if (!out.needsRead && [...kept.keys()].every((s) => written.has(s))) {
         try {
           await appendNow(deps, sorted, kept, out, signal);
+          deps.observer?.keptState?.('used');
           return out.result;
         } catch (err) {
           if (pgCode(err) !== CONFLICT) throw err;
+          deps.observer?.keptState?.('stale');
           // The subjects or the defaults moved: the read below brings both back.
           deps.cache!.forget([...sorted.subjects, DEFAULT_SUBJECT]);
         }
+      } else {
+        deps.observer?.keptState?.('reread');
       }
+    } else if (keys.cached && deps.cache) {
+      deps.observer?.keptState?.('missing');
     }
     const states = await readSubjects(deps.db, { ...sorted, lapsedAt: deps.clock.now() });
     const out = await command(deps.db, states, deps.clock.now());

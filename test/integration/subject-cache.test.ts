@@ -171,6 +171,46 @@ describe('deciding from the state the last append left', () => {
     expect(await usages('raced')).toBe(40);
   });
 
+  it('reports what became of each kept state', async () => {
+    const outcomes: string[] = [];
+    const c: LedgerDeps = {
+      db: t.db,
+      clock,
+      cache: new SubjectCache(10),
+      observer: {
+        transaction: () => {},
+        read: () => {},
+        eventsAppended: () => {},
+        keptState: (o) => outcomes.push(o),
+      },
+    };
+    const giveBack = () =>
+      refund(
+        b,
+        {
+          subject: 'watched',
+          metric: 'api_calls',
+          amount: 1n,
+          idempotencyKey: null,
+          usageIdempotencyKey: null,
+          reason: null,
+        },
+        'test',
+      );
+    await defineQuota(c, { subject: 'watched', period: 'DAY', limit: 3n });
+    expect(await allowed(c, 'watched')).toBe(true); // missing: nothing kept yet
+    expect(await allowed(c, 'watched')).toBe(true); // used: 2 of 3
+    expect(await allowed(b, 'watched')).toBe(true); // 3 of 3, written elsewhere
+    // Kept: 2 of 3, so it fits; the append refuses (stale) and the read refuses the call.
+    expect(await allowed(c, 'watched')).toBe(false);
+    await giveBack();
+    expect(await allowed(c, 'watched')).toBe(true); // missing: the stale state was dropped
+    await giveBack();
+    // Kept: 3 of 3, a refusal no append checks: decided again from a read, which allows it.
+    expect(await allowed(c, 'watched')).toBe(true);
+    expect(outcomes).toEqual(['missing', 'used', 'stale', 'missing', 'reread']);
+  });
+
   it('keeps at most its capacity, dropping the least recently written', async () => {
     const small: LedgerDeps = { db: t.db, clock, cache: new SubjectCache(2) };
     for (const s of ['cap-1', 'cap-2', 'cap-3']) {
