@@ -58,6 +58,7 @@ const skipped = (phase: string): PhaseFigures => ({
 const CONSUME = '/quota.v1.QuotaService/Consume';
 const CONSUME_BATCH = '/quota.v1.QuotaService/ConsumeBatch';
 const GET_QUOTA = '/quota.v1.QuotaService/GetQuota';
+const HEALTH_CHECK = '/grpc.health.v1.Health/Check';
 const METRIC = 'requests';
 const subjectName = (i: number): string => `tenant-${i}`;
 const pick = (): number => Math.floor(Math.random() * SUBJECTS);
@@ -247,6 +248,34 @@ async function round(
       'get-quota',
       server,
       closed(async (w) => (await unary(ch(w), GET_QUOTA, getReqs[pick()]!), 1)),
+    ),
+  );
+  // Two calls that stop short of the ledger, to tell the layers' costs apart (server CPU per
+  // call beside ref-transport's): the health check is a plain grpc-js handler behind the
+  // service's one-port dispatch; a GetQuota refused by validation also passes through the call
+  // framework (authentication, span, metrics, decoding, error mapping), but reads nothing.
+  const health = Buffer.alloc(0);
+  out.push(
+    await measure(
+      'health',
+      server,
+      closed(async (w) => (await unary(ch(w), HEALTH_CHECK, health), 1)),
+    ),
+  );
+  const refused = Buffer.from(
+    toBinary(GetQuotaRequestSchema, create(GetQuotaRequestSchema, { subject: '', metric: METRIC })),
+  );
+  out.push(
+    await measure(
+      'get-quota-refused',
+      server,
+      closed(async (w) => {
+        await unary(ch(w), GET_QUOTA, refused).then(
+          () => Promise.reject(new Error('an empty subject was accepted')),
+          (err: { code?: number }) => (err.code === 3 ? undefined : Promise.reject(err as Error)),
+        );
+        return 1;
+      }),
     ),
   );
   // A lone call's latency, beside the references' at the same rate.

@@ -148,6 +148,9 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
     'grpc.max_concurrent_streams': limits.http2MaxStreams,
     'grpc.max_connection_idle_ms': limits.idleTimeoutMs,
     'grpc-node.max_session_memory': limits.http2MaxSessionMemoryMb,
+    // Nothing here serves channelz, and its bookkeeping (trackers, timestamps, closures) is
+    // paid on every call.
+    'grpc.enable_channelz': 0,
   });
   for (const s of services) addGrpcService(grpcServer, s, hooks);
   addHealthToGrpc(grpcServer, readiness);
