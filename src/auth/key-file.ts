@@ -1,5 +1,5 @@
 import { existsSync, unwatchFile, watchFile } from 'node:fs';
-import { chmod, chown, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { chmod, chown, link, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import {
   generateKey,
@@ -81,14 +81,10 @@ async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
       break;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const holder = Number(await readFile(lock, 'utf8').catch(() => ''));
-      if (holder > 0 && !isAlive(holder)) {
-        await unlink(lock).catch(() => {});
-        continue;
-      }
+      const { again, holder } = await removeStaleLock(lock);
       if (Date.now() > deadline)
         throw new Error(`${lock} is held by process ${holder || '?'}; try again, or remove it`);
-      await new Promise((r) => setTimeout(r, 20 + Math.random() * 30));
+      if (!again) await new Promise((r) => setTimeout(r, 20 + Math.random() * 30));
     }
   }
   try {
@@ -96,6 +92,68 @@ async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
   } finally {
     await unlink(lock).catch(() => {});
   }
+}
+
+type FileId = { ino: bigint; ctimeNs: bigint } | null;
+const sameFile = (a: FileId, b: FileId): boolean =>
+  a !== null && b !== null && a.ino === b.ino && a.ctimeNs === b.ctimeNs;
+const isMissing = (err: unknown): boolean => (err as NodeJS.ErrnoException).code === 'ENOENT';
+
+/** The file's identity (inode and change time), or null if there is none at `path`. */
+async function fileId(path: string): Promise<FileId> {
+  try {
+    const s = await stat(path, { bigint: true });
+    return { ino: s.ino, ctimeNs: s.ctimeNs };
+  } catch (err) {
+    if (isMissing(err)) return null;
+    throw err;
+  }
+}
+
+/**
+ * Looks at the lock a live or dead process holds, and removes it if that process is gone.
+ * `again`: try to take the lock at once (it was removed, or is not the one looked at any
+ * more); otherwise `holder` holds it and is alive (0: it has not written its PID yet).
+ *
+ * A dead PID alone does not make the lock stale: between reading it and removing the file,
+ * that holder may have released the lock and exited, and another process taken it with a new
+ * file, which a plain unlink would remove under it (two writers at once, one key lost: seen
+ * with eight `keys create` at once). A holder removes its lock file and never rewrites it, so
+ * the file itself (inode and change time) says whose it is: only the very file the dead PID was
+ * read from is removed. It is moved aside first, which is atomic, so that of several waiters
+ * only one takes it; one that moved a newer lock instead puts it back with a hard link, which
+ * never replaces a lock taken meanwhile.
+ */
+export async function removeStaleLock(lock: string): Promise<{ again: boolean; holder: number }> {
+  let id: { ino: bigint; ctimeNs: bigint };
+  let holder: number;
+  try {
+    const h = await open(lock, 'r');
+    try {
+      const s = await h.stat({ bigint: true });
+      id = { ino: s.ino, ctimeNs: s.ctimeNs };
+      holder = Number(await h.readFile('utf8'));
+    } finally {
+      await h.close();
+    }
+  } catch (err) {
+    if (isMissing(err)) return { again: true, holder: 0 }; // released meanwhile
+    throw err;
+  }
+  if (!(holder > 0) || isAlive(holder)) return { again: false, holder: holder || 0 };
+  if (!sameFile(id, await fileId(lock))) return { again: true, holder }; // a newer lock
+  const aside = `${lock}.stale-${process.pid}`;
+  try {
+    await rename(lock, aside);
+  } catch (err) {
+    if (isMissing(err)) return { again: true, holder }; // another waiter took it first
+    throw err;
+  }
+  // The moved file still exists, so its inode number alone names it (a rename changes the
+  // change time).
+  if ((await fileId(aside))?.ino !== id.ino) await link(aside, lock).catch(() => {});
+  await unlink(aside).catch(() => {});
+  return { again: true, holder };
 }
 
 /** Adds a key; returns the key itself, which exists nowhere else afterwards. */
