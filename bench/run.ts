@@ -10,6 +10,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { create, toBinary } from '@bufbuild/protobuf';
+import { status } from '@grpc/grpc-js';
 import {
   ConsumeBatchRequestSchema,
   ConsumeRequestSchema,
@@ -272,7 +273,8 @@ async function round(
       closed(async (w) => {
         await unary(ch(w), GET_QUOTA, refused).then(
           () => Promise.reject(new Error('an empty subject was accepted')),
-          (err: { code?: number }) => (err.code === 3 ? undefined : Promise.reject(err as Error)),
+          (err: { code?: number }) =>
+            err.code === status.INVALID_ARGUMENT ? undefined : Promise.reject(err as Error),
         );
         return 1;
       }),
