@@ -1,4 +1,4 @@
-import { existsSync, unwatchFile, watchFile } from 'node:fs';
+import { existsSync, unwatchFile, watchFile, type BigIntStats } from 'node:fs';
 import { chmod, chown, link, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import {
@@ -94,16 +94,17 @@ async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
-type FileId = { ino: bigint; ctimeNs: bigint } | null;
-const sameFile = (a: FileId, b: FileId): boolean =>
-  a !== null && b !== null && a.ino === b.ino && a.ctimeNs === b.ctimeNs;
+type FileId = { ino: bigint; ctimeNs: bigint };
+/** What tells one lock file from a later one at the same path (inode numbers are reused). */
+const identity = (s: BigIntStats): FileId => ({ ino: s.ino, ctimeNs: s.ctimeNs });
+const sameFile = (a: FileId, b: FileId | null): boolean =>
+  b !== null && a.ino === b.ino && a.ctimeNs === b.ctimeNs;
 const isMissing = (err: unknown): boolean => (err as NodeJS.ErrnoException).code === 'ENOENT';
 
 /** The file's identity (inode and change time), or null if there is none at `path`. */
-async function fileId(path: string): Promise<FileId> {
+async function fileId(path: string): Promise<FileId | null> {
   try {
-    const s = await stat(path, { bigint: true });
-    return { ino: s.ino, ctimeNs: s.ctimeNs };
+    return identity(await stat(path, { bigint: true }));
   } catch (err) {
     if (isMissing(err)) return null;
     throw err;
@@ -125,13 +126,12 @@ async function fileId(path: string): Promise<FileId> {
  * never replaces a lock taken meanwhile.
  */
 export async function removeStaleLock(lock: string): Promise<{ again: boolean; holder: number }> {
-  let id: { ino: bigint; ctimeNs: bigint };
+  let id: FileId;
   let holder: number;
   try {
     const h = await open(lock, 'r');
     try {
-      const s = await h.stat({ bigint: true });
-      id = { ino: s.ino, ctimeNs: s.ctimeNs };
+      id = identity(await h.stat({ bigint: true }));
       holder = Number(await h.readFile('utf8'));
     } finally {
       await h.close();
