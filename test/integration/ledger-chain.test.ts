@@ -181,6 +181,33 @@ describe('the hash chain', () => {
     expect(await breaksOf()).toEqual([]);
   });
 
+  it("hashes as ledger_event_canonical defines, whatever the event's columns hold", async () => {
+    // The trigger computes the canonical bytes in place (migration 1700000000040); verification
+    // uses ledger_event_canonical. Every optional column set and unset, text that JSON must
+    // escape, nested JSON, several events of the subject in one statement.
+    await t.owner.query(
+      `INSERT INTO ledger_events (subject, sequence, type, metric, amount, period, period_start,
+           period_end, actor, reason, idempotency_key, attributes, data, recorded_at)
+       VALUES ('odd "shape"', 1, 'QUOTA_SET', 'api', NULL, 'MONTH', NULL, NULL, 'op', NULL, NULL,
+               NULL, '{"quota": {"limit": "5"}}', '2026-05-04T09:00:00.123456Z'),
+              ('odd "shape"', 2, 'USAGE', 'api', 7, NULL, NULL, NULL, E'tab\\there', E'quote " \\\\ é ✓',
+               E'key\\n1', '{"a": "b\\u0001", "z": [1, 2.50, null, {"é": true}]}', '{}',
+               '2026-05-04T09:00:01Z'),
+              ('odd "shape"', 3, 'RESET_SCHEDULED', 'api', NULL, 'DAY', '2026-05-04T00:00:00Z',
+               '2026-05-05T00:00:00Z', 'scheduler', 'rollover', NULL, '{}',
+               '{"usedBefore": "7"}', '1900-01-01T00:00:00Z')`,
+    );
+    const { rows } = await t.owner.query<{ agree: boolean; n: number }>(
+      `SELECT bool_and(e.hash = sha256(coalesce(p.hash, ''::bytea) || ledger_event_canonical(e))) AS agree,
+              count(*)::int AS n
+         FROM ledger_events e
+         LEFT JOIN ledger_events p ON p.subject = e.subject AND p.sequence = e.sequence - 1
+        WHERE e.subject = 'odd "shape"'`,
+    );
+    expect(rows[0]).toEqual({ agree: true, n: 3 });
+    expect(await breaksOf('odd "shape"')).toEqual([]);
+  });
+
   it('reports each tampering by the owner at the event it touched', async () => {
     for (const s of ['mod', 'del', 'cut', 'forge', 'swap']) await writeHistory(s);
     await writeCheckpoint(t.db, clock.now());
