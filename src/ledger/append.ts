@@ -1,6 +1,6 @@
 import { DEFAULT_SUBJECT } from '../domain/quota.js';
 import type { SubjectChanges } from '../domain/subject-state.js';
-import { encodeJson } from './codec.js';
+import { encodeJson, isoString } from './codec.js';
 import type { Db, Tx } from './db.js';
 
 /** One subject's changes, with what its row must still be for them to be written. */
@@ -10,6 +10,10 @@ export interface SubjectAppend extends SubjectChanges {
   /** The sequence the events follow (the expected version): still the subject's, or nothing is written. */
   lastSequence: bigint;
 }
+
+// Dates go as ISO text: pg's own conversion (local time and offset) costs as much as
+// toISOString, which codec.ts's isoString mostly skips.
+const iso = (d: Date | null): string | null => (d === null ? null : isoString(d));
 
 const CALL = `SELECT quota_append_versioned(${Array.from({ length: 29 }, (_, i) => `$${i + 1}`).join(', ')}) AS version`;
 
@@ -49,12 +53,12 @@ export async function append(
       e[3]!.push(ev.metric);
       e[4]!.push(ev.amount);
       e[5]!.push(ev.period);
-      e[6]!.push(ev.periodStart);
-      e[7]!.push(ev.periodEnd);
+      e[6]!.push(iso(ev.periodStart));
+      e[7]!.push(iso(ev.periodEnd));
       e[8]!.push(ev.actor);
       e[9]!.push(ev.reason);
       e[10]!.push(ev.idempotencyKey);
-      e[11]!.push(ev.recordedAt);
+      e[11]!.push(isoString(ev.recordedAt));
       attributes.push(ev.attributes);
       data.push(ev.data);
       counts[ev.type] = (counts[ev.type] ?? 0) + 1;
@@ -65,9 +69,9 @@ export async function append(
       c[2]!.push(w.period);
       c[3]!.push(w.state.used);
       c[4]!.push(w.state.reserved);
-      c[5]!.push(w.state.periodStart);
-      c[6]!.push(w.state.periodEnd);
-      c[7]!.push(w.state.lastResetAt);
+      c[5]!.push(iso(w.state.periodStart));
+      c[6]!.push(iso(w.state.periodEnd));
+      c[7]!.push(iso(w.state.lastResetAt));
       c[8]!.push(w.state.lastSequence);
     }
     s[0]!.push(x.subject);

@@ -12,6 +12,24 @@ export function encodeJson(value: unknown): string {
   return encodeValue(value) ?? 'null';
 }
 
+// The ISO text of the last instants written. A flush writes the same few over and over (the
+// period bounds of its counters, its own time): a lookup costs about 12 ns, toISOString about
+// 450 ns, and an event carries six or seven dates between its columns and its payload.
+const isoCache = new Map<number, string>();
+const ISO_CACHE_SIZE = 512;
+
+/** `d.toISOString()`, remembered for the instants most recently asked for. */
+export function isoString(d: Date): string {
+  const t = d.getTime();
+  let s = isoCache.get(t);
+  if (s === undefined) {
+    s = d.toISOString(); // throws for an invalid date, as toISOString does, before caching
+    if (isoCache.size >= ISO_CACHE_SIZE) isoCache.clear();
+    isoCache.set(t, s);
+  }
+  return s;
+}
+
 // Characters a key must be escaped for; most keys have none and are written as they are.
 // eslint-disable-next-line no-control-regex -- control characters are among those JSON escapes
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
@@ -28,7 +46,7 @@ function encodeValue(v: unknown): string | undefined {
       return v ? 'true' : 'false';
     case 'object': {
       if (v === null) return 'null';
-      if (v instanceof Date) return Number.isNaN(v.getTime()) ? 'null' : `"${v.toISOString()}"`;
+      if (v instanceof Date) return Number.isNaN(v.getTime()) ? 'null' : `"${isoString(v)}"`;
       if (Array.isArray(v)) {
         let out = '[';
         for (let i = 0; i < v.length; i++) out += (i ? ',' : '') + (encodeValue(v[i]) ?? 'null');

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { encodeJson } from '../../src/ledger/codec.js';
+import { encodeJson, isoString } from '../../src/ledger/codec.js';
 
 // What encodeJson replaced: JSON.stringify, with bigints written as decimal strings.
 const reference = (v: unknown): string =>
@@ -43,5 +43,23 @@ describe('encodeJson', () => {
     expect(encodeJson([data, null])).toBe(
       '[{"effects":[{"period":"DAY","periodStart":"2026-11-30T00:00:00.000Z","periodEnd":null,"delta":"5"}]},null]',
     );
+  });
+});
+
+describe('isoString', () => {
+  it('gives what toISOString gives, for instants asked again and after the cache is cleared', () => {
+    const valid = fc.date({ noInvalidDate: true });
+    fc.assert(
+      fc.property(fc.array(valid, { maxLength: 2000 }), fc.array(fc.nat()), (dates, again) => {
+        const asked = [...dates, ...again.map((i) => dates[i % Math.max(1, dates.length)])];
+        for (const d of asked)
+          if (d) expect(isoString(new Date(d.getTime()))).toBe(d.toISOString());
+      }),
+      { numRuns: 50 },
+    );
+  });
+
+  it('throws for an invalid date, as toISOString does', () => {
+    expect(() => isoString(new Date(NaN))).toThrow(RangeError);
   });
 });
