@@ -1,3 +1,4 @@
+import type { CallSignal } from '../cancellation.js';
 import type { ConsumeOutcome } from '../domain/consume.js';
 import { QuotaError } from '../domain/errors.js';
 import type { ConsumeCommand, LedgerDeps } from '../ledger/commands.js';
@@ -57,7 +58,7 @@ export class ConsumeGroupCommitter {
     private readonly observer?: GroupCommitObserver,
   ) {}
 
-  submit(cmd: ConsumeCommand, actor: string, signal?: AbortSignal): Promise<ConsumeResult> {
+  submit(cmd: ConsumeCommand, actor: string, signal?: CallSignal): Promise<ConsumeResult> {
     return this.submitAll([cmd], actor, signal)[0]!;
   }
 
@@ -65,7 +66,7 @@ export class ConsumeGroupCommitter {
   submitAll(
     cmds: readonly ConsumeCommand[],
     actor: string,
-    signal?: AbortSignal,
+    signal?: CallSignal,
   ): Promise<ConsumeResult>[] {
     const waiting: Waiting[] = [];
     const promises = cmds.map(

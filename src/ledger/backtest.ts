@@ -1,3 +1,4 @@
+import type { CallSignal } from '../cancellation.js';
 import { Backtest, type ProposedQuota, type ReplayEvent } from '../domain/backtest.js';
 import { query, type Db } from './db.js';
 
@@ -49,7 +50,7 @@ export interface BacktestProgress {
 }
 
 export interface BacktestPageOptions {
-  signal?: AbortSignal;
+  signal?: CallSignal;
   /** Events per page; tests make it small to replay a short history in several pages. */
   pageSize?: number;
 }

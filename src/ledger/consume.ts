@@ -5,6 +5,7 @@ import {
   type ConsumeOutcome,
   type ConsumeResult,
 } from '../domain/consume.js';
+import type { CallSignal } from '../cancellation.js';
 import type { SubjectChanges } from '../domain/subject-state.js';
 import type { LedgerDeps } from './commands.js';
 import { cancelledBeforeCommit } from './db.js';
@@ -15,7 +16,7 @@ export type { ConsumeCall, ConsumeOutcome, ConsumeResult } from '../domain/consu
 
 /** A call waiting in a flush; a fired signal before the decision drops it unrecorded. */
 export interface PendingConsume extends ConsumeCall {
-  signal?: AbortSignal;
+  signal?: CallSignal;
 }
 
 /**
@@ -27,7 +28,7 @@ export interface PendingConsume extends ConsumeCall {
 export function consumeMany(
   deps: LedgerDeps,
   calls: readonly PendingConsume[],
-  signal?: AbortSignal,
+  signal?: CallSignal,
 ): Promise<ConsumeOutcome[]> {
   const keys = {
     subjects: calls.map((c) => c.cmd.subject),
@@ -45,7 +46,7 @@ export async function consume(
   deps: LedgerDeps,
   cmd: ConsumeCommand,
   actor: string,
-  signal?: AbortSignal,
+  signal?: CallSignal,
 ): Promise<ConsumeResult> {
   const [outcome] = await consumeMany(deps, [{ cmd, actor }], signal);
   if (!outcome!.ok) throw outcome!.error;

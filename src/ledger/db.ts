@@ -1,4 +1,5 @@
 import pg from 'pg';
+import type { CallSignal } from '../cancellation.js';
 import { QuotaError } from '../domain/errors.js';
 
 export type Db = pg.Pool;
@@ -174,7 +175,7 @@ const elapsed = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1
 export async function inTransaction<T>(
   s: Db | Store,
   fn: (tx: Tx) => Promise<T>,
-  signal?: AbortSignal,
+  signal?: CallSignal,
 ): Promise<T> {
   const t0 = process.hrtime.bigint();
   const { db, observer } = storeOf(s);

@@ -1,3 +1,4 @@
+import type { CallSignal } from '../cancellation.js';
 import type { StoredEvent } from '../domain/events.js';
 import { followEvents, type EventFilter, type FeedCursor } from './list-events.js';
 import type { Db } from './db.js';
@@ -26,7 +27,7 @@ export async function* streamEvents(
   db: Db,
   f: EventFilter,
   after: FeedCursor,
-  signal: AbortSignal,
+  signal: CallSignal,
   o: StreamOptions = STREAM_DEFAULTS,
 ): AsyncGenerator<StreamItem> {
   let cursor = after;
@@ -51,7 +52,7 @@ export async function* streamEvents(
   }
 }
 
-const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
+const sleep = (ms: number, signal: CallSignal): Promise<void> =>
   new Promise((ok) => {
     const done = () => {
       clearTimeout(timer);

@@ -4,6 +4,7 @@ import {
   type DeleteQuotaCommand,
   type SetQuotaCommand,
 } from '../domain/quota-settings.js';
+import type { CallSignal } from '../cancellation.js';
 import type { QuotaDef } from '../domain/quota.js';
 import type { LedgerDeps } from './commands.js';
 import { quotaFromRow, QUOTA_COLUMNS, type QuotaRow } from './codec.js';
@@ -15,7 +16,7 @@ export function setQuota(
   deps: LedgerDeps,
   cmd: SetQuotaCommand,
   actor: string,
-  signal?: AbortSignal,
+  signal?: CallSignal,
 ): Promise<{ quota: QuotaDef; sequence: bigint }> {
   return writeSubject(
     deps,
@@ -31,7 +32,7 @@ export function deleteQuota(
   deps: LedgerDeps,
   cmd: DeleteQuotaCommand,
   actor: string,
-  signal?: AbortSignal,
+  signal?: CallSignal,
 ): Promise<bigint> {
   return writeSubject(
     deps,

@@ -1,3 +1,4 @@
+import type { CallSignal } from '../cancellation.js';
 import type { StoredEvent } from '../domain/events.js';
 import { decideRefund, type RefundCommand, type RefundResult } from '../domain/refund.js';
 import { EVENT_COLUMNS, eventFromRow, type EventRow } from './codec.js';
@@ -35,7 +36,7 @@ export function refund(
   deps: LedgerDeps,
   cmd: RefundCommand,
   actor: string,
-  signal?: AbortSignal,
+  signal?: CallSignal,
 ): Promise<RefundResult> {
   return writeSubject(
     deps,

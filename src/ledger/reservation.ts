@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { CallSignal } from '../cancellation.js';
 import type { OpenHold } from '../domain/quota.js';
 import type { Decided } from '../domain/subject-state.js';
 import {
@@ -24,7 +25,7 @@ export function reserve(
   deps: LedgerDeps,
   cmd: ReserveCommand,
   actor: string,
-  signal?: AbortSignal,
+  signal?: CallSignal,
 ): Promise<ReserveResult> {
   return writeSubject(
     deps,
@@ -45,7 +46,7 @@ export const commitReservation = (
   deps: LedgerDeps,
   cmd: CommitCommand,
   actor: string,
-  signal?: AbortSignal,
+  signal?: CallSignal,
 ): Promise<SettleResult> => settle(deps, cmd, actor, decideCommit, signal);
 
 /** Releases a hold without usage. */
@@ -53,7 +54,7 @@ export const cancelReservation = (
   deps: LedgerDeps,
   cmd: CancelCommand,
   actor: string,
-  signal?: AbortSignal,
+  signal?: CallSignal,
 ): Promise<SettleResult> => settle(deps, cmd, actor, decideCancel, signal);
 
 /** A settlement, decided on the subject's state and the reservation's history. */
@@ -68,7 +69,7 @@ function settle<C extends CommitCommand | CancelCommand>(
     actor: string,
     now: Date,
   ) => Decided<SettleResult>,
-  signal?: AbortSignal,
+  signal?: CallSignal,
 ): Promise<SettleResult> {
   return writeSubject(
     deps,

@@ -1,3 +1,4 @@
+import type { CallSignal } from '../cancellation.js';
 import { QuotaError } from '../domain/errors.js';
 import { decideReset, type ResetCommand, type ResetResult } from '../domain/reset.js';
 import type { LedgerDeps } from './commands.js';
@@ -16,7 +17,7 @@ export function resetSubject(
   subject: string,
   cmd: ResetCommand,
   actor: string,
-  signal?: AbortSignal,
+  signal?: CallSignal,
 ): Promise<ResetResult> {
   return writeSubject(
     deps,
@@ -37,7 +38,7 @@ export async function resetAllSubjects(
   deps: LedgerDeps,
   cmd: ResetCommand,
   actor: string,
-  signal?: AbortSignal,
+  signal?: CallSignal,
 ): Promise<ResetResult> {
   const result: ResetResult = { quotas: [], eventsAppended: 0 };
   let after = '';

@@ -1,3 +1,4 @@
+import type { CallSignal } from '../cancellation.js';
 import { DEFAULT_SUBJECT } from '../domain/quota.js';
 import type { SubjectChanges } from '../domain/subject-state.js';
 import { append, type Appended } from './append.js';
@@ -63,7 +64,7 @@ export async function writeSubjects<R>(
   deps: LedgerDeps,
   keys: StateKeys,
   command: Command<R>,
-  signal?: AbortSignal,
+  signal?: CallSignal,
 ): Promise<R> {
   // Holds lapsed by now are left out of the decisions; one that lapses between this read and
   // the decision still counts, which can only refuse, never overspend.
@@ -115,7 +116,7 @@ async function appendNow<R>(
   keys: StateKeys,
   states: Map<string, LoadedSubject>,
   out: Outcome<R>,
-  signal?: AbortSignal,
+  signal?: CallSignal,
 ): Promise<void> {
   if (signal?.aborted) throw cancelledBeforeCommit();
   const batch = withVersions(out.changes, states);
@@ -156,7 +157,7 @@ async function writeLocked<R>(
   deps: LedgerDeps,
   keys: StateKeys,
   command: Command<R>,
-  signal?: AbortSignal,
+  signal?: CallSignal,
 ): Promise<R> {
   let done: (() => void) | undefined;
   const result = await inTransaction(
@@ -220,7 +221,7 @@ export function writeSubject<R>(
     now: Date,
     q: Db | Tx,
   ) => Promise<{ changes: SubjectChanges; result: R }> | { changes: SubjectChanges; result: R },
-  signal?: AbortSignal,
+  signal?: CallSignal,
 ): Promise<R> {
   return writeSubjects(
     deps,

@@ -4,6 +4,7 @@ import type {
   DescService,
   MessageShape,
 } from '@bufbuild/protobuf';
+import type { CallSignal } from '../cancellation.js';
 import type { Caller } from '../auth/api-keys.js';
 import { describeScope, inScope } from '../auth/scope.js';
 import { QuotaError } from '../domain/errors.js';
@@ -11,7 +12,7 @@ import { QuotaError } from '../domain/errors.js';
 /** What a handler knows about the call, whichever transport carried it. */
 export interface CallContext extends Caller {
   /** Aborted when the caller gives up or the deadline passes. */
-  signal: AbortSignal;
+  signal: CallSignal;
 }
 
 /** The caller when authentication is off: every role, every subject. */

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { CallSignal } from '../cancellation.js';
 import { HealthCheckResponse_ServingStatus as Status } from '../gen/grpc/health/v1/health_pb.js';
 import type { Db } from '../ledger/db.js';
 import { untraced } from '../untraced.js';
@@ -98,7 +99,7 @@ export class Readiness {
    * The statuses a health Watch sends: the current one, then each change, until `signal`
    * aborts. Once draining, NOT_SERVING is the last: ending the stream lets the connection close.
    */
-  async *watch(service: string, signal: AbortSignal): AsyncGenerator<{ status: Status }> {
+  async *watch(service: string, signal: CallSignal): AsyncGenerator<{ status: Status }> {
     let last: Status | undefined;
     while (!signal.aborted) {
       const now = this.statusOf(service) ?? Status.SERVICE_UNKNOWN;

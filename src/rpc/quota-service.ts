@@ -1,5 +1,6 @@
 import { create } from '@bufbuild/protobuf';
 import { durationFromMs } from '@bufbuild/protobuf/wkt';
+import type { CallSignal } from '../cancellation.js';
 import { invalid, QuotaError } from '../domain/errors.js';
 import {
   checkAmount,
@@ -37,11 +38,11 @@ export type QuotaServiceHandlers = ServiceHandlers<typeof QuotaService>;
 
 /** Applies consumes: the group committer in a server, or anything with its shape. */
 export interface Consumer {
-  submit(cmd: ConsumeCommand, actor: string, signal?: AbortSignal): Promise<ConsumeResult>;
+  submit(cmd: ConsumeCommand, actor: string, signal?: CallSignal): Promise<ConsumeResult>;
   submitAll(
     cmds: readonly ConsumeCommand[],
     actor: string,
-    signal?: AbortSignal,
+    signal?: CallSignal,
   ): Promise<ConsumeResult>[];
 }
 

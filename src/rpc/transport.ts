@@ -9,6 +9,7 @@ import {
   trace,
   type TextMapGetter,
 } from '@opentelemetry/api';
+import { Cancellation, type CallSignal } from '../cancellation.js';
 import type { Caller } from '../auth/api-keys.js';
 import type { HeaderReader } from '../auth/header-reader.js';
 import type { CallContext, Handler } from './context.js';
@@ -97,7 +98,7 @@ async function run(
   hooks: TransportHooks,
   transport: 'grpc' | 'connect',
   header: HeaderReader,
-  signal: AbortSignal,
+  signal: CallSignal,
   decode: () => Message,
 ): Promise<Message> {
   const call = beginCall(m, hooks, transport, header);
@@ -126,7 +127,7 @@ async function* runStream(
   hooks: TransportHooks,
   transport: 'grpc' | 'connect',
   header: HeaderReader,
-  signal: AbortSignal,
+  signal: CallSignal,
   decode: () => Message,
 ): AsyncGenerator<Message> {
   const call = beginCall(m, hooks, transport, header);
@@ -216,14 +217,14 @@ export function addGrpcService(
       call: grpc.ServerUnaryCall<Buffer, Message>,
       callback: grpc.sendUnaryData<Message>,
     ) => {
-      const ac = new AbortController();
-      const onCancelled = () => ac.abort();
+      const cancellation = new Cancellation();
+      const onCancelled = () => cancellation.abort();
       call.once('cancelled', onCancelled);
       const header: HeaderReader = (name) => {
         const v = call.metadata.get(name.toLowerCase())[0];
         return typeof v === 'string' ? v : undefined;
       };
-      run(m, handler, hooks, 'grpc', header, ac.signal, () =>
+      run(m, handler, hooks, 'grpc', header, cancellation, () =>
         decodeRequest<Message>(m.input, call.request),
       ).then(
         (res) => {
