@@ -2,6 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  type ConsumeRequest,
   ConsumeRequestSchema,
   ConsumeResponseSchema,
   QuotaService,
@@ -31,13 +32,15 @@ afterAll(async () => {
   await s.close();
 });
 
+type Outcome = { ok: boolean; code?: number };
+
+/** A Consume of `amount` on "held"; `call` cancels it, `done` says how it ended. */
 const consume = (amount: bigint) => {
-  let settle!: (r: { ok: boolean; code?: number }) => void;
-  const done = new Promise<{ ok: boolean; code?: number }>((ok) => (settle = ok));
+  let settle!: (r: Outcome) => void;
+  const done = new Promise<Outcome>((ok) => (settle = ok));
   const call = client.makeUnaryRequest(
     '/quota.v1.QuotaService/Consume',
-    (m: ReturnType<typeof create<typeof ConsumeRequestSchema>>) =>
-      Buffer.from(toBinary(ConsumeRequestSchema, m)),
+    (m: ConsumeRequest) => Buffer.from(toBinary(ConsumeRequestSchema, m)),
     (b: Buffer) => fromBinary(ConsumeResponseSchema, b),
     create(ConsumeRequestSchema, { subject: 'held', metric: 'api', amount }),
     (err) => settle(err ? { ok: false, code: err.code } : { ok: true }),
