@@ -75,7 +75,8 @@ describe('a plain gRPC Consume cancelled by its caller', () => {
       await until(async () => {
         const { rows } = await s.database.owner.query<{ n: number }>(
           `SELECT count(*)::int AS n FROM pg_stat_activity
-            WHERE wait_event_type = 'Lock' AND query LIKE '%quota_append%'`,
+            WHERE datname = current_database() AND wait_event_type = 'Lock'
+              AND query LIKE '%quota_append%'`,
         );
         return rows[0]!.n === 1;
       });
