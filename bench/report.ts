@@ -61,8 +61,11 @@ export function summarize(
       rounds: all,
     };
   });
-  const rate = (name: string) => phases.find((p) => p.phase === name)?.eventsPerSec ?? NaN;
-  const cpu = (name: string) => phases.find((p) => p.phase === name)?.serverCpuUsPerCall ?? NaN;
+  // One figure of one phase's medians; NaN for a phase skipped or a figure not measured.
+  const figure = (name: string, key: 'eventsPerSec' | 'serverCpuUsPerCall' | 'p50Ms'): number =>
+    phases.find((p) => p.phase === name)?.[key] ?? NaN;
+  const rate = (name: string) => figure(name, 'eventsPerSec');
+  const cpu = (name: string) => figure(name, 'serverCpuUsPerCall');
   const ratios = {
     consume: rate('consume') / rate('baseline'),
     consumeWithKey: rate('consume+key') / rate('baseline'),
@@ -76,9 +79,7 @@ export function summarize(
     // The layers below the ledger (see bench/run.ts): plumbing, then the call framework.
     healthCpuVsTransport: cpu('health') / cpu('ref-transport'),
     refusedCpuVsTransport: cpu('get-quota-refused') / cpu('ref-transport'),
-    lowLatencyOverFloorMs:
-      (phases.find((p) => p.phase === 'consume@low')?.p50Ms ?? NaN) -
-      (phases.find((p) => p.phase === 'ref-one-insert@low')?.p50Ms ?? NaN),
+    lowLatencyOverFloorMs: figure('consume@low', 'p50Ms') - figure('ref-one-insert@low', 'p50Ms'),
   };
   console.log('\nmedians:');
   console.log(
