@@ -1,6 +1,6 @@
 import { DEFAULT_SUBJECT } from '../domain/quota.js';
 import type { SubjectChanges } from '../domain/subject-state.js';
-import { encodeJson, isoString } from './codec.js';
+import { encodeJson, eventDataJson, isoString } from './codec.js';
 import type { Db, Tx } from './db.js';
 
 /** One subject's changes, with what its row must still be for them to be written. */
@@ -40,7 +40,7 @@ export async function append(
   const e = Array.from({ length: 12 }, (): unknown[] => []);
   // Payloads go as one JSON array each, element n for event n (see the function).
   const attributes: unknown[] = [];
-  const data: unknown[] = [];
+  const data: string[] = [];
   const c = Array.from({ length: 9 }, (): unknown[] => []);
   const s = Array.from({ length: 4 }, (): unknown[] => []);
   const counts: Record<string, number> = {};
@@ -60,7 +60,7 @@ export async function append(
       e[10]!.push(ev.idempotencyKey);
       e[11]!.push(isoString(ev.recordedAt));
       attributes.push(ev.attributes);
-      data.push(ev.data);
+      data.push(eventDataJson(ev));
       counts[ev.type] = (counts[ev.type] ?? 0) + 1;
     }
     for (const w of x.counters) {
@@ -81,7 +81,14 @@ export async function append(
   }
   if (s[0]!.length === 0) return { counts, version: null };
   // In the function's order: the event columns up to the key, the two JSON arrays, recorded_at.
-  const params = [...e.slice(0, 11), encodeJson(attributes), encodeJson(data), e[11], ...c, ...s];
+  const params = [
+    ...e.slice(0, 11),
+    encodeJson(attributes),
+    `[${data.join(',')}]`,
+    e[11],
+    ...c,
+    ...s,
+  ];
   const checked = defaultsVersion === undefined ? [null, null] : [DEFAULT_SUBJECT, defaultsVersion];
   const { rows } = await q.query<{ version: string }>(CALL, [...params, ...checked]);
   return { counts, version: rows[0]!.version };

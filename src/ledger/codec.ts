@@ -1,4 +1,4 @@
-import type { Effect, EventData, EventType, StoredEvent } from '../domain/events.js';
+import type { Effect, EventData, EventType, NewEvent, StoredEvent } from '../domain/events.js';
 import type { PeriodKind } from '../domain/period.js';
 import type { CounterState, QuotaDef, QuotaView } from '../domain/quota.js';
 
@@ -69,6 +69,54 @@ function encodeValue(v: unknown): string | undefined {
   }
 }
 
+/** A JSON string literal; most strings here (zones, names) need no escaping and are copied. */
+const jsonString = (v: string): string => (NEEDS_ESCAPE.test(v) ? JSON.stringify(v) : `"${v}"`);
+
+/**
+ * An event's `data` as the ledger stores it. A USAGE event keeps the answer its call got, to
+ * replay to a retry with the same key, in a compact form (`answer`): entry n belongs to effect
+ * n, whose period and bounds it shares, the subject and metric are the event's, `remaining`
+ * follows from limit, used and reserved, and zero, null and false values are left out. That
+ * is less than half the bytes of the full views (`quotas`, as earlier releases wrote), to
+ * send, check, hash and keep. A payload that does not have that shape is stored in full.
+ */
+export function eventDataJson(ev: NewEvent): string {
+  return (ev.type === 'USAGE' && usageJson(ev)) || encodeJson(ev.data);
+}
+
+function usageJson(ev: NewEvent): string | null {
+  const { effects, quotas, overLimit } = ev.data;
+  if (!effects || !quotas || effects.length !== quotas.length || overLimit === undefined) {
+    return null;
+  }
+  for (const key in ev.data) {
+    if (key !== 'effects' && key !== 'quotas' && key !== 'overLimit') return null;
+  }
+  let answer = '';
+  for (let i = 0; i < quotas.length; i++) {
+    const q = quotas[i]!;
+    const fx = effects[i]!;
+    const left = q.limit - q.used - q.reserved;
+    if (
+      q.subject !== ev.subject ||
+      q.metric !== ev.metric ||
+      q.period !== fx.period ||
+      q.periodStart.getTime() !== fx.periodStart.getTime() ||
+      (q.periodEnd?.getTime() ?? null) !== (fx.periodEnd?.getTime() ?? null) ||
+      q.remaining !== (left > 0n ? left : 0n)
+    ) {
+      return null;
+    }
+    answer += `${i ? ',' : ''}{"timeZone":${jsonString(q.timeZone)},"anchorDay":${q.anchorDay},"limit":"${q.limit}","used":"${q.used}"`;
+    if (q.reserved !== 0n) answer += `,"reserved":"${q.reserved}"`;
+    if (q.lastResetAt !== null) answer += `,"lastResetAt":"${isoString(q.lastResetAt)}"`;
+    if (q.isDefault) answer += ',"isDefault":true';
+    if (q.exceeded) answer += ',"exceeded":true';
+    answer += '}';
+  }
+  return `{"overLimit":${overLimit},"effects":${encodeJson(effects)},"answer":[${answer}]}`;
+}
+
 type Json = Record<string, unknown>;
 
 const date = (v: unknown): Date => new Date(v as string);
@@ -104,10 +152,42 @@ function decodeView(j: Json): QuotaView {
   };
 }
 
-export function decodeData(j: Json): EventData {
+// An entry of a USAGE event's compact answer (see eventDataJson), with what it leaves to the
+// event and to its effect of the same index.
+function answerView(j: Json, fx: Effect, subject: string, metric: string): QuotaView {
+  const limit = big(j.limit);
+  const used = big(j.used);
+  const reserved = j.reserved == null ? 0n : big(j.reserved);
+  const left = limit - used - reserved;
+  return {
+    subject,
+    metric,
+    period: fx.period,
+    timeZone: j.timeZone as string,
+    anchorDay: j.anchorDay as number,
+    limit,
+    used,
+    reserved,
+    remaining: left > 0n ? left : 0n,
+    periodStart: fx.periodStart,
+    periodEnd: fx.periodEnd,
+    lastResetAt: optDate(j.lastResetAt),
+    isDefault: j.isDefault === true,
+    exceeded: j.exceeded === true,
+  };
+}
+
+/** An event's `data` as stored, in either form a USAGE answer has been written in. */
+export function decodeData(j: Json, event: { subject: string; metric: string | null }): EventData {
   const d: EventData = {};
   if (Array.isArray(j.effects)) d.effects = (j.effects as Json[]).map(decodeEffect);
   if (Array.isArray(j.quotas)) d.quotas = (j.quotas as Json[]).map(decodeView);
+  if (Array.isArray(j.answer) && d.effects) {
+    const effects = d.effects;
+    d.quotas = (j.answer as Json[]).map((a, i) =>
+      answerView(a, effects[i]!, event.subject, event.metric ?? ''),
+    );
+  }
   if (typeof j.overLimit === 'boolean') d.overLimit = j.overLimit;
   if (j.refundedSequence != null) d.refundedSequence = big(j.refundedSequence);
   if (j.previousPeriodStart != null) d.previousPeriodStart = date(j.previousPeriodStart);
@@ -165,7 +245,7 @@ export function eventFromRow(r: EventRow): StoredEvent {
     reason: r.reason,
     idempotencyKey: r.idempotency_key,
     attributes: r.attributes,
-    data: decodeData(r.data),
+    data: decodeData(r.data, r),
     recordedAt: r.recorded_at,
   };
 }

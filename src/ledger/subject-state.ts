@@ -143,7 +143,7 @@ export async function readSubjects(
 }
 
 function priorOf(r: Row): PriorUsage {
-  const data = decodeData(r.data ?? {});
+  const data = decodeData(r.data ?? {}, { subject: r.subject, metric: r.metric });
   return {
     metric: r.metric!,
     amount: r.amount!,

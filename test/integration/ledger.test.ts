@@ -3,6 +3,7 @@ import type { ConsumeCommand, LedgerDeps } from '../../src/ledger/commands.js';
 import { consume } from '../../src/ledger/consume.js';
 import { getQuota, getQuotaAsOf } from '../../src/ledger/read.js';
 import { refund } from '../../src/ledger/refund.js';
+import { reserve } from '../../src/ledger/reservation.js';
 import { resetAllSubjects, resetSubject } from '../../src/ledger/reset.js';
 import { deleteQuota, setQuota } from '../../src/ledger/quota-admin.js';
 import { verifyProjection } from '../../src/ledger/verify.js';
@@ -264,6 +265,72 @@ describe('consume', () => {
     });
     expect(await eventCount(s)).toBe(before);
     expect((await getQuota(deps, s, 'messages'))[0]!.used).toBe(5n);
+  });
+
+  it('replays every part of an answer from the ledger, which keeps it without repeating the event', async () => {
+    const s = fresh('answer');
+    await quota(s, 'DAY', 10, 'Europe/Berlin');
+    await quota(s, 'MONTH', 12, 'America/New_York', 31);
+    await quota(s, 'NEVER', 100);
+    await use(s, 3);
+    clock.advance(60_000);
+    await resetSubject(
+      deps,
+      s,
+      { subject: s, metric: 'messages', period: 'DAY', reason: null },
+      'ops',
+    );
+    await reserve(
+      deps,
+      {
+        subject: s,
+        metric: 'messages',
+        amount: 2n,
+        ttlMs: 60_000,
+        idempotencyKey: null,
+        attributes: {},
+      },
+      'tester',
+    );
+    // Over the month's limit (3 used + 2 held + 9 > 12) but recorded: every field is set somewhere.
+    const first = await use(s, 9, { idempotencyKey: 'k', mode: 'RECORD' });
+    expect(first).toMatchObject({ allowed: false, recorded: true });
+    expect(
+      first.quotas.map((q) => [q.period, q.used, q.reserved, q.remaining, q.exceeded]),
+    ).toEqual([
+      ['DAY', 9n, 2n, 0n, true],
+      ['MONTH', 12n, 2n, 0n, true],
+      ['NEVER', 12n, 2n, 86n, false],
+    ]);
+    expect(first.quotas[0]!.lastResetAt).toEqual(clock.now());
+    const again = await use(s, 9, { idempotencyKey: 'k', mode: 'RECORD' });
+    expect(again).toMatchObject({ replayed: true, allowed: false, sequence: first.sequence });
+    expect(again.quotas).toEqual(first.quotas);
+    const { rows } = await t.db.query<{ data: Record<string, unknown> }>(
+      "SELECT data FROM ledger_events WHERE subject = $1 AND idempotency_key = 'k'",
+      [s],
+    );
+    expect(Object.keys(rows[0]!.data).sort()).toEqual(['answer', 'effects', 'overLimit']);
+    expect(rows[0]!.data.answer).toEqual([
+      {
+        timeZone: 'Europe/Berlin',
+        anchorDay: 0,
+        limit: '10',
+        used: '9',
+        reserved: '2',
+        lastResetAt: clock.now().toISOString(),
+        exceeded: true,
+      },
+      {
+        timeZone: 'America/New_York',
+        anchorDay: 31,
+        limit: '12',
+        used: '12',
+        reserved: '2',
+        exceeded: true,
+      },
+      { timeZone: 'UTC', anchorDay: 0, limit: '100', used: '12', reserved: '2' },
+    ]);
   });
 });
 
