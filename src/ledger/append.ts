@@ -2,6 +2,7 @@ import { DEFAULT_SUBJECT } from '../domain/quota.js';
 import type { SubjectChanges } from '../domain/subject-state.js';
 import { encodeJson, eventDataJson, isoString } from './codec.js';
 import type { Db, Tx } from './db.js';
+import { arrayLiteral, bareElement as bare, textElement as text } from './array-literal.js';
 
 /** One subject's changes, with what its row must still be for them to be written. */
 export interface SubjectAppend extends SubjectChanges {
@@ -37,57 +38,57 @@ export async function append(
   defaultsVersion?: string | null,
 ): Promise<Appended> {
   // Column arrays, filled in one pass: a flush may carry thousands of events.
-  const e = Array.from({ length: 12 }, (): unknown[] => []);
+  const e = Array.from({ length: 12 }, (): (string | bigint)[] => []);
   // Payloads go as one JSON array each, element n for event n (see the function).
   const attributes: unknown[] = [];
   const data: string[] = [];
-  const c = Array.from({ length: 9 }, (): unknown[] => []);
-  const s = Array.from({ length: 4 }, (): unknown[] => []);
+  const c = Array.from({ length: 9 }, (): (string | bigint)[] => []);
+  const s = Array.from({ length: 4 }, (): (string | bigint)[] => []);
   const counts: Record<string, number> = {};
   for (const x of batch) {
     if (x.events.length === 0 && x.counters.length === 0) continue;
     for (const ev of x.events) {
-      e[0]!.push(ev.subject);
+      e[0]!.push(text(ev.subject));
       e[1]!.push(ev.sequence);
-      e[2]!.push(ev.type);
-      e[3]!.push(ev.metric);
-      e[4]!.push(ev.amount);
-      e[5]!.push(ev.period);
-      e[6]!.push(iso(ev.periodStart));
-      e[7]!.push(iso(ev.periodEnd));
-      e[8]!.push(ev.actor);
-      e[9]!.push(ev.reason);
-      e[10]!.push(ev.idempotencyKey);
+      e[2]!.push(text(ev.type));
+      e[3]!.push(text(ev.metric));
+      e[4]!.push(bare(ev.amount));
+      e[5]!.push(text(ev.period));
+      e[6]!.push(bare(iso(ev.periodStart)));
+      e[7]!.push(bare(iso(ev.periodEnd)));
+      e[8]!.push(text(ev.actor));
+      e[9]!.push(text(ev.reason));
+      e[10]!.push(text(ev.idempotencyKey));
       e[11]!.push(isoString(ev.recordedAt));
       attributes.push(ev.attributes);
       data.push(eventDataJson(ev));
       counts[ev.type] = (counts[ev.type] ?? 0) + 1;
     }
     for (const w of x.counters) {
-      c[0]!.push(x.subject);
-      c[1]!.push(w.metric);
-      c[2]!.push(w.period);
+      c[0]!.push(text(x.subject));
+      c[1]!.push(text(w.metric));
+      c[2]!.push(text(w.period));
       c[3]!.push(w.state.used);
       c[4]!.push(w.state.reserved);
-      c[5]!.push(iso(w.state.periodStart));
-      c[6]!.push(iso(w.state.periodEnd));
-      c[7]!.push(iso(w.state.lastResetAt));
+      c[5]!.push(isoString(w.state.periodStart));
+      c[6]!.push(bare(iso(w.state.periodEnd)));
+      c[7]!.push(bare(iso(w.state.lastResetAt)));
       c[8]!.push(w.state.lastSequence);
     }
-    s[0]!.push(x.subject);
+    s[0]!.push(text(x.subject));
     s[1]!.push(x.lastSequence);
     s[2]!.push(x.events.at(-1)?.sequence ?? x.lastSequence);
-    s[3]!.push(x.version);
+    s[3]!.push(bare(x.version));
   }
   if (s[0]!.length === 0) return { counts, version: null };
   // In the function's order: the event columns up to the key, the two JSON arrays, recorded_at.
   const params = [
-    ...e.slice(0, 11),
+    ...e.slice(0, 11).map(arrayLiteral),
     encodeJson(attributes),
     `[${data.join(',')}]`,
-    e[11],
-    ...c,
-    ...s,
+    arrayLiteral(e[11]!),
+    ...c.map(arrayLiteral),
+    ...s.map(arrayLiteral),
   ];
   const checked = defaultsVersion === undefined ? [null, null] : [DEFAULT_SUBJECT, defaultsVersion];
   const { rows } = await q.query<{ version: string }>(CALL, [...params, ...checked]);
