@@ -93,9 +93,13 @@ function usageJson(ev: NewEvent): string | null {
     if (key !== 'effects' && key !== 'quotas' && key !== 'overLimit') return null;
   }
   let answer = '';
+  let fxs = '';
   for (let i = 0; i < quotas.length; i++) {
     const q = quotas[i]!;
     const fx = effects[i]!;
+    // As encodeJson writes an effect, without walking its keys.
+    const end = fx.periodEnd === null ? 'null' : `"${isoString(fx.periodEnd)}"`;
+    fxs += `${i ? ',' : ''}{"period":${jsonString(fx.period)},"periodStart":"${isoString(fx.periodStart)}","periodEnd":${end},"delta":"${fx.delta}"}`;
     const left = q.limit - q.used - q.reserved;
     if (
       q.subject !== ev.subject ||
@@ -114,7 +118,7 @@ function usageJson(ev: NewEvent): string | null {
     if (q.exceeded) answer += ',"exceeded":true';
     answer += '}';
   }
-  return `{"overLimit":${overLimit},"effects":${encodeJson(effects)},"answer":[${answer}]}`;
+  return `{"overLimit":${overLimit},"effects":[${fxs}],"answer":[${answer}]}`;
 }
 
 type Json = Record<string, unknown>;

@@ -129,6 +129,8 @@ describe('eventDataJson', () => {
       fc.property(usage, (ev) => {
         const json = eventDataJson(ev);
         expect(Object.keys(JSON.parse(json) as object)).toEqual(['overLimit', 'effects', 'answer']);
+        // The effects as every other event writes them: the fold reads them all alike.
+        expect(json).toContain(`"effects":${encodeJson(ev.data.effects)},`);
         expect(stored(ev)).toEqual(ev.data);
       }),
       { seed: 20_261_201, numRuns: 1000 },
