@@ -77,7 +77,7 @@ const jsonString = (v: string): string => (NEEDS_ESCAPE.test(v) ? JSON.stringify
  * replay to a retry with the same key, in a compact form (`answer`): entry n belongs to effect
  * n, whose period and bounds it shares, the subject and metric are the event's, `remaining`
  * follows from limit, used and reserved, and zero, null and false values are left out. That
- * is less than half the bytes of the full views (`quotas`, as earlier releases wrote), to
+ * is about 40 % fewer bytes than the full views (`quotas`, as earlier releases wrote), to
  * send, check, hash and keep. A payload that does not have that shape is stored in full.
  */
 export function eventDataJson(ev: NewEvent): string {
