@@ -167,13 +167,18 @@ export function liveQuota(
   return { def, isDefault, counter, stored: true, roll, held: 0n };
 }
 
+/** What is left of a limit: max(limit - used - reserved, 0). */
+export function remainingOf(limit: bigint, used: bigint, reserved: bigint): bigint {
+  const left = limit - used - reserved;
+  return left > 0n ? left : 0n;
+}
+
 export function viewOf(
   q: LiveQuota,
   subject: string,
   used = q.counter.used,
   exceeded = false,
 ): QuotaView {
-  const remaining = q.def.limit - used - q.held;
   return {
     subject,
     metric: q.def.metric,
@@ -183,7 +188,7 @@ export function viewOf(
     limit: q.def.limit,
     used,
     reserved: q.held,
-    remaining: remaining > 0n ? remaining : 0n,
+    remaining: remainingOf(q.def.limit, used, q.held),
     periodStart: q.counter.periodStart,
     periodEnd: q.counter.periodEnd,
     lastResetAt: q.counter.lastResetAt,

@@ -1,6 +1,6 @@
 import type { Effect, EventData, EventType, NewEvent, StoredEvent } from '../domain/events.js';
 import type { PeriodKind } from '../domain/period.js';
-import type { CounterState, QuotaDef, QuotaView } from '../domain/quota.js';
+import { remainingOf, type CounterState, type QuotaDef, type QuotaView } from '../domain/quota.js';
 
 /**
  * JSON for the ledger's jsonb: bigints as decimal strings, dates as ISO strings; otherwise what
@@ -30,14 +30,17 @@ export function isoString(d: Date): string {
   return s;
 }
 
-// Characters a key must be escaped for; most keys have none and are written as they are.
+// Characters a JSON string must escape; most strings here have none and are written as they are.
 // eslint-disable-next-line no-control-regex -- control characters are among those JSON escapes
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/** A JSON string literal; most strings here (keys, zones, names) need no escaping and are copied. */
+const jsonString = (v: string): string => (NEEDS_ESCAPE.test(v) ? JSON.stringify(v) : `"${v}"`);
 
 function encodeValue(v: unknown): string | undefined {
   switch (typeof v) {
     case 'string':
-      return JSON.stringify(v);
+      return jsonString(v);
     case 'number':
       return Number.isFinite(v) ? String(v) : 'null';
     case 'bigint':
@@ -58,8 +61,7 @@ function encodeValue(v: unknown): string | undefined {
       for (const key of Object.keys(o)) {
         const item = encodeValue(o[key]);
         if (item === undefined) continue;
-        const name = NEEDS_ESCAPE.test(key) ? JSON.stringify(key) : `"${key}"`;
-        out += (out.length > 1 ? ',' : '') + name + ':' + item;
+        out += (out.length > 1 ? ',' : '') + jsonString(key) + ':' + item;
       }
       return out + '}';
     }
@@ -68,9 +70,6 @@ function encodeValue(v: unknown): string | undefined {
       return undefined;
   }
 }
-
-/** A JSON string literal; most strings here (zones, names) need no escaping and are copied. */
-const jsonString = (v: string): string => (NEEDS_ESCAPE.test(v) ? JSON.stringify(v) : `"${v}"`);
 
 /**
  * An event's `data` as the ledger stores it. A USAGE event keeps the answer its call got, to
@@ -100,14 +99,13 @@ function usageJson(ev: NewEvent): string | null {
     // As encodeJson writes an effect, without walking its keys.
     const end = fx.periodEnd === null ? 'null' : `"${isoString(fx.periodEnd)}"`;
     fxs += `${i ? ',' : ''}{"period":${jsonString(fx.period)},"periodStart":"${isoString(fx.periodStart)}","periodEnd":${end},"delta":"${fx.delta}"}`;
-    const left = q.limit - q.used - q.reserved;
     if (
       q.subject !== ev.subject ||
       q.metric !== ev.metric ||
       q.period !== fx.period ||
       q.periodStart.getTime() !== fx.periodStart.getTime() ||
       (q.periodEnd?.getTime() ?? null) !== (fx.periodEnd?.getTime() ?? null) ||
-      q.remaining !== (left > 0n ? left : 0n)
+      q.remaining !== remainingOf(q.limit, q.used, q.reserved)
     ) {
       return null;
     }
@@ -162,7 +160,6 @@ function answerView(j: Json, fx: Effect, subject: string, metric: string): Quota
   const limit = big(j.limit);
   const used = big(j.used);
   const reserved = j.reserved == null ? 0n : big(j.reserved);
-  const left = limit - used - reserved;
   return {
     subject,
     metric,
@@ -172,7 +169,7 @@ function answerView(j: Json, fx: Effect, subject: string, metric: string): Quota
     limit,
     used,
     reserved,
-    remaining: left > 0n ? left : 0n,
+    remaining: remainingOf(limit, used, reserved),
     periodStart: fx.periodStart,
     periodEnd: fx.periodEnd,
     lastResetAt: optDate(j.lastResetAt),
