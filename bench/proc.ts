@@ -76,3 +76,28 @@ export function watchRss(pid: number): { stop(): number | null } {
     },
   };
 }
+
+/**
+ * The service's group-commit totals so far (`quota_group_commit_calls` from /metrics): calls
+ * and transactions that committed, and the seconds transactions took. Null for a server without those metrics (the references).
+ */
+export async function groupCommitTotals(
+  port: number,
+): Promise<{ calls: number; flushes: number; seconds: number } | null> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const read = (name: string, labels = '{outcome="commit"}') =>
+      Number(
+        new RegExp(`^${name}${labels.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1] ?? 0,
+      );
+    if (!text.includes('quota_group_commit_calls')) return null;
+    return {
+      calls: read('quota_group_commit_calls_sum'),
+      flushes: read('quota_group_commit_calls_count'),
+      // Of every transaction, committed or not (the duration has no outcome label).
+      seconds: read('quota_group_commit_duration_seconds_sum', ''),
+    };
+  } catch {
+    return null;
+  }
+}

@@ -17,6 +17,10 @@ export interface PhaseFigures {
   serverSystemShare: number | null;
   loadGenCores: number;
   dbCores: number | null;
+  /** Consume calls per group-commit transaction during the phase (the service's metrics). */
+  callsPerFlush: number | null;
+  /** How long a group-commit transaction took on average during the phase, ms. */
+  msPerFlush: number | null;
 }
 
 export interface BenchSettings {
@@ -58,6 +62,8 @@ export function summarize(
       serverSystemShare: m('serverSystemShare'),
       loadGenCores: m('loadGenCores'),
       dbCores: m('dbCores'),
+      callsPerFlush: m('callsPerFlush'),
+      msPerFlush: m('msPerFlush'),
       rounds: all,
     };
   });
@@ -83,13 +89,13 @@ export function summarize(
   };
   console.log('\nmedians:');
   console.log(
-    'phase                   events/s    p50     p99    p999 ms  server µs/call  RSS MB  loadgen cores  db cores',
+    'phase                   events/s    p50     p99    p999 ms  server µs/call  RSS MB  loadgen cores  db cores  calls/flush  ms/flush',
   );
   for (const p of phases) {
     const f = (x: number | null, d = 0) => (x === null ? '-' : x.toFixed(d));
     console.log(
       `${p.phase.padEnd(22)} ${f(p.eventsPerSec).padStart(9)} ${f(p.p50Ms, 2).padStart(6)} ${f(p.p99Ms, 2).padStart(7)} ${f(p.p999Ms, 2).padStart(7)}` +
-        `  ${f(p.serverCpuUsPerCall).padStart(14)} ${f(p.serverRssMb).padStart(7)} ${f(p.loadGenCores, 2).padStart(14)} ${f(p.dbCores, 2).padStart(9)}`,
+        `  ${f(p.serverCpuUsPerCall).padStart(14)} ${f(p.serverRssMb).padStart(7)} ${f(p.loadGenCores, 2).padStart(14)} ${f(p.dbCores, 2).padStart(9)} ${f(p.callsPerFlush, 1).padStart(12)} ${f(p.msPerFlush, 1).padStart(9)}`,
     );
   }
   console.log(

@@ -21,7 +21,7 @@ import { baselineConsume, baselinePool, checkBaseline, createBaselineTables } fr
 import { benchDatabase } from './db.js';
 import { closedLoop, openLoop, percentiles, type Call, type LoadResult } from './load.js';
 import { summarize, type PhaseFigures } from './report.js';
-import { cpuSeconds, cpuTimes, postgresCpuSeconds, watchRss } from './proc.js';
+import { cpuSeconds, cpuTimes, groupCommitTotals, postgresCpuSeconds, watchRss } from './proc.js';
 import { channels, startReference, startService, unary, type ServiceUnderTest } from './service.js';
 import { checkService, contentionCheck, seedQuotas } from './checks.js';
 
@@ -54,6 +54,8 @@ const skipped = (phase: string): PhaseFigures => ({
   serverSystemShare: null,
   loadGenCores: 0,
   dbCores: null,
+  callsPerFlush: null,
+  msPerFlush: null,
 });
 
 const CONSUME = '/quota.v1.QuotaService/Consume';
@@ -77,6 +79,7 @@ async function measure(
   const cpu0 = pid ? cpuSeconds(pid) : null;
   const times0 = pid ? cpuTimes(pid) : null;
   const db0 = postgresCpuSeconds();
+  const flushes0 = server ? await groupCommitTotals(server.port) : null;
   const gen0 = process.cpuUsage();
   const t0 = performance.now();
   const rss = pid ? watchRss(pid) : null;
@@ -87,6 +90,7 @@ async function measure(
   const times1 = pid ? cpuTimes(pid) : null;
   const db1 = postgresCpuSeconds();
   const peak = rss?.stop() ?? null;
+  const flushes1 = server ? await groupCommitTotals(server.port) : null;
   // CPU is measured over the whole phase (warm-up too), so per-call figures divide by every
   // call made; wall-clock shares use the whole phase as well.
   const totalCalls = r.calls / (r.seconds / wall);
@@ -114,6 +118,14 @@ async function measure(
     loadGenCores: (gen.user + gen.system) / 1e6 / wall,
     // Backends that exit during the phase take their CPU time with them: no figure then.
     dbCores: db0 !== null && db1 !== null && db1 >= db0 ? (db1 - db0) / wall : null,
+    callsPerFlush:
+      flushes0 && flushes1 && flushes1.flushes > flushes0.flushes
+        ? (flushes1.calls - flushes0.calls) / (flushes1.flushes - flushes0.flushes)
+        : null,
+    msPerFlush:
+      flushes0 && flushes1 && flushes1.flushes > flushes0.flushes
+        ? ((flushes1.seconds - flushes0.seconds) / (flushes1.flushes - flushes0.flushes)) * 1e3
+        : null,
   };
   console.log(
     `  ${phase.padEnd(22)} ${figures.eventsPerSec.toFixed(0).padStart(7)} events/s` +

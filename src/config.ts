@@ -263,6 +263,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): { config: Config; errors: st
     groupCommit: {
       maxFlushes: integer(env, 'QUOTA_GROUP_COMMIT_TRANSACTIONS', 4, 1, 1000, errors),
       maxBatch: integer(env, 'QUOTA_GROUP_COMMIT_MAX_CALLS', 500, 1, 10_000, errors),
+      minParallel: integer(env, 'QUOTA_GROUP_COMMIT_PARALLEL_CALLS', 64, 1, 10_000, errors),
+      maxWaitMs: integer(env, 'QUOTA_GROUP_COMMIT_WAIT_MS', 25, 0, 10_000, errors),
     },
     stateCacheSubjects: integer(
       env,

@@ -20,11 +20,7 @@ import { resetLagSeconds } from './ledger/reset-sweep.js';
 import { feedHeldBack } from './ledger/list-events.js';
 import { safeError } from './logger.js';
 import { Metrics } from './metrics.js';
-import {
-  ConsumeGroupCommitter,
-  DEFAULT_GROUP_COMMIT,
-  type GroupCommitSettings,
-} from './batching/group-commit.js';
+import { ConsumeGroupCommitter, type GroupCommitSettings } from './batching/group-commit.js';
 import { ResetScheduler } from './scheduler/reset-scheduler.js';
 import { DEFAULT_RESET, type ResetSettings } from './scheduler/settings.js';
 import { adminServiceHandlers } from './rpc/admin-service.js';
@@ -116,11 +112,7 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
     logger: log,
     metrics,
   });
-  const committer = new ConsumeGroupCommitter(
-    deps,
-    { ...DEFAULT_GROUP_COMMIT, ...o.groupCommit },
-    metrics.groupCommitObserver,
-  );
+  const committer = new ConsumeGroupCommitter(deps, o.groupCommit, metrics.groupCommitObserver);
   const services: MountedService[] = [
     mountService(
       QuotaService,

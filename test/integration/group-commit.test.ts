@@ -74,6 +74,33 @@ const step = fc.record({
   key: fc.option(fc.integer({ min: 0, max: 3 }), { nil: null }),
 });
 
+/** Another session locks the subject's row, as a long transaction elsewhere would. */
+async function lockSubject(subject: string) {
+  const blocker = new pg.Client({ connectionString: batched.url });
+  await blocker.connect();
+  await blocker.query('BEGIN');
+  await blocker.query(`SELECT 1 FROM subjects WHERE subject = $1 FOR UPDATE`, [subject]);
+  return {
+    blocker,
+    /** The backend that waits on the lock, once one does. */
+    async waiter(): Promise<number> {
+      for (let i = 0; i < 200; i++) {
+        const r = await blocker.query<{ pid: number }>(
+          `SELECT pid FROM pg_stat_activity
+            WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`,
+        );
+        if (r.rows[0]) return r.rows[0].pid;
+        await new Promise((ok) => setTimeout(ok, 25));
+      }
+      throw new Error('no flush waited on the lock');
+    },
+    async release() {
+      await blocker.query('ROLLBACK');
+      await blocker.end();
+    },
+  };
+}
+
 describe('group commit', () => {
   let run = 0;
 
@@ -83,7 +110,8 @@ describe('group commit', () => {
         fc.array(step, { minLength: 1, maxLength: 40 }),
         fc.integer({ min: 1, max: 3 }),
         fc.integer({ min: 1, max: 12 }),
-        async (steps, maxFlushes, maxBatch) => {
+        fc.constantFrom(1, 2, 5, 64),
+        async (steps, maxFlushes, maxBatch, minParallel) => {
           const prefix = `eq${run++}-`;
           const subject = (who: number) => `${prefix}${who}`;
           clock.set('2026-03-10T12:00:00Z');
@@ -128,7 +156,7 @@ describe('group commit', () => {
           let failedFlushes = 0;
           const committer = new ConsumeGroupCommitter(
             batchedDeps,
-            { maxFlushes, maxBatch },
+            { maxFlushes, maxBatch, minParallel },
             {
               flushed: (size, _s, ok) => {
                 sizes.push(size);
@@ -162,6 +190,7 @@ describe('group commit', () => {
             ],
             1,
             12,
+            64,
           ],
         ],
       },
@@ -196,8 +225,16 @@ describe('group commit', () => {
       await defineQuota(batchedDeps, { subject: s, period: 'DAY', limit: 150n });
     // Two committers over one database behave like two service processes: neither knows what
     // the other has in flight, so their reads and writes of a subject interleave.
-    const one = new ConsumeGroupCommitter(batchedDeps, { maxFlushes: 3, maxBatch: 7 });
-    const two = new ConsumeGroupCommitter(batchedDeps, { maxFlushes: 3, maxBatch: 5 });
+    const one = new ConsumeGroupCommitter(batchedDeps, {
+      maxFlushes: 3,
+      maxBatch: 7,
+      minParallel: 1,
+    });
+    const two = new ConsumeGroupCommitter(batchedDeps, {
+      maxFlushes: 3,
+      maxBatch: 5,
+      minParallel: 1,
+    });
     const answers = await Promise.all(
       Array.from({ length: 400 }, (_, i) =>
         (i % 2 ? one : two).submit(cmd(subjects[Math.floor(i / 2) % 2]!), 'replica'),
@@ -218,6 +255,46 @@ describe('group commit', () => {
       { subject: 'replica-b', n: 150, max: '151', used: '150' },
     ]);
     expect((await verifyProjection(batched.db)).differences).toEqual([]);
+  });
+
+  it('sends the few calls that arrive while a transaction runs in the next one, not beside it', async () => {
+    const subjects = ['slow', ...Array.from({ length: 6 }, (_, i) => `next-${i}`)];
+    for (const s of subjects)
+      await defineQuota(batchedDeps, { subject: s, period: 'DAY', limit: 9n });
+    const lock = await lockSubject('slow');
+    const sizes: number[] = [];
+    const committer = new ConsumeGroupCommitter(
+      batchedDeps,
+      { maxFlushes: 4, maxBatch: 500, minParallel: 64, maxWaitMs: 60_000 },
+      { flushed: (size) => sizes.push(size) },
+    );
+    const first = [cmd('slow'), cmd('next-0')].map((c) => committer.submit(c, 'caller'));
+    await lock.waiter();
+    const later = subjects.slice(2).map((s) => committer.submit(cmd(s), 'caller'));
+    // Far longer than a transaction of five takes here: they are waiting, not running.
+    await new Promise((ok) => setTimeout(ok, 300));
+    expect(sizes).toEqual([]);
+    await lock.release();
+    const answers = await Promise.all([...first, ...later]);
+    expect(answers.every((a) => a.allowed)).toBe(true);
+    expect(sizes).toEqual([2, 5]);
+  });
+
+  it('spreads a long queue over transactions in parallel, each of at least minParallel calls', async () => {
+    const subjects = Array.from({ length: 12 }, (_, i) => `wide-${i}`);
+    for (const s of subjects)
+      await defineQuota(batchedDeps, { subject: s, period: 'DAY', limit: 9n });
+    const sizes: number[] = [];
+    const committer = new ConsumeGroupCommitter(
+      batchedDeps,
+      { maxFlushes: 3, maxBatch: 500, minParallel: 4, maxWaitMs: 60_000 },
+      { flushed: (size) => sizes.push(size) },
+    );
+    await Promise.all(subjects.map((s) => committer.submit(cmd(s), 'caller')));
+    expect(sizes).toEqual([4, 4, 4]);
+    sizes.length = 0;
+    await Promise.all(subjects.slice(0, 9).map((s) => committer.submit(cmd(s), 'caller')));
+    expect(sizes.sort()).toEqual([4, 5]);
   });
 
   it('answers only the call that breaks a statement with its error; the others commit', async () => {
@@ -245,15 +322,12 @@ describe('group commit', () => {
     const flushes: { size: number; ok: boolean }[] = [];
     const committer = new ConsumeGroupCommitter(
       batchedDeps,
-      { maxFlushes: 2, maxBatch: 100 },
+      { maxFlushes: 2, maxBatch: 100, maxWaitMs: 50 },
       { flushed: (size, _s, ok) => flushes.push({ size, ok }) },
     );
 
     // Another session holds stuck-1, so the flush that carries it waits on the lock.
-    const blocker = new pg.Client({ connectionString: batched.url });
-    await blocker.connect();
-    await blocker.query('BEGIN');
-    await blocker.query(`SELECT 1 FROM subjects WHERE subject = 'stuck-1' FOR UPDATE`);
+    const lock = await lockSubject('stuck-1');
 
     // Interleaved, so all five ride one transaction (both subjects are in it from the start).
     const doomed = [
@@ -263,30 +337,18 @@ describe('group commit', () => {
       cmd('stuck-2'),
       cmd('stuck-1', { idempotencyKey: 'd2' }),
     ].map((c) => outcome(committer.submit(c, 'caller')));
-    const waiting = async (): Promise<number> => {
-      for (let i = 0; i < 200; i++) {
-        const r = await blocker.query<{ pid: number }>(
-          `SELECT pid FROM pg_stat_activity
-            WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`,
-        );
-        if (r.rows[0]) return r.rows[0].pid;
-        await new Promise((ok) => setTimeout(ok, 25));
-      }
-      throw new Error('the flush never waited on the lock');
-    };
-    const pid = await waiting();
+    const pid = await lock.waiter();
 
-    // A flush of other subjects goes ahead meanwhile and commits.
+    // A flush of other subjects goes ahead meanwhile (after maxWaitMs) and commits.
     const others = await Promise.all([
       committer.submit(cmd('free'), 'caller'),
       committer.submit(cmd('free'), 'caller'),
     ]);
     expect(others.map((o) => o.allowed)).toEqual([true, true]);
 
-    await blocker.query('SELECT pg_terminate_backend($1)', [pid]);
+    await lock.blocker.query('SELECT pg_terminate_backend($1)', [pid]);
     const failed = await Promise.all(doomed);
-    await blocker.query('ROLLBACK');
-    await blocker.end();
+    await lock.release();
 
     expect(failed.map((f) => (f.ok ? 'ok' : f.code))).toEqual(Array(5).fill('UNAVAILABLE'));
     expect(flushes).toEqual([

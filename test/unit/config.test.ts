@@ -46,20 +46,34 @@ describe('configuration', () => {
   });
 
   it('reads the group-commit settings and keeps them below the pool size', () => {
-    expect(loadConfig({}).config.groupCommit).toEqual({ maxFlushes: 4, maxBatch: 500 });
+    expect(loadConfig({}).config.groupCommit).toEqual({
+      maxFlushes: 4,
+      maxBatch: 500,
+      minParallel: 64,
+      maxWaitMs: 25,
+    });
     const ok = loadConfig({
       QUOTA_GROUP_COMMIT_TRANSACTIONS: '2',
       QUOTA_GROUP_COMMIT_MAX_CALLS: '50',
+      QUOTA_GROUP_COMMIT_PARALLEL_CALLS: '8',
+      QUOTA_GROUP_COMMIT_WAIT_MS: '0',
     });
     expect(ok.errors).toEqual([]);
-    expect(ok.config.groupCommit).toEqual({ maxFlushes: 2, maxBatch: 50 });
+    expect(ok.config.groupCommit).toEqual({
+      maxFlushes: 2,
+      maxBatch: 50,
+      minParallel: 8,
+      maxWaitMs: 0,
+    });
     const bad = loadConfig({
       QUOTA_DB_POOL_SIZE: '4',
       QUOTA_GROUP_COMMIT_TRANSACTIONS: '4',
       QUOTA_GROUP_COMMIT_MAX_CALLS: '0',
+      QUOTA_GROUP_COMMIT_PARALLEL_CALLS: 'some',
     });
     expect(bad.errors).toEqual([
       'QUOTA_GROUP_COMMIT_MAX_CALLS: "0" must be a whole number from 1 to 10000',
+      'QUOTA_GROUP_COMMIT_PARALLEL_CALLS: "some" must be a whole number from 1 to 10000',
       'QUOTA_GROUP_COMMIT_TRANSACTIONS: 4 must be below QUOTA_DB_POOL_SIZE (4), so reads, refunds and resets still get connections',
     ]);
   });
