@@ -4,22 +4,11 @@ import { QuotaError } from '../domain/errors.js';
 import type { ConsumeCommand, LedgerDeps } from '../ledger/commands.js';
 import { consumeMany, type ConsumeResult, type PendingConsume } from '../ledger/consume.js';
 import { cancelledBeforeCommit, pgCode } from '../ledger/db.js';
+import { FlushGate, type ParallelSettings } from './flush-gate.js';
 
-export interface GroupCommitSettings {
-  /** Transactions in flight at once. Each holds one pooled connection while it runs. */
-  maxFlushes: number;
+export interface GroupCommitSettings extends ParallelSettings {
   /** Calls per transaction at most. */
   maxBatch: number;
-  /**
-   * Calls that must be waiting for a transaction to start while another is running; fewer
-   * wait for it to finish and then go in together. 1: any waiting call starts one.
-   */
-  minParallel: number;
-  /**
-   * How long fewer calls wait for the newest running transaction before they start their own
-   * beside it anyway (ms): one held up by a lock must not hold up every other subject.
-   */
-  maxWaitMs: number;
 }
 
 export const DEFAULT_GROUP_COMMIT: GroupCommitSettings = {
@@ -64,11 +53,8 @@ const MAX_ATTEMPTS = 3;
 export class ConsumeGroupCommitter {
   private queue: Waiting[] = [];
   private readonly busy = new Set<string>();
-  private flushing = 0;
   private scheduled = false;
-  /** When the newest running transaction started (performance.now()). */
-  private newestStart = 0;
-  private waitTimer: NodeJS.Timeout | null = null;
+  private readonly gate: FlushGate;
   private idleWaiters: (() => void)[] = [];
 
   private readonly settings: GroupCommitSettings;
@@ -79,6 +65,7 @@ export class ConsumeGroupCommitter {
     private readonly observer?: GroupCommitObserver,
   ) {
     this.settings = { ...DEFAULT_GROUP_COMMIT, ...settings };
+    this.gate = new FlushGate(this.settings, () => this.drain());
   }
 
   submit(cmd: ConsumeCommand, actor: string, signal?: CallSignal): Promise<ConsumeResult> {
@@ -125,7 +112,7 @@ export class ConsumeGroupCommitter {
 
   /** Resolves once every call submitted so far has been answered. */
   idle(): Promise<void> {
-    if (this.queue.length === 0 && this.flushing === 0) return Promise.resolve();
+    if (this.queue.length === 0 && this.gate.inFlight === 0) return Promise.resolve();
     return new Promise((ok) => this.idleWaiters.push(ok));
   }
 
@@ -141,30 +128,12 @@ export class ConsumeGroupCommitter {
   }
 
   private drain(): void {
-    const { maxFlushes, maxBatch, minParallel, maxWaitMs } = this.settings;
-    while (this.flushing < maxFlushes && this.queue.length > 0) {
-      // Each transaction costs a round trip, a commit and PostgreSQL's start-up of the append
-      // whatever it carries. While one runs, a few waiting calls are cheaper to send together
-      // after it than alone beside it (measured with 64 callers: a quarter less CPU per call,
-      // service, PostgreSQL and load generator together, than four transactions of about five
-      // calls each; docs/benchmarks.md, sixth round); a queue long enough
-      // is spread over the free transactions, in parts of at least `minParallel` calls, so that
-      // large loads still use more than one connection and core of the database.
-      const parts = Math.min(
-        maxFlushes - this.flushing,
-        Math.floor(this.queue.length / minParallel),
-      );
-      if (parts === 0 && this.flushing > 0) {
-        const waited = performance.now() - this.newestStart;
-        if (waited < maxWaitMs) {
-          this.waitTimer ??= setTimeout(() => {
-            this.waitTimer = null;
-            this.drain();
-          }, maxWaitMs - waited);
-          break;
-        }
-      }
-      const limit = Math.min(maxBatch, Math.ceil(this.queue.length / Math.max(1, parts)));
+    const { maxBatch } = this.settings;
+    // How many transactions to start, and so how to share the queue: see FlushGate (one at a
+    // time while few calls wait measured a quarter less CPU per call, service, PostgreSQL
+    // and load generator together, than four of about five calls each; docs/benchmarks.md).
+    for (let parts = this.gate.parts(this.queue.length); parts > 0;) {
+      const limit = Math.min(maxBatch, Math.ceil(this.queue.length / parts));
       const batch: Waiting[] = [];
       const rest: Waiting[] = [];
       const subjects = new Set<string>();
@@ -187,15 +156,15 @@ export class ConsumeGroupCommitter {
       this.queue = rest;
       for (const s of subjects) this.busy.add(s);
       for (const w of batch) w.queued = false;
-      this.flushing++;
-      this.newestStart = performance.now();
+      this.gate.started();
       void this.flush(batch, subjects);
+      parts = this.gate.parts(this.queue.length);
     }
     this.notifyIdle();
   }
 
   private notifyIdle(): void {
-    if (this.queue.length === 0 && this.flushing === 0) {
+    if (this.queue.length === 0 && this.gate.inFlight === 0) {
       for (const ok of this.idleWaiters.splice(0)) ok();
     }
   }
@@ -217,7 +186,7 @@ export class ConsumeGroupCommitter {
       }
     } finally {
       this.observer?.flushed(batch.length, Number(process.hrtime.bigint() - t0) / 1e9, ok);
-      this.flushing--;
+      this.gate.finished();
       for (const s of subjects) this.busy.delete(s);
       this.drain();
     }
