@@ -11,8 +11,13 @@ export function cpuSeconds(pid: number): number | null {
   return t === null ? null : t.user + t.system;
 }
 
-/** CPU seconds in user space and in the kernel (system calls, loopback TCP) so far. */
-export function cpuTimes(pid: number): { user: number; system: number } | null {
+/**
+ * CPU seconds in user space and in the kernel (system calls, loopback TCP) so far, and those of
+ * its children that have ended (and been waited for).
+ */
+export function cpuTimes(
+  pid: number,
+): { user: number; system: number; endedChildren: number } | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Field 2 (comm) may hold spaces; the fields after its closing parenthesis are plain.
@@ -20,6 +25,7 @@ export function cpuTimes(pid: number): { user: number; system: number } | null {
     return {
       user: Number(fields[11]) / TICKS_PER_SECOND,
       system: Number(fields[12]) / TICKS_PER_SECOND,
+      endedChildren: (Number(fields[13]) + Number(fields[14])) / TICKS_PER_SECOND,
     };
   } catch {
     return null;
@@ -36,7 +42,11 @@ export function rssBytes(pid: number): number | null {
   }
 }
 
-/** Total CPU seconds of every process named `postgres` on this machine (the database). */
+/**
+ * Total CPU seconds of every process named `postgres` on this machine (the database), counting
+ * backends that have ended: the postmaster has waited for them, so their time is in its
+ * children's. (Without that, a pool closing an idle connection mid-phase lost its time.)
+ */
 export function postgresCpuSeconds(): number | null {
   let total = 0;
   let found = false;
@@ -50,9 +60,9 @@ export function postgresCpuSeconds(): number | null {
     if (!/^\d+$/.test(e)) continue;
     try {
       if (readFileSync(`/proc/${e}/comm`, 'utf8').trim() !== 'postgres') continue;
-      const s = cpuSeconds(Number(e));
-      if (s !== null) {
-        total += s;
+      const t = cpuTimes(Number(e));
+      if (t !== null) {
+        total += t.user + t.system + t.endedChildren;
         found = true;
       }
     } catch {

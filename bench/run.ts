@@ -116,7 +116,8 @@ async function measure(
           Math.max(1e-9, times1.system - times0.system + times1.user - times0.user)
         : null,
     loadGenCores: (gen.user + gen.system) / 1e6 / wall,
-    // Backends that exit during the phase take their CPU time with them: no figure then.
+    // Ended backends count through the postmaster (proc.ts); a database restarted
+    // mid-phase gives no figure.
     dbCores: db0 !== null && db1 !== null && db1 >= db0 ? (db1 - db0) / wall : null,
     callsPerFlush:
       flushes0 && flushes1 && flushes1.flushes > flushes0.flushes
