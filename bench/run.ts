@@ -76,10 +76,11 @@ async function measure(
     return skipped(phase);
   }
   const pid = server?.child.pid ?? null;
+  // Read before the CPU counters start and after they stop: a scrape costs the server CPU.
+  const flushes0 = server ? await groupCommitTotals(server.port) : null;
   const cpu0 = pid ? cpuSeconds(pid) : null;
   const times0 = pid ? cpuTimes(pid) : null;
   const db0 = postgresCpuSeconds();
-  const flushes0 = server ? await groupCommitTotals(server.port) : null;
   const gen0 = process.cpuUsage();
   const t0 = performance.now();
   const rss = pid ? watchRss(pid) : null;
