@@ -89,7 +89,8 @@ export function watchRss(pid: number): { stop(): number | null } {
 
 /**
  * The service's group-commit totals so far (`quota_group_commit_calls` from /metrics): calls
- * and transactions that committed, and the seconds transactions took. Null for a server without those metrics (the references).
+ * and transactions that committed, and the seconds transactions took. Null for a server
+ * without those metrics (the references).
  */
 export async function groupCommitTotals(
   port: number,
