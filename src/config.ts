@@ -5,7 +5,7 @@ import { isIP } from 'node:net';
 import { IANAZone } from 'luxon';
 import { readKeyFile, type KeyFile } from './auth/api-keys.js';
 import { isValidCron, type ResetSettings } from './scheduler/settings.js';
-import type { GroupCommitSettings } from './batching/group-commit.js';
+import { DEFAULT_GROUP_COMMIT, type GroupCommitSettings } from './batching/group-commit.js';
 import { DEFAULT_LIMITS, type ConnectionLimits } from './transport/limits.js';
 import { parseCorsOrigins } from './transport/cors.js';
 
@@ -261,10 +261,38 @@ export function loadConfig(env: NodeJS.ProcessEnv): { config: Config; errors: st
       ),
     },
     groupCommit: {
-      maxFlushes: integer(env, 'QUOTA_GROUP_COMMIT_TRANSACTIONS', 4, 1, 1000, errors),
-      maxBatch: integer(env, 'QUOTA_GROUP_COMMIT_MAX_CALLS', 500, 1, 10_000, errors),
-      minParallel: integer(env, 'QUOTA_GROUP_COMMIT_PARALLEL_CALLS', 64, 1, 10_000, errors),
-      maxWaitMs: integer(env, 'QUOTA_GROUP_COMMIT_WAIT_MS', 25, 0, 10_000, errors),
+      maxFlushes: integer(
+        env,
+        'QUOTA_GROUP_COMMIT_TRANSACTIONS',
+        DEFAULT_GROUP_COMMIT.maxFlushes,
+        1,
+        1000,
+        errors,
+      ),
+      maxBatch: integer(
+        env,
+        'QUOTA_GROUP_COMMIT_MAX_CALLS',
+        DEFAULT_GROUP_COMMIT.maxBatch,
+        1,
+        10_000,
+        errors,
+      ),
+      minParallel: integer(
+        env,
+        'QUOTA_GROUP_COMMIT_PARALLEL_CALLS',
+        DEFAULT_GROUP_COMMIT.minParallel,
+        1,
+        10_000,
+        errors,
+      ),
+      maxWaitMs: integer(
+        env,
+        'QUOTA_GROUP_COMMIT_WAIT_MS',
+        DEFAULT_GROUP_COMMIT.maxWaitMs,
+        0,
+        10_000,
+        errors,
+      ),
     },
     stateCacheSubjects: integer(
       env,

@@ -46,9 +46,9 @@ export class FlushGate {
     const { maxFlushes, minParallel, maxWaitMs } = this.settings;
     const free = maxFlushes - this.running;
     if (waiting === 0 || free <= 0) return 0;
-    if (this.running === 0) return Math.max(1, Math.min(free, Math.floor(waiting / minParallel)));
     const parts = Math.min(free, Math.floor(waiting / minParallel));
     if (parts > 0) return parts;
+    if (this.running === 0) return 1;
     const waited = performance.now() - this.newestStart;
     if (waited >= maxWaitMs) return 1;
     this.timer ??= setTimeout(() => {
