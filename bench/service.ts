@@ -1,5 +1,6 @@
 // The service under benchmark: a real `src/main.ts` process, and grpc-js channels to it.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { startService as startProcess } from '../test/support/process.js';
@@ -40,7 +41,12 @@ export async function startService(
     port,
     async stop() {
       service.child.kill('SIGTERM');
-      return service.exited;
+      const code = await service.exited;
+      // BENCH_SERVICE_OUTPUT: a file for what the service wrote, e.g. with
+      // BENCH_NODE_FLAGS="--trace-opt --trace-deopt" to see what V8 compiles under load.
+      const out = process.env.BENCH_SERVICE_OUTPUT;
+      if (out) writeFileSync(out, service.output());
+      return code;
     },
   };
 }
