@@ -2,6 +2,7 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Db, DbObserver } from './ledger/db.js';
 import type { GroupCommitObserver } from './batching/group-commit.js';
+import { CallTally } from './rpc/call-tally.js';
 
 const CODE_NAMES = new Map(
   Object.entries(GrpcStatus)
@@ -49,17 +50,22 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  readonly rpcInFlight = new Gauge({
+  /** Calls started and finished, counted per call and reported by the two metrics below. */
+  readonly calls = new CallTally();
+
+  readonly rpcInFlight: Gauge<'method' | 'transport'> = new Gauge({
     name: 'quota_rpc_in_flight',
     help: 'Calls started and not yet answered, by method and transport (a stop drains them).',
     labelNames: ['method', 'transport'] as const,
     registers: [this.registry],
+    collect: () => this.calls.reportInFlight(this.rpcInFlight),
   });
-  readonly rpcRequests = new Counter({
+  readonly rpcRequests: Counter<'method' | 'transport' | 'code'> = new Counter({
     name: 'quota_rpc_requests_total',
     help: 'Finished RPCs, by method, transport (grpc or connect) and gRPC status code.',
     labelNames: ['method', 'transport', 'code'] as const,
     registers: [this.registry],
+    collect: () => this.calls.reportFinished(this.rpcRequests, codeName),
   });
 
   readonly rpcDuration = new Histogram({

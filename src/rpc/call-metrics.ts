@@ -18,11 +18,10 @@ export function callHooks(
   return {
     authenticate: authenticate ?? (() => ANONYMOUS),
     onCallStart(method, transport) {
-      metrics.rpcInFlight.inc({ method, transport });
+      metrics.calls.started(method, transport);
     },
     onCallEnd(method, transport, code, seconds, failure) {
-      metrics.rpcInFlight.dec({ method, transport });
-      metrics.rpcRequests.inc({ method, transport, code: codeName(code) });
+      metrics.calls.finished(method, transport, code);
       metrics.rpcDuration.observe({ method, transport }, seconds);
       if (failure?.internal)
         log.error({ err: safeError(failure.internal), method, transport }, 'call failed');
