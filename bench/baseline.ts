@@ -33,7 +33,15 @@ export const BASELINE_SQL = `
   RETURNING sequence`;
 
 export function baselinePool(url: string, clients: number): pg.Pool {
-  return new pg.Pool({ connectionString: url, max: clients, application_name: 'bench-baseline' });
+  // Idle connections stay open: closed after pg-pool's default 10 s, all 64 went at once in
+  // the middle of the next phase (the service's first), stalling every call of it for about
+  // 0.7 s (seventh round).
+  return new pg.Pool({
+    connectionString: url,
+    max: clients,
+    application_name: 'bench-baseline',
+    idleTimeoutMillis: 0,
+  });
 }
 
 /** One event; resolves to 1 whether or not it fit (both are answers). */
