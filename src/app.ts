@@ -41,7 +41,7 @@ interface Running {
   server: QuotaServer | null;
 }
 
-async function main(running: Running): Promise<void> {
+async function main(running: Running, tracing: boolean): Promise<void> {
   let url = config.databaseUrl;
   if (!url) {
     log.info({ dataDir: config.dataDir }, 'no DATABASE_URL: starting the embedded PostgreSQL');
@@ -84,6 +84,7 @@ async function main(running: Running): Promise<void> {
     limits: config.limits,
     tls: config.tls,
     authenticate,
+    tracing,
   });
   const bound = await running.server.listen();
   if (!config.reset.enabled) {
@@ -156,7 +157,7 @@ export async function run(stopTelemetry: (() => Promise<void>) | null): Promise<
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   try {
-    await main(running);
+    await main(running, stopTelemetry !== null);
   } catch (err) {
     log.fatal(
       { err: safeError(err) },

@@ -3,6 +3,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { Db, DbObserver } from './ledger/db.js';
 import type { GroupCommitObserver } from './batching/group-commit.js';
 import { CallTally } from './rpc/call-tally.js';
+import { CounterTally } from './rpc/counter-tally.js';
 
 const CODE_NAMES = new Map(
   Object.entries(GrpcStatus)
@@ -51,7 +52,7 @@ export class Metrics {
   });
 
   /** Calls started and finished, counted per call and reported by the two metrics below. */
-  readonly calls = new CallTally();
+  readonly calls = new CallTally(LATENCY_BUCKETS);
 
   readonly rpcInFlight: Gauge<'method' | 'transport'> = new Gauge({
     name: 'quota_rpc_in_flight',
@@ -68,19 +69,19 @@ export class Metrics {
     collect: () => this.calls.reportFinished(this.rpcRequests, codeName),
   });
 
-  readonly rpcDuration = new Histogram({
-    name: 'quota_rpc_duration_seconds',
-    help: 'RPC handling time, from decoded request to answer.',
-    labelNames: ['method', 'transport'] as const,
-    buckets: LATENCY_BUCKETS,
-    registers: [this.registry],
-  });
+  /** Consume answers, counted per call and added to `consumeAnswers` when it is scraped. */
+  readonly consumes = new CounterTally<'metric' | 'mode' | 'outcome'>([
+    'metric',
+    'mode',
+    'outcome',
+  ]);
 
-  readonly consumes = new Counter({
+  readonly consumeAnswers: Counter<'metric' | 'mode' | 'outcome'> = new Counter({
     name: 'quota_consume_total',
     help: 'Answered Consume calls by metric, mode and outcome (allowed, denied, replayed).',
     labelNames: ['metric', 'mode', 'outcome'] as const,
     registers: [this.registry],
+    collect: () => this.consumes.report(this.consumeAnswers),
   });
 
   readonly eventsAppended = new Counter({
@@ -171,6 +172,27 @@ export class Metrics {
         }
       },
     });
+    // prom-client's Histogram takes one observation at a time, each with its label checks; the
+    // calls' durations are tallied by CallTally and handed to the registry as they stand.
+    const durationName = 'quota_rpc_duration_seconds';
+    const durationHelp = 'RPC handling time, from decoded request to answer.';
+    const durations = {
+      name: durationName,
+      help: durationHelp,
+      type: 'histogram',
+      aggregator: 'sum',
+      get: () =>
+        Promise.resolve({
+          name: durationName,
+          help: durationHelp,
+          type: 'histogram',
+          aggregator: 'sum',
+          values: this.calls.durations(durationName),
+        }),
+      // Totals since the start, as a histogram's are; a registry reset leaves them.
+      reset: () => {},
+    };
+    this.registry.registerMetric(durations as unknown as Histogram);
     if (opts.defaultMetrics ?? true) {
       collectDefaultMetrics({ register: this.registry });
       // prom-client names three gauges with "_total", which is for counters (promtool says so);

@@ -60,6 +60,8 @@ export interface ServerOptions {
   logger?: Logger;
   /** Who is calling; by default everyone is "anonymous" (auth off). */
   authenticate?: Authenticator;
+  /** A server span per call, for OpenTelemetry (src/main.ts: when OTEL_* asks for traces). */
+  tracing?: boolean;
   /** How long in-flight calls may take to finish on close. */
   drainTimeoutMs?: number;
   /** The reset scheduler; by default off (TriggerResetSweep still works). */
@@ -127,7 +129,7 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
       adminServiceHandlers(deps, scheduler, { backtestPageSize: o.backtestPageSize }),
     ),
   ];
-  const hooks = callHooks(metrics, log, o.authenticate);
+  const hooks = callHooks(metrics, log, o.authenticate, o.tracing ?? false);
   const readiness = new Readiness(
     o.db,
     services.map((s) => s.desc.typeName),

@@ -14,15 +14,16 @@ export function callHooks(
   metrics: Metrics,
   log: Logger,
   authenticate: Authenticator | undefined,
+  tracing: boolean,
 ): TransportHooks {
   return {
     authenticate: authenticate ?? (() => ANONYMOUS),
+    tracing,
     onCallStart(method, transport) {
       metrics.calls.started(method, transport);
     },
     onCallEnd(method, transport, code, seconds, failure) {
-      metrics.calls.finished(method, transport, code);
-      metrics.rpcDuration.observe({ method, transport }, seconds);
+      metrics.calls.finished(method, transport, code, seconds);
       if (failure?.internal)
         log.error({ err: safeError(failure.internal), method, transport }, 'call failed');
       // Method and outcome only: subjects and keys stay out of the logs.

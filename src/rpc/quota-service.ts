@@ -72,7 +72,7 @@ export function quotaServiceHandlers(
   const { consumer, metrics } = o;
   const answer = (cmd: ConsumeCommand, r: ConsumeResult): ConsumeResponse => {
     const outcome = r.replayed ? 'replayed' : r.allowed ? 'allowed' : 'denied';
-    metrics?.consumes.inc({ metric: cmd.metric, mode: cmd.mode, outcome });
+    metrics?.consumes.inc(cmd.metric, cmd.mode, outcome);
     const now = deps.clock.now();
     return create(ConsumeResponseSchema, {
       allowed: r.allowed,

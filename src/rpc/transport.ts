@@ -7,6 +7,8 @@ import {
   SpanKind,
   SpanStatusCode,
   trace,
+  type Context,
+  type Span,
   type TextMapGetter,
 } from '@opentelemetry/api';
 import { Cancellation, type CallSignal } from '../cancellation.js';
@@ -25,6 +27,12 @@ export type Authenticator = (header: HeaderReader, method: string) => Caller;
 
 export interface TransportHooks {
   authenticate: Authenticator;
+  /**
+   * A server span per call (OpenTelemetry is configured). Off, a call makes no span, reads
+   * no trace headers and switches no context: all of that is a few per cent of a Consume's
+   * CPU, spent on spans nobody exports.
+   */
+  tracing?: boolean;
   /** Called once per call as it starts (the in-flight gauge). */
   onCallStart?: (method: string, transport: 'grpc' | 'connect') => void;
   /** Called once per finished call, for logs and metrics. */
@@ -45,75 +53,108 @@ const headerGetter: TextMapGetter<HeaderReader> = {
   get: (carrier, key) => carrier(key),
 };
 
+/** A method as both transports serve it: its descriptor, full name and handler. */
+interface Endpoint<O> {
+  desc: DescMethod;
+  /** "quota.v1.QuotaService/Consume", built once. */
+  name: string;
+  handler: Handler<Message, O>;
+}
+
 /**
- * The span and hooks of one call, whichever transport carried it: a server span named after
- * the method (RPC semantic conventions, continuing the caller's trace if it sent one), the
- * start hook now, and the end hook with the call's status when it ends either way.
+ * One call, whichever transport carried it: the start hook now, the end hook with the call's
+ * status when it ends either way, and with tracing on a server span named after the method
+ * (RPC semantic conventions, continuing the caller's trace if it sent one).
  */
-function beginCall(
-  m: DescMethod,
-  hooks: TransportHooks,
-  transport: 'grpc' | 'connect',
-  header: HeaderReader,
-) {
-  const started = process.hrtime.bigint();
-  const name = methodName(m);
-  hooks.onCallStart?.(name, transport);
-  const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
-  const parent = propagation.extract(context.active(), header, headerGetter);
-  const attributes = {
-    'rpc.system': transport === 'grpc' ? 'grpc' : 'connect_rpc',
-    'rpc.service': m.parent.typeName,
-    'rpc.method': m.name,
-  };
-  const span = tracer.startSpan(name, { kind: SpanKind.SERVER, attributes }, parent);
-  return {
-    name,
-    /** The caller's context with this call's span active: spans made meanwhile are children. */
-    context: trace.setSpan(parent, span),
-    succeeded(): void {
-      span.setAttribute('rpc.grpc.status_code', 0);
-      hooks.onCallEnd?.(name, transport, 0, seconds());
-      span.end();
-    },
-    failed(err: unknown): RpcFailure {
-      const f = toFailure(err);
-      span.setAttribute('rpc.grpc.status_code', f.code);
-      if (f.internal) span.setStatus({ code: SpanStatusCode.ERROR, message: f.message });
-      hooks.onCallEnd?.(name, transport, f.code, seconds(), f);
-      span.end();
-      return f;
-    },
-    /** A stream its consumer stopped reading: the span ends, the call has no status. */
-    abandoned(): void {
-      span.end();
-    },
-  };
+class Call {
+  private readonly started = process.hrtime.bigint();
+  private readonly span: Span | null = null;
+  /** The caller's context with this call's span active (null without tracing). */
+  readonly context: Context | null = null;
+
+  constructor(
+    readonly name: string,
+    m: DescMethod,
+    private readonly hooks: TransportHooks,
+    private readonly transport: 'grpc' | 'connect',
+    header: HeaderReader,
+  ) {
+    hooks.onCallStart?.(name, transport);
+    if (!hooks.tracing) return;
+    const parent = propagation.extract(context.active(), header, headerGetter);
+    const attributes = {
+      'rpc.system': transport === 'grpc' ? 'grpc' : 'connect_rpc',
+      'rpc.service': m.parent.typeName,
+      'rpc.method': m.name,
+    };
+    this.span = tracer.startSpan(name, { kind: SpanKind.SERVER, attributes }, parent);
+    this.context = trace.setSpan(parent, this.span);
+  }
+
+  /** Who is calling, as the handler sees it. */
+  callContext(header: HeaderReader, signal: CallSignal): CallContext {
+    const c = this.hooks.authenticate(header, this.name);
+    return { actor: c.actor, role: c.role, scope: c.scope, signal };
+  }
+
+  succeeded(): void {
+    this.span?.setAttribute('rpc.grpc.status_code', 0);
+    this.hooks.onCallEnd?.(this.name, this.transport, 0, this.seconds());
+    this.span?.end();
+  }
+
+  failed(err: unknown): RpcFailure {
+    const f = toFailure(err);
+    if (this.span) {
+      this.span.setAttribute('rpc.grpc.status_code', f.code);
+      if (f.internal) this.span.setStatus({ code: SpanStatusCode.ERROR, message: f.message });
+    }
+    this.hooks.onCallEnd?.(this.name, this.transport, f.code, this.seconds(), f);
+    this.span?.end();
+    return f;
+  }
+
+  /** A stream its consumer stopped reading: the span ends, the call has no status. */
+  abandoned(): void {
+    this.span?.end();
+  }
+
+  private seconds(): number {
+    return Number(process.hrtime.bigint() - this.started) / 1e9;
+  }
 }
 
 /** One unary call: authentication, decoding and the handler, inside the call's span. */
-async function run(
-  m: DescMethod,
-  handler: Handler<Message, Message>,
+function run(
+  e: Endpoint<Message>,
   hooks: TransportHooks,
   transport: 'grpc' | 'connect',
   header: HeaderReader,
   signal: CallSignal,
   decode: () => Message,
 ): Promise<Message> {
-  const call = beginCall(m, hooks, transport, header);
-  // The whole call in the span's context: spans made by the handler are its children, and
-  // the end hook's log line carries its trace id.
-  return context.with(call.context, async () => {
-    try {
-      const ctx: CallContext = { ...hooks.authenticate(header, call.name), signal };
-      const res = await handler(decode(), ctx);
-      call.succeeded();
-      return res;
-    } catch (err) {
-      throw call.failed(err);
-    }
-  });
+  const call = new Call(e.name, e.desc, hooks, transport, header);
+  // With tracing, the whole call in the span's context: spans made by the handler are its
+  // children, and the end hook's log line carries its trace id.
+  return call.context
+    ? context.with(call.context, () => answer(call, e.handler, header, signal, decode))
+    : answer(call, e.handler, header, signal, decode);
+}
+
+async function answer(
+  call: Call,
+  handler: Handler<Message, Message>,
+  header: HeaderReader,
+  signal: CallSignal,
+  decode: () => Message,
+): Promise<Message> {
+  try {
+    const res = await handler(decode(), call.callContext(header, signal));
+    call.succeeded();
+    return res;
+  } catch (err) {
+    throw call.failed(err);
+  }
 }
 
 /**
@@ -122,19 +163,17 @@ async function run(
  * the stream's pace (backpressure).
  */
 async function* runStream(
-  m: DescMethod,
-  handler: Handler<Message, AsyncIterable<Message>>,
+  e: Endpoint<AsyncIterable<Message>>,
   hooks: TransportHooks,
   transport: 'grpc' | 'connect',
   header: HeaderReader,
   signal: CallSignal,
   decode: () => Message,
 ): AsyncGenerator<Message> {
-  const call = beginCall(m, hooks, transport, header);
+  const call = new Call(e.name, e.desc, hooks, transport, header);
   let ended = false;
   try {
-    const ctx: CallContext = { ...hooks.authenticate(header, call.name), signal };
-    const stream = await handler(decode(), ctx);
+    const stream = await e.handler(decode(), call.callContext(header, signal));
     for await (const msg of stream) yield msg;
     ended = true;
     call.succeeded();
@@ -148,8 +187,7 @@ async function* runStream(
 
 /** A server-streaming method on grpc-js: writes as fast as the client reads, no faster. */
 function grpcStream(
-  m: DescMethod,
-  handler: Handler<Message, AsyncIterable<Message>>,
+  e: Endpoint<AsyncIterable<Message>>,
   hooks: TransportHooks,
 ): grpc.handleServerStreamingCall<Buffer, Message> {
   return (call) => {
@@ -172,8 +210,8 @@ function grpcStream(
       });
     void (async () => {
       try {
-        for await (const msg of runStream(m, handler, hooks, 'grpc', header, ac.signal, () =>
-          decodeRequest<Message>(m.input, call.request),
+        for await (const msg of runStream(e, hooks, 'grpc', header, ac.signal, () =>
+          decodeRequest<Message>(e.desc.input, call.request),
         )) {
           if (ac.signal.aborted) break;
           if (!call.write(msg)) await drained();
@@ -197,22 +235,26 @@ export function addGrpcService(
   const implementation: grpc.UntypedServiceImplementation = {};
   for (const mounted of svc.methods) {
     const m = mounted.method;
+    const name = methodName(m);
     definition[m.localName] = {
-      path: `/${methodName(m)}`,
+      path: `/${name}`,
       requestStream: false,
       responseStream: mounted.streaming,
       // Requests stay raw bytes here and are decoded inside the call, so a malformed message
       // is answered INVALID_ARGUMENT with a reason rather than grpc-js's generic INTERNAL.
       requestSerialize: (b: Buffer) => b,
       requestDeserialize: (b: Buffer) => b,
-      responseSerialize: (msg: Message) => Buffer.from(toBinary(m.output, msg)),
+      responseSerialize: (msg: Message) => {
+        const bytes = toBinary(m.output, msg);
+        return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength); // a view, not a copy
+      },
       responseDeserialize: (b: Buffer) => fromBinary(m.output, b),
     };
     if (mounted.streaming) {
-      implementation[m.localName] = grpcStream(m, mounted.handler, hooks);
+      implementation[m.localName] = grpcStream({ desc: m, name, handler: mounted.handler }, hooks);
       continue;
     }
-    const handler = mounted.handler;
+    const endpoint: Endpoint<Message> = { desc: m, name, handler: mounted.handler };
     implementation[m.localName] = (
       call: grpc.ServerUnaryCall<Buffer, Message>,
       callback: grpc.sendUnaryData<Message>,
@@ -224,7 +266,7 @@ export function addGrpcService(
         const v = call.metadata.get(name.toLowerCase())[0];
         return typeof v === 'string' ? v : undefined;
       };
-      run(m, handler, hooks, 'grpc', header, cancellation, () =>
+      run(endpoint, hooks, 'grpc', header, cancellation, () =>
         decodeRequest<Message>(m.input, call.request),
       ).then(
         (res) => {
@@ -251,23 +293,24 @@ export function addConnectService(
 ): void {
   for (const mounted of svc.methods) {
     const m = mounted.method;
+    const name = methodName(m);
     if (mounted.streaming) {
-      const handler = mounted.handler;
+      const endpoint = { desc: m, name, handler: mounted.handler };
       router.rpc(m, async function* (req: Message, hctx: HandlerContext) {
         const header: HeaderReader = (name) => hctx.requestHeader.get(name) ?? undefined;
         try {
-          yield* runStream(m, handler, hooks, 'connect', header, hctx.signal, () => req);
+          yield* runStream(endpoint, hooks, 'connect', header, hctx.signal, () => req);
         } catch (f) {
           throw toConnectError(f as RpcFailure);
         }
       });
       continue;
     }
-    const handler = mounted.handler;
+    const endpoint: Endpoint<Message> = { desc: m, name, handler: mounted.handler };
     router.rpc(m, async (req: Message, hctx: HandlerContext) => {
       const header: HeaderReader = (name) => hctx.requestHeader.get(name) ?? undefined;
       try {
-        return await run(m, handler, hooks, 'connect', header, hctx.signal, () => req);
+        return await run(endpoint, hooks, 'connect', header, hctx.signal, () => req);
       } catch (f) {
         throw toConnectError(f as RpcFailure);
       }

@@ -30,7 +30,7 @@ const sink = new Writable({
 
 let s: Awaited<ReturnType<typeof startTestServer>>;
 beforeAll(async () => {
-  s = await startTestServer({ logger: createLogger('debug', sink) });
+  s = await startTestServer({ logger: createLogger('debug', sink), tracing: true });
   await s.connect.admin.setQuota({
     subject: 'acme',
     metric: 'api_calls',
