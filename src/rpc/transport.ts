@@ -1,4 +1,10 @@
-import { fromBinary, toBinary, type DescMethod, type Message } from '@bufbuild/protobuf';
+import {
+  fromBinary,
+  toBinary,
+  type DescMessage,
+  type DescMethod,
+  type Message,
+} from '@bufbuild/protobuf';
 import type { ConnectRouter, HandlerContext } from '@connectrpc/connect';
 import * as grpc from '@grpc/grpc-js';
 import {
@@ -15,6 +21,7 @@ import { Cancellation, type CallSignal } from '../cancellation.js';
 import type { Caller } from '../auth/api-keys.js';
 import type { HeaderReader } from '../auth/header-reader.js';
 import type { CallContext, Handler } from './context.js';
+import { binaryEncoder } from './binary-encode.js';
 import { decodeRequest } from './decode.js';
 import { toConnectError, toFailure, type RpcFailure } from './errors.js';
 import type { MountedService } from './mount.js';
@@ -46,6 +53,12 @@ export interface TransportHooks {
 }
 
 const methodName = (m: DescMethod): string => `${m.parent.typeName}/${m.name}`;
+
+/** protobuf-es's encoding as a Buffer viewing the same bytes (no copy). */
+function toBuffer(desc: DescMessage, msg: Message): Buffer {
+  const bytes = toBinary(desc, msg);
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
 
 const tracer = trace.getTracer('quota-ledger');
 const headerGetter: TextMapGetter<HeaderReader> = {
@@ -244,10 +257,7 @@ export function addGrpcService(
       // is answered INVALID_ARGUMENT with a reason rather than grpc-js's generic INTERNAL.
       requestSerialize: (b: Buffer) => b,
       requestDeserialize: (b: Buffer) => b,
-      responseSerialize: (msg: Message) => {
-        const bytes = toBinary(m.output, msg);
-        return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength); // a view, not a copy
-      },
+      responseSerialize: binaryEncoder(m.output) ?? ((msg: Message) => toBuffer(m.output, msg)),
       responseDeserialize: (b: Buffer) => fromBinary(m.output, b),
     };
     if (mounted.streaming) {
