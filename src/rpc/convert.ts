@@ -1,5 +1,5 @@
 import { create } from '@bufbuild/protobuf';
-import { timestampDate, timestampFromDate, type Timestamp } from '@bufbuild/protobuf/wkt';
+import { timestampDate, type Timestamp } from '@bufbuild/protobuf/wkt';
 import type { ConsumeMode as DomainMode } from '../domain/consume.js';
 import { invalid } from '../domain/errors.js';
 import type { Effect, EventType as DomainEventType, StoredEvent } from '../domain/events.js';
@@ -25,7 +25,6 @@ import {
   Period,
   PeriodAmountSchema,
   QuotaSchema,
-  QuotaStatusSchema,
   ResetRunSchema,
   type LedgerEvent,
   type ResetRun,
@@ -100,9 +99,21 @@ export function eventTypeFromProto(t: EventType, field = 'types'): DomainEventTy
   return kind;
 }
 
-export const ts = (d: Date): Timestamp => timestampFromDate(d);
-const optTs = (d: Date | null | undefined): Timestamp | undefined =>
-  d ? timestampFromDate(d) : undefined;
+/**
+ * A Timestamp as protobuf-es's `timestampFromDate` makes it, written as the plain object a
+ * message is: `create` walks the schema's fields for every message, a few µs per answer of
+ * the hot calls for their timestamps and statuses (docs/benchmarks.md, eighth round).
+ */
+export function ts(d: Date): Timestamp {
+  const ms = d.getTime();
+  const seconds = Math.floor(ms / 1000);
+  return {
+    $typeName: 'google.protobuf.Timestamp',
+    seconds: BigInt(seconds),
+    nanos: (ms - seconds * 1000) * 1_000_000,
+  };
+}
+const optTs = (d: Date | null | undefined): Timestamp | undefined => (d ? ts(d) : undefined);
 
 /** An optional timestamp field, checked to be a real instant. */
 export function dateFromProto(t: Timestamp | undefined, field: string): Date | null {
@@ -117,23 +128,24 @@ export function dateFromProto(t: Timestamp | undefined, field: string): Date | n
   return d;
 }
 
-export const statusToProto = (v: QuotaView): QuotaStatus =>
-  create(QuotaStatusSchema, {
-    subject: v.subject,
-    metric: v.metric,
-    period: PERIODS[v.period],
-    timeZone: v.timeZone,
-    anchorDay: v.anchorDay,
-    limit: v.limit,
-    used: v.used,
-    reserved: v.reserved,
-    remaining: v.remaining,
-    periodStart: ts(v.periodStart),
-    periodEnd: optTs(v.periodEnd),
-    lastResetAt: optTs(v.lastResetAt),
-    isDefault: v.isDefault,
-    exceeded: v.exceeded,
-  });
+// A plain object, as `ts` above; the type requires every field.
+export const statusToProto = (v: QuotaView): QuotaStatus => ({
+  $typeName: 'quota.v1.QuotaStatus',
+  subject: v.subject,
+  metric: v.metric,
+  period: PERIODS[v.period],
+  timeZone: v.timeZone,
+  anchorDay: v.anchorDay,
+  limit: v.limit,
+  used: v.used,
+  reserved: v.reserved,
+  remaining: v.remaining,
+  periodStart: ts(v.periodStart),
+  periodEnd: optTs(v.periodEnd),
+  lastResetAt: optTs(v.lastResetAt),
+  isDefault: v.isDefault,
+  exceeded: v.exceeded,
+});
 
 export const quotaToProto = (q: QuotaDef): Quota =>
   create(QuotaSchema, {

@@ -14,7 +14,6 @@ import {
 import {
   ConsumeBatchResponseSchema,
   ConsumeBatchResultSchema,
-  ConsumeResponseSchema,
   ItemErrorSchema,
   GetQuotaResponseSchema,
   RefundResponseSchema,
@@ -74,7 +73,9 @@ export function quotaServiceHandlers(
     const outcome = r.replayed ? 'replayed' : r.allowed ? 'allowed' : 'denied';
     metrics?.consumes.inc(cmd.metric, cmd.mode, outcome);
     const now = deps.clock.now();
-    return create(ConsumeResponseSchema, {
+    // A plain object rather than `create`, as statusToProto: this is the hottest answer.
+    return {
+      $typeName: 'quota.v1.ConsumeResponse',
       allowed: r.allowed,
       recorded: r.recorded,
       replayed: r.replayed,
@@ -84,7 +85,7 @@ export function quotaServiceHandlers(
       retryAfter: r.retryAt
         ? durationFromMs(Math.max(0, r.retryAt.getTime() - now.getTime()))
         : undefined,
-    });
+    };
   };
   return {
     ...reservationHandlers(deps, metrics),
