@@ -16,6 +16,18 @@ const lossyDecoder = new TextDecoder('utf-8', { ignoreBOM: true });
 configureTextEncoding({
   ...getTextEncoding(),
   decodeUtf8(bytes: Uint8Array): string {
+    // Short ASCII (subjects, metrics, keys): valid UTF-8 whatever the mode, and read by hand
+    // for less than a TextDecoder call costs.
+    if (bytes.length <= 64) {
+      let ascii = true;
+      for (let i = 0; i < bytes.length; i++) {
+        if (bytes[i]! > 0x7f) {
+          ascii = false;
+          break;
+        }
+      }
+      if (ascii) return String.fromCharCode.apply(null, bytes as unknown as number[]);
+    }
     try {
       return strictDecoder.decode(bytes);
     } catch {
