@@ -12,10 +12,7 @@ import {
   checkSubject,
 } from './validate.js';
 import {
-  ConsumeBatchResponseSchema,
-  ConsumeBatchResultSchema,
   ItemErrorSchema,
-  GetQuotaResponseSchema,
   RefundResponseSchema,
   type ConsumeRequest,
   type ConsumeResponse,
@@ -130,9 +127,11 @@ export function quotaServiceHandlers(
         }
       });
       const results = await Promise.all(pending);
-      return create(ConsumeBatchResponseSchema, {
-        results: results.map((result) => create(ConsumeBatchResultSchema, { result })),
-      });
+      // Plain message objects, as for a single Consume: create() per item showed in profiles.
+      return {
+        $typeName: 'quota.v1.ConsumeBatchResponse',
+        results: results.map((result) => ({ $typeName: 'quota.v1.ConsumeBatchResult', result })),
+      };
     },
 
     async refund(req, ctx) {
@@ -166,7 +165,7 @@ export function quotaServiceHandlers(
       const views = asOf
         ? await getQuotaAsOf(deps, subject, metric, asOf)
         : await getQuota(deps, subject, metric);
-      return create(GetQuotaResponseSchema, { quotas: views.map(statusToProto) });
+      return { $typeName: 'quota.v1.GetQuotaResponse', quotas: views.map(statusToProto) };
     },
   };
 }
