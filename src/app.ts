@@ -69,6 +69,7 @@ async function main(running: Running, tracing: boolean): Promise<void> {
     connectionString: url,
     max: config.poolSize,
     statementTimeoutMs: config.statementTimeoutMs,
+    idleTimeoutMs: config.dbIdleTimeoutMs,
   });
   running.server = createQuotaServer({
     db: running.db,

@@ -27,6 +27,8 @@ export interface Config {
   logLevel: string;
   poolSize: number;
   statementTimeoutMs: number;
+  /** How long a pooled connection may sit unused before it is closed (0: never). */
+  dbIdleTimeoutMs: number;
   drainTimeoutMs: number;
   reset: ResetSettings;
   groupCommit: GroupCommitSettings;
@@ -201,6 +203,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): { config: Config; errors: st
     logLevel,
     poolSize: integer(env, 'QUOTA_DB_POOL_SIZE', 16, 1, 1000, errors),
     statementTimeoutMs: integer(env, 'QUOTA_STATEMENT_TIMEOUT_MS', 10_000, 0, 3_600_000, errors),
+    dbIdleTimeoutMs: integer(env, 'QUOTA_DB_IDLE_TIMEOUT_MS', 300_000, 0, 86_400_000, errors),
     drainTimeoutMs: integer(env, 'QUOTA_DRAIN_TIMEOUT_MS', 10_000, 0, 600_000, errors),
     limits: {
       handshakeTimeoutMs: integer(

@@ -15,7 +15,13 @@ describe('configuration', () => {
       apiKeys: null,
       tls: null,
       reset: { enabled: true, cron: '*/5 * * * *', maxAttempts: 3, retryBaseMs: 5000 },
+      // Pooled connections outlive the pauses of an uneven load (pg-pool's own default is 10 s).
+      dbIdleTimeoutMs: 300_000,
     });
+    expect(loadConfig({ QUOTA_DB_IDLE_TIMEOUT_MS: '0' }).config.dbIdleTimeoutMs).toBe(0);
+    expect(loadConfig({ QUOTA_DB_IDLE_TIMEOUT_MS: '-1' }).errors[0]).toMatch(
+      /^QUOTA_DB_IDLE_TIMEOUT_MS/,
+    );
   });
 
   it('lists every mistake, each naming its variable', () => {
