@@ -137,8 +137,11 @@ class Call {
   }
 }
 
-/** One unary call: authentication, decoding and the handler, inside the call's span. */
-function run(
+/**
+ * One unary call: authentication, decoding and the handler, inside the call's span. Async so
+ * that anything thrown, even before the handler runs, is a rejection the transport answers.
+ */
+async function run(
   e: Endpoint<Message>,
   hooks: TransportHooks,
   transport: 'grpc' | 'connect',
