@@ -106,6 +106,21 @@ export const int32: ScalarCodec = {
   isZero: numberZero,
 };
 
+/** A fixed-width type: `bytes` little-endian bytes, written by `put` at the cursor. */
+const fixed = (
+  bytes: 4 | 8,
+  put: (view: DataView, at: number, v: unknown) => void,
+  isZero: (v: unknown) => boolean,
+): ScalarCodec => ({
+  wire: bytes === 4 ? I32 : I64,
+  size: () => bytes,
+  write: (o, v) => {
+    put(o.view, o.pos, v);
+    o.pos += bytes;
+  },
+  isZero,
+});
+
 export const SCALARS: Record<ScalarType, ScalarCodec> = {
   [ScalarType.INT32]: int32,
   [ScalarType.UINT32]: {
@@ -144,60 +159,20 @@ export const SCALARS: Record<ScalarType, ScalarCodec> = {
     write: (o, v) => void (o.buf[o.pos++] = v ? 1 : 0),
     isZero: (v) => v === false,
   },
-  [ScalarType.FIXED32]: {
-    wire: I32,
-    size: () => 4,
-    write: (o, v) => {
-      o.view.setUint32(o.pos, v as number, true);
-      o.pos += 4;
-    },
-    isZero: numberZero,
-  },
-  [ScalarType.SFIXED32]: {
-    wire: I32,
-    size: () => 4,
-    write: (o, v) => {
-      o.view.setInt32(o.pos, v as number, true);
-      o.pos += 4;
-    },
-    isZero: numberZero,
-  },
-  [ScalarType.FLOAT]: {
-    wire: I32,
-    size: () => 4,
-    write: (o, v) => {
-      o.view.setFloat32(o.pos, v as number, true);
-      o.pos += 4;
-    },
-    isZero: floatZero,
-  },
-  [ScalarType.FIXED64]: {
-    wire: I64,
-    size: () => 8,
-    write: (o, v) => {
-      o.view.setBigUint64(o.pos, BigInt.asUintN(64, int64(v)), true);
-      o.pos += 8;
-    },
-    isZero: int64Zero,
-  },
-  [ScalarType.SFIXED64]: {
-    wire: I64,
-    size: () => 8,
-    write: (o, v) => {
-      o.view.setBigInt64(o.pos, BigInt.asIntN(64, int64(v)), true);
-      o.pos += 8;
-    },
-    isZero: int64Zero,
-  },
-  [ScalarType.DOUBLE]: {
-    wire: I64,
-    size: () => 8,
-    write: (o, v) => {
-      o.view.setFloat64(o.pos, v as number, true);
-      o.pos += 8;
-    },
-    isZero: floatZero,
-  },
+  [ScalarType.FIXED32]: fixed(4, (d, at, v) => d.setUint32(at, v as number, true), numberZero),
+  [ScalarType.SFIXED32]: fixed(4, (d, at, v) => d.setInt32(at, v as number, true), numberZero),
+  [ScalarType.FLOAT]: fixed(4, (d, at, v) => d.setFloat32(at, v as number, true), floatZero),
+  [ScalarType.FIXED64]: fixed(
+    8,
+    (d, at, v) => d.setBigUint64(at, BigInt.asUintN(64, int64(v)), true),
+    int64Zero,
+  ),
+  [ScalarType.SFIXED64]: fixed(
+    8,
+    (d, at, v) => d.setBigInt64(at, BigInt.asIntN(64, int64(v)), true),
+    int64Zero,
+  ),
+  [ScalarType.DOUBLE]: fixed(8, (d, at, v) => d.setFloat64(at, v as number, true), floatZero),
   [ScalarType.STRING]: {
     wire: LEN,
     size: (v) => {

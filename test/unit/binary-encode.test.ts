@@ -71,34 +71,30 @@ const enumValue = (f: { enum: { values: { number: number }[] } }) =>
 /** Initialisers of `desc` with every field sometimes set, sometimes not. */
 function init(desc: DescMessage, depth: number): fc.Arbitrary<Record<string, unknown>> {
   const fields: Record<string, fc.Arbitrary<unknown>> = {};
+  // A list item or a map value, by its kind.
+  const element = (
+    kind: 'scalar' | 'enum' | 'message',
+    f: { scalar?: ScalarType; enum?: { values: { number: number }[] }; message?: DescMessage },
+  ): fc.Arbitrary<unknown> | null =>
+    kind === 'scalar'
+      ? scalar(f.scalar!)
+      : kind === 'enum'
+        ? enumValue({ enum: f.enum! })
+        : depth > 0
+          ? init(f.message!, depth - 1)
+          : null;
   const value = (f: DescField): fc.Arbitrary<unknown> | null => {
     switch (f.fieldKind) {
       case 'scalar':
-        return scalar(f.scalar);
       case 'enum':
-        return enumValue(f);
       case 'message':
-        return depth > 0 ? init(f.message, depth - 1) : null;
+        return element(f.fieldKind, f);
       case 'list': {
-        const item =
-          f.listKind === 'scalar'
-            ? scalar(f.scalar)
-            : f.listKind === 'enum'
-              ? enumValue(f)
-              : depth > 0
-                ? init(f.message, depth - 1)
-                : null;
+        const item = element(f.listKind, f);
         return item && fc.array(item, { maxLength: 4 });
       }
       case 'map': {
-        const v =
-          f.mapKind === 'scalar'
-            ? scalar(f.scalar)
-            : f.mapKind === 'enum'
-              ? enumValue(f)
-              : depth > 0
-                ? init(f.message, depth - 1)
-                : null;
+        const v = element(f.mapKind, f);
         // Keys as the message holds them: property names.
         const key = scalar(f.mapKey).map((k) => String(k));
         return v && fc.dictionary(key, v, { maxKeys: 4 });
