@@ -51,7 +51,10 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  /** Calls started and finished, counted per call and reported by the two metrics below. */
+  /**
+   * Calls started and finished, counted per call and reported by the two metrics below and the
+   * duration histogram (registered in the constructor).
+   */
   readonly calls = new CallTally(LATENCY_BUCKETS);
 
   readonly rpcInFlight: Gauge<'method' | 'transport'> = new Gauge({
