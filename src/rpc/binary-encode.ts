@@ -39,6 +39,9 @@ interface Step {
 }
 
 const plans = new WeakMap<DescMessage, Step>();
+// The types compiled by the binaryEncoder call under way: if one of them cannot be, all are
+// forgotten, since the others may refer to its unfinished plan (recursive types).
+let compiling: DescMessage[] = [];
 
 const tag = (no: number, wire: number) => no * 8 + wire;
 const tagSize = (no: number) => varint32Size(no * 8);
@@ -56,30 +59,26 @@ function compile(desc: DescMessage): Step {
   // Filled in below; registered first so that recursive types find it.
   const plan: Step = { size: () => 0, write: () => {} };
   plans.set(desc, plan);
-  try {
-    // What the generated code refers to (codecs, sub-message steps) is passed in as k0, k1, ...
-    const refs: unknown[] = [];
-    const ref = (x: unknown) => `k${refs.push(x) - 1}`;
-    const size: string[] = [];
-    const write: string[] = [];
-    for (const field of [...desc.fields].sort((a, b) => a.number - b.number)) {
-      const code = fieldCode(field, ref);
-      size.push(code.size);
-      write.push(code.write);
-    }
-    // The source is built from descriptors compiled into this program, never from input.
-    const make = new Function(
-      ...refs.map((_, i) => `k${i}`),
-      `return {
-        size(m, s) { let n = 0, v; ${size.join('\n')} return n; },
-        write(o, m, s, c) { let v; ${write.join('\n')} },
-      };`,
-    ) as (...refs: unknown[]) => Step;
-    Object.assign(plan, make(...refs));
-  } catch (err) {
-    plans.delete(desc);
-    throw err;
+  compiling.push(desc);
+  // What the generated code refers to (codecs, sub-message steps) is passed in as k0, k1, ...
+  const refs: unknown[] = [];
+  const ref = (x: unknown) => `k${refs.push(x) - 1}`;
+  const size: string[] = [];
+  const write: string[] = [];
+  for (const field of [...desc.fields].sort((a, b) => a.number - b.number)) {
+    const code = fieldCode(field, ref);
+    size.push(code.size);
+    write.push(code.write);
   }
+  // The source is built from descriptors compiled into this program, never from input.
+  const make = new Function(
+    ...refs.map((_, i) => `k${i}`),
+    `return {
+      size(m, s) { let n = 0, v; ${size.join('\n')} return n; },
+      write(o, m, s, c) { let v; ${write.join('\n')} },
+    };`,
+  ) as (...refs: unknown[]) => Step;
+  Object.assign(plan, make(...refs));
   return plan;
 }
 
@@ -254,10 +253,14 @@ export type Encoder<Desc extends DescMessage> = (message: MessageShape<Desc>) =>
  */
 export function binaryEncoder<Desc extends DescMessage>(desc: Desc): Encoder<Desc> | null {
   let plan: Step;
+  compiling = [];
   try {
     plan = compile(desc);
   } catch {
+    for (const d of compiling) plans.delete(d);
     return null;
+  } finally {
+    compiling = [];
   }
   return (message: Message) => {
     const m = message as unknown as Fields;
