@@ -68,7 +68,10 @@ export function summarize(
     };
   });
   // One figure of one phase's medians; NaN for a phase skipped or a figure not measured.
-  const figure = (name: string, key: 'eventsPerSec' | 'serverCpuUsPerCall' | 'p50Ms'): number =>
+  const figure = (
+    name: string,
+    key: 'eventsPerSec' | 'serverCpuUsPerCall' | 'p50Ms' | 'p99Ms',
+  ): number =>
     phases.find((p) => p.phase === name)?.[key] ?? NaN;
   const rate = (name: string) => figure(name, 'eventsPerSec');
   const cpu = (name: string) => figure(name, 'serverCpuUsPerCall');
@@ -86,6 +89,9 @@ export function summarize(
     healthCpuVsTransport: cpu('health') / cpu('ref-transport'),
     refusedCpuVsTransport: cpu('get-quota-refused') / cpu('ref-transport'),
     lowLatencyOverFloorMs: figure('consume@low', 'p50Ms') - figure('ref-one-insert@low', 'p50Ms'),
+    // p99 at half the unary maximum, and the one-statement floor's at the same rate.
+    halfLoadP99Ms: figure('consume@half', 'p99Ms'),
+    halfLoadFloorP99Ms: figure('ref-one-insert@half', 'p99Ms'),
   };
   console.log('\nmedians:');
   console.log(
@@ -105,7 +111,8 @@ export function summarize(
   console.log(
     `service/references: consume ${ratios.consumeVsTransport.toFixed(2)}x and get-quota ${ratios.getQuotaVsTransport.toFixed(2)}x ` +
       `and hot ${ratios.hotVsTransport.toFixed(2)}x the transport ceiling; server CPU ${ratios.cpuVsTransport.toFixed(2)}x the no-op server's; ` +
-      `p50 at the low rate ${ratios.lowLatencyOverFloorMs.toFixed(2)} ms over the one-statement floor`,
+      `p50 at the low rate ${ratios.lowLatencyOverFloorMs.toFixed(2)} ms over the one-statement floor; ` +
+      `p99 at half load ${ratios.halfLoadP99Ms.toFixed(1)} ms, the floor's at that rate ${ratios.halfLoadFloorP99Ms.toFixed(1)} ms`,
   );
   console.log(
     `server CPU per call against the no-op server's: health check ${ratios.healthCpuVsTransport.toFixed(2)}x, ` +
