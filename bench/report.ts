@@ -71,8 +71,7 @@ export function summarize(
   const figure = (
     name: string,
     key: 'eventsPerSec' | 'serverCpuUsPerCall' | 'p50Ms' | 'p99Ms',
-  ): number =>
-    phases.find((p) => p.phase === name)?.[key] ?? NaN;
+  ): number => phases.find((p) => p.phase === name)?.[key] ?? NaN;
   const rate = (name: string) => figure(name, 'eventsPerSec');
   const cpu = (name: string) => figure(name, 'serverCpuUsPerCall');
   const ratios = {

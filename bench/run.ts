@@ -159,11 +159,7 @@ const LOW_RATE = env('BENCH_LOW_RATE', 50);
  * (a grpc-js server that answers at once) and the one-statement floor (one durable INSERT per
  * call), each at full closed-loop load and at LOW_RATE calls/s.
  */
-async function references(
-  url: string,
-  request: Buffer,
-  halfRate: number,
-): Promise<PhaseFigures[]> {
+async function references(url: string, request: Buffer, halfRate: number): Promise<PhaseFigures[]> {
   const out: PhaseFigures[] = [];
   for (const mode of ['noop', 'insert'] as const) {
     const name = mode === 'noop' ? 'ref-transport' : 'ref-one-insert';
