@@ -5,12 +5,13 @@
  *
  * Allocation-site pretenuring is off. V8 watches where objects are allocated and, when most
  * objects of one site survive a young-generation collection, allocates that site's objects in
- * the old generation from then on. Under load it did so for per-call objects (the group
- * committer's waiting calls, events, answers), which then died in the old generation and kept
- * the young objects they pointed to alive until the next full collection. Measured at 1,000
- * Consume calls/s (docs/benchmarks.md, ninth round): half as much promoted to the old
- * generation per scavenge, and so fewer full collections, each pausing the process for tens of
- * milliseconds; throughput moved within the noise.
+ * the old generation from then on. Under load, per-call objects (the group committer's waiting
+ * calls, events, answers) reached the old generation far more often than calls a few
+ * milliseconds long explain, as that would make them: there they die, and keep the young
+ * objects they point to alive until the next full collection. With it off, at 1,000 Consume
+ * calls/s (docs/benchmarks.md, ninth round), half as much was promoted per scavenge, and so
+ * full collections, each a pause of tens of milliseconds, came half as often; throughput moved
+ * within the noise.
  */
 export function serviceV8Flags(execArgv: readonly string[]): string[] {
   const chosen = execArgv.some((a) => /^--(no-?)?allocation[-_]site[-_]pretenuring(=|$)/.test(a));
