@@ -30,9 +30,11 @@ const CONSUME_BATCH = '/quota.v1.QuotaService/ConsumeBatch';
 process.env.BENCH_DIST = '1';
 const database = await benchDatabase();
 const db = createPool({ connectionString: database.url, max: 2 });
-const server = await startService(database.url, null);
-const conns = channels(server.port, 8);
+let server: Awaited<ReturnType<typeof startService>> | null = null;
+let conns: ReturnType<typeof channels> = [];
 try {
+  server = await startService(database.url, null);
+  conns = channels(server.port, 8);
   await seedQuotas(db);
   const subjects = Array.from({ length: SUBJECTS }, (_, i) => `tenant-${i}`);
   // Every subject's rows first, as `npm run bench` does.
@@ -79,9 +81,10 @@ try {
     }),
   );
   await db.query('CHECKPOINT').catch(() => {});
-  const cpu0 = cpuSeconds(server.child.pid!);
+  const pid = server.child.pid!;
+  const cpu0 = cpuSeconds(pid);
   const r = await openLoop(RATE, 0, SECONDS, async (_w, n) => (await call(n), 1));
-  const cpu1 = cpuSeconds(server.child.pid!);
+  const cpu1 = cpuSeconds(pid);
   const p = percentiles(r.latenciesMs);
   const perCall = cpu0 === null || cpu1 === null ? null : ((cpu1 - cpu0) / r.calls) * 1e6;
   const cpu =
@@ -95,7 +98,7 @@ try {
   );
 } finally {
   for (const c of conns) c.close();
-  await server.stop();
+  await server?.stop();
   await db.end();
   await database.cleanup();
 }
