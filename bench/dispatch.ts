@@ -7,6 +7,7 @@ import { createServer } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { routeConnection } from '../src/transport/front-door.js';
 import { dispatchHttp2Streams } from '../src/transport/h2-dispatch.js';
+import { median } from './load.js';
 import { channels, unary } from './service.js';
 
 const PATH = '/bench.Echo/Echo';
@@ -88,7 +89,6 @@ else {
       `round ${r + 1}: plain ${res.plain.at(-1)!.toFixed(1)} µs/call, dispatch ${res.dispatch.at(-1)!.toFixed(1)} µs/call`,
     );
   }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   console.log(
     `median server CPU per call: plain ${median(res.plain).toFixed(1)} µs, dispatch ${median(res.dispatch).toFixed(1)} µs`,
   );

@@ -14,6 +14,7 @@ import { createPool } from '../src/ledger/db.js';
 import { SubjectCache } from '../src/ledger/subject-cache.js';
 import { seedQuotas } from './checks.js';
 import { benchDatabase } from './db.js';
+import { median } from './load.js';
 
 const CALLS = Number(process.env.BENCH_CALLS ?? 40_000);
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 64);
@@ -61,11 +62,6 @@ async function allocatedBytes<T>(session: Session, body: () => Promise<T>): Prom
   type Node = { selfSize: number; children: Node[] };
   const sum = (n: Node): number => n.children.reduce((a, c) => a + sum(c), n.selfSize);
   return sum(profile.head as Node);
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
 }
 
 async function main() {

@@ -121,11 +121,21 @@ export async function openLoop(
   return r;
 }
 
+/** The value below which the share `q` of `xs` lies (the nearest rank); NaN for none. */
+export function quantile(xs: ArrayLike<number>, q: number): number {
+  return sortedQuantile(Float64Array.from(xs).sort(), q);
+}
+
+const sortedQuantile = (s: Float64Array, q: number): number =>
+  s.length === 0 ? NaN : s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
+
 export function percentiles(latencies: number[]): Percentiles {
   const s = Float64Array.from(latencies).sort();
-  const at = (q: number): number =>
-    s.length === 0 ? NaN : s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
-  return { p50: at(0.5), p99: at(0.99), p999: at(0.999) };
+  return {
+    p50: sortedQuantile(s, 0.5),
+    p99: sortedQuantile(s, 0.99),
+    p999: sortedQuantile(s, 0.999),
+  };
 }
 
 export const median = (xs: number[]): number => {

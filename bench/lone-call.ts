@@ -14,17 +14,13 @@ import { createPool, type Db } from '../src/ledger/db.js';
 import { SubjectCache } from '../src/ledger/subject-cache.js';
 import { seedQuotas } from './checks.js';
 import { benchDatabase } from './db.js';
+import { quantile } from './load.js';
 
 const CALLS = Number(process.env.BENCH_CALLS ?? 300);
 const GAP = Number(process.env.BENCH_GAP_MS ?? 20);
 const SUBJECTS = 200;
 
 const ms = (from: bigint, to: bigint): number => Number(to - from) / 1e6;
-
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor(s.length * p))]!;
-}
 
 /** Wraps the pool's query so the append statement's start and end are seen. */
 function watchAppend(db: Db): { sent: bigint; answered: bigint } {
@@ -107,11 +103,11 @@ async function main() {
       insert: 'plain INSERT',
     };
     for (const [k, xs] of Object.entries(t)) {
-      const p50 = percentile(xs, 0.5).toFixed(2);
-      const p90 = percentile(xs, 0.9).toFixed(2);
+      const p50 = quantile(xs, 0.5).toFixed(2);
+      const p90 = quantile(xs, 0.9).toFixed(2);
       console.log(`${labels[k]!.padEnd(24)} p50 ${p50} ms  p90 ${p90} ms`);
     }
-    const gap = percentile(t.consume!, 0.5) - percentile(t.insert!, 0.5);
+    const gap = quantile(t.consume!, 0.5) - quantile(t.insert!, 0.5);
     console.log(`Consume over INSERT (p50): ${gap.toFixed(2)} ms`);
   } finally {
     await db.end();

@@ -15,9 +15,9 @@ import {
 import { createPool } from '../src/ledger/db.js';
 import { seedQuotas } from './checks.js';
 import { benchDatabase } from './db.js';
-import { openLoop, percentiles } from './load.js';
+import { closedLoop, openLoop, percentiles } from './load.js';
 import { cpuSeconds } from './proc.js';
-import { channels, startService, unary } from './service.js';
+import { channels, prefill, startService, unary } from './service.js';
 
 const RATE = Number(process.env.BENCH_RATE ?? 1_000);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
@@ -38,15 +38,7 @@ try {
   await seedQuotas(db);
   const subjects = Array.from({ length: SUBJECTS }, (_, i) => `tenant-${i}`);
   // Every subject's rows first, as `npm run bench` does.
-  for (let i = 0; i < subjects.length; i += 1000) {
-    const items = subjects.slice(i, i + 1000).map((subject) => ({
-      subject,
-      metric: 'requests',
-      amount: 1n,
-    }));
-    const batch = toBinary(ConsumeBatchRequestSchema, create(ConsumeBatchRequestSchema, { items }));
-    await unary(conns[0]!, CONSUME_BATCH, Buffer.from(batch));
-  }
+  await prefill(server.port, subjects);
   const random = () => subjects[Math.floor(Math.random() * SUBJECTS)]!;
   // Requests encoded in advance and picked at random: one per subject, or 500 batches.
   const requests = Array.from({ length: BATCH > 0 ? 500 : SUBJECTS }, (_, i) =>
@@ -74,12 +66,7 @@ try {
       BATCH > 0 ? CONSUME_BATCH : CONSUME,
       requests[Math.floor(Math.random() * requests.length)]!,
     );
-  const until = performance.now() + WARMUP * 1000;
-  await Promise.all(
-    Array.from({ length: 64 }, async (_, w) => {
-      while (performance.now() < until) await call(w);
-    }),
-  );
+  await closedLoop(64, 0, WARMUP, async (w) => (await call(w), 1));
   await db.query('CHECKPOINT').catch(() => {});
   const pid = server.child.pid!;
   const cpu0 = cpuSeconds(pid);

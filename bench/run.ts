@@ -23,7 +23,14 @@ import { benchDatabase } from './db.js';
 import { closedLoop, openLoop, percentiles, type Call, type LoadResult } from './load.js';
 import { summarize, type PhaseFigures } from './report.js';
 import { cpuSeconds, cpuTimes, groupCommitTotals, postgresCpuSeconds, watchRss } from './proc.js';
-import { channels, startReference, startService, unary, type ServiceUnderTest } from './service.js';
+import {
+  channels,
+  prefill,
+  startReference,
+  startService,
+  unary,
+  type ServiceUnderTest,
+} from './service.js';
 import { checkService, contentionCheck, seedQuotas } from './checks.js';
 
 const env = (name: string, def: number): number => {
@@ -387,23 +394,6 @@ async function round(
   return out;
 }
 
-/**
- * One usage for every subject before measuring, through the service: the baseline starts with
- * a counter row per subject, so the service gets its subject and counter rows too.
- */
-async function prefill(port: number, subjects: string[]): Promise<void> {
-  const [conn] = channels(port, 1);
-  const all = [...subjects, 'hot'];
-  for (let i = 0; i < all.length; i += 1000) {
-    const items = all
-      .slice(i, i + 1000)
-      .map((subject) => ({ subject, metric: METRIC, amount: 1n }));
-    const req = create(ConsumeBatchRequestSchema, { items });
-    await unary(conn!, CONSUME_BATCH, Buffer.from(toBinary(ConsumeBatchRequestSchema, req)));
-  }
-  conn!.close();
-}
-
 async function main(): Promise<void> {
   if (process.env.BENCH_DIST === '1') {
     execFileSync(
@@ -445,7 +435,7 @@ async function main(): Promise<void> {
       }
     };
     server = await startService(database.url, profDir);
-    await prefill(server.port, subjects);
+    await prefill(server.port, [...subjects, 'hot']);
     const requests = serviceRequests();
     if (!ONLY || ONLY.some((p) => !p.startsWith('ref-') && !p.startsWith('baseline'))) {
       await warmUp(server.port, requests);

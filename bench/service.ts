@@ -2,7 +2,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { create, toBinary } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
+import { ConsumeBatchRequestSchema } from '../src/gen/quota/v1/quota_service_pb.js';
 import { startService as startProcess } from '../test/support/process.js';
 
 export interface ServiceUnderTest {
@@ -103,4 +105,27 @@ export function unary(client: grpc.Client, path: string, request: Buffer): Promi
       (err, res) => (err ? fail(err) : ok(res!)),
     ),
   );
+}
+
+/**
+ * One usage of `metric` for every subject, through the service (ConsumeBatch calls of 1,000),
+ * before measuring: the baseline starts with a counter row per subject, so the service gets
+ * its subject and counter rows too.
+ */
+export async function prefill(
+  port: number,
+  subjects: string[],
+  metric = 'requests',
+): Promise<void> {
+  const [conn] = channels(port, 1);
+  for (let i = 0; i < subjects.length; i += 1000) {
+    const items = subjects.slice(i, i + 1000).map((subject) => ({ subject, metric, amount: 1n }));
+    const req = create(ConsumeBatchRequestSchema, { items });
+    await unary(
+      conn!,
+      '/quota.v1.QuotaService/ConsumeBatch',
+      Buffer.from(toBinary(ConsumeBatchRequestSchema, req)),
+    );
+  }
+  conn!.close();
 }

@@ -10,6 +10,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { ConsumeRequestSchema } from '../src/gen/quota/v1/quota_service_pb.js';
+import { median } from './load.js';
 import { channels, unary } from './service.js';
 
 const MODES = (process.env.BENCH_MODES ?? 'noop,shell').split(',');
@@ -97,7 +98,6 @@ for (let r = 0; r < ROUNDS; r++) {
   }
   console.log(`round ${r + 1}: ${line.join(', ')}`);
 }
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 console.log(
   `median server CPU per call: ${MODES.map((m) => `${m} ${median(cpu[m]!).toFixed(1)} µs`).join(', ')}`,
 );
