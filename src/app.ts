@@ -1,3 +1,4 @@
+import { setFlagsFromString } from 'node:v8';
 import { createLogger, safeError } from './logger.js';
 import { KeyStore } from './auth/api-keys.js';
 import { watchKeyFile } from './auth/key-file.js';
@@ -7,11 +8,15 @@ import { startEmbedded, type EmbeddedDatabase } from './database/embedded.js';
 import { migrate } from './database/migrate.js';
 import { createQuotaServer, type QuotaServer } from './server.js';
 import { isTransient, startupCause } from './startup-error.js';
+import { heapGrowingFlags } from './v8-flags.js';
 
 const { config, errors } = loadConfig(process.env);
 if (errors.length) {
   for (const e of errors) process.stderr.write(`config error: ${e}\n`);
   process.exit(2);
+}
+for (const flag of heapGrowingFlags(config.heapGrowingPercent, process.execArgv)) {
+  setFlagsFromString(flag);
 }
 
 const log = createLogger(config.logLevel);

@@ -34,8 +34,16 @@ export interface Config {
   groupCommit: GroupCommitSettings;
   /** QUOTA_STATE_CACHE_SUBJECTS: subjects whose state is kept to decide without a read; 0 is off. */
   stateCacheSubjects: number;
+  /**
+   * QUOTA_HEAP_GROWING_PERCENT: how far V8 lets the heap grow past what survived its last full
+   * collection, in percent (see src/v8-flags.ts); 0 leaves it to V8.
+   */
+  heapGrowingPercent: number;
   limits: ConnectionLimits;
 }
+
+/** The heap's growth past its live objects (see src/v8-flags.ts). */
+export const DEFAULT_HEAP_GROWING_PERCENT = 50;
 
 /** Subjects whose last state each replica keeps (see SubjectCache): about 0.7 KB each. */
 export const DEFAULT_STATE_CACHE_SUBJECTS = 50_000;
@@ -303,6 +311,14 @@ export function loadConfig(env: NodeJS.ProcessEnv): { config: Config; errors: st
       DEFAULT_STATE_CACHE_SUBJECTS,
       0,
       10_000_000,
+      errors,
+    ),
+    heapGrowingPercent: integer(
+      env,
+      'QUOTA_HEAP_GROWING_PERCENT',
+      DEFAULT_HEAP_GROWING_PERCENT,
+      0,
+      1_000,
       errors,
     ),
     reset: {
