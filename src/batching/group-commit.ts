@@ -69,25 +69,35 @@ export class ConsumeGroupCommitter {
   }
 
   submit(cmd: ConsumeCommand, actor: string, signal?: CallSignal): Promise<ConsumeResult> {
-    return this.submitAll([cmd], actor, signal)[0]!;
+    return new Promise((resolve, reject) => {
+      this.enqueue([{ cmd, actor, signal, resolve, reject, queued: true }], signal);
+    });
   }
 
-  /** Queues calls in the given order; each promise settles on its own. */
+  /**
+   * Queues calls in the given order and settles once all of them have, each with its own
+   * outcome. One promise for the lot rather than one per call: a batch's calls stay queued for
+   * most of a second under load, and whatever each holds meanwhile is promoted and marked
+   * (docs/benchmarks.md, tenth round).
+   */
   submitAll(
     cmds: readonly ConsumeCommand[],
     actor: string,
     signal?: CallSignal,
-  ): Promise<ConsumeResult>[] {
-    const waiting: Waiting[] = [];
-    const promises = cmds.map(
-      (cmd) =>
-        new Promise<ConsumeResult>((resolve, reject) => {
-          waiting.push({ cmd, actor, signal, resolve, reject, queued: true });
-        }),
-    );
+  ): Promise<PromiseSettledResult<ConsumeResult>[]> {
+    return new Promise((done) => {
+      const outcomes = new Outcomes(cmds.length, done);
+      this.enqueue(
+        cmds.map((cmd, i) => new Item(cmd, actor, signal, outcomes, i)),
+        signal,
+      );
+    });
+  }
+
+  private enqueue(waiting: Waiting[], signal: CallSignal | undefined): void {
     if (signal?.aborted) {
       for (const w of waiting) w.reject(cancelledBeforeCommit());
-      return promises;
+      return;
     }
     // A caller that gives up while its calls are still queued leaves nothing behind. One
     // listener per request, however many items it carries.
@@ -107,7 +117,6 @@ export class ConsumeGroupCommitter {
     );
     this.queue.push(...waiting);
     this.schedule();
-    return promises;
   }
 
   /** Resolves once every call submitted so far has been answered. */
@@ -210,6 +219,49 @@ export class ConsumeGroupCommitter {
         w.reject(err);
       }
     }
+  }
+}
+
+/** The outcomes of one submitAll, handed over when the last call has settled. */
+class Outcomes {
+  private readonly settled: PromiseSettledResult<ConsumeResult>[];
+  private left: number;
+
+  constructor(
+    size: number,
+    private readonly done: (all: PromiseSettledResult<ConsumeResult>[]) => void,
+  ) {
+    this.settled = new Array<PromiseSettledResult<ConsumeResult>>(size);
+    this.left = size;
+    if (size === 0) done(this.settled);
+  }
+
+  set(i: number, outcome: PromiseSettledResult<ConsumeResult>): void {
+    // Settling twice changes nothing, as with a promise.
+    if (this.settled[i] !== undefined) return;
+    this.settled[i] = outcome;
+    if (--this.left === 0) this.done(this.settled);
+  }
+}
+
+/** A call of a submitAll: a plain object with its slot, no promise or closures of its own. */
+class Item implements Waiting {
+  queued = true;
+
+  constructor(
+    readonly cmd: ConsumeCommand,
+    readonly actor: string,
+    readonly signal: CallSignal | undefined,
+    private readonly outcomes: Outcomes,
+    private readonly index: number,
+  ) {}
+
+  resolve(value: ConsumeResult): void {
+    this.outcomes.set(this.index, { status: 'fulfilled', value });
+  }
+
+  reject(reason: unknown): void {
+    this.outcomes.set(this.index, { status: 'rejected', reason });
   }
 }
 

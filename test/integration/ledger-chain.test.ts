@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LedgerDeps } from '../../src/ledger/commands.js';
 import { ConsumeGroupCommitter } from '../../src/batching/group-commit.js';
+import type { ConsumeResult } from '../../src/ledger/consume.js';
 import {
   verifyLedger,
   verifyLedgerSteps,
@@ -34,12 +35,19 @@ beforeAll(async () => {
 });
 afterAll(() => t.drop());
 
+/** Every call of a submitAll went through and was allowed. */
+async function allAllowed(outcomes: Promise<PromiseSettledResult<ConsumeResult>[]>) {
+  for (const o of await outcomes) {
+    expect(o.status === 'fulfilled' && o.value.allowed).toBe(true);
+  }
+}
+
 /** Writes through all three append paths, several events of a subject per statement. */
 async function writeHistory(subject: string): Promise<void> {
   await defineQuota(deps, { subject, period: 'DAY', limit: 1000n });
   await defineQuota(deps, { subject, metric: 'tokens', period: 'DAY', limit: 1000n });
   // One group-commit flush: several usages of the subject in one quota_append.
-  await Promise.all(
+  await allAllowed(
     new ConsumeGroupCommitter(deps).submitAll(
       [cmd(subject), cmd(subject, { metric: 'tokens', amount: 5n }), cmd(subject)],
       'test',
@@ -53,7 +61,7 @@ async function writeHistory(subject: string): Promise<void> {
     'test',
   );
   expect(r.eventsAppended).toBe(2);
-  await Promise.all(
+  await allAllowed(
     new ConsumeGroupCommitter(deps).submitAll(
       [cmd(subject), cmd(subject, { metric: 'tokens' })],
       'test',
