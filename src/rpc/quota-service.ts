@@ -114,12 +114,15 @@ export function quotaServiceHandlers(
       const settled = await consumer.submitAll(valid, ctx.actor, ctx.signal);
       let next = 0;
       const results = cmds.map((cmd, i) => {
-        const s: PromiseSettledResult<ConsumeResult> =
-          cmd instanceof QuotaError ? { status: 'rejected', reason: cmd } : settled[next++]!;
-        if (s.status === 'fulfilled') {
-          return { case: 'response' as const, value: answer(cmd as ConsumeCommand, s.value) };
+        let reason: unknown = cmd;
+        if (!(cmd instanceof QuotaError)) {
+          const s = settled[next++]!;
+          if (s.status === 'fulfilled') {
+            return { case: 'response' as const, value: answer(cmd, s.value) };
+          }
+          reason = s.reason;
         }
-        const f = toFailure(s.reason);
+        const f = toFailure(reason);
         if (f.internal) o.onInternalError?.(f.internal);
         const message = `items[${i}]: ${f.message}`;
         return {
