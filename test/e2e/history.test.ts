@@ -21,7 +21,7 @@ import {
 import { QuotaModel, type Mode, type Period } from '../support/model.js';
 import { GrpcCaller } from '../support/server.js';
 import { startService, type ServiceProcess } from '../support/process.js';
-import { freePort } from '../../src/database/embedded.js';
+import { fixedPort } from '../support/ports.js';
 
 // Many clients issue random Consume / ConsumeBatch / Refund / ResetQuota / GetQuota calls
 // against several replicas of the service on one database (three in this process, one a real
@@ -88,7 +88,7 @@ beforeAll(async () => {
     });
   }
   // One more replica as a real process of its own (src/main.ts), to be killed with SIGKILL.
-  const port = await freePort();
+  const port = await fixedPort();
   const child = await startService(
     {
       DATABASE_URL: database.url,

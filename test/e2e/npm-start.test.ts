@@ -1,7 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { QuotaService } from '../../src/gen/quota/v1/quota_service_pb.js';
-import { freePort } from '../../src/database/embedded.js';
+import { fixedPort } from '../support/ports.js';
 import {
   dataDir,
   embeddedClient,
@@ -28,7 +28,7 @@ afterAll(async () => {
 async function setUp(): Promise<{ dir: string; port: number; env: Record<string, string> }> {
   const dir = await dataDir();
   dirs.push(dir);
-  const port = await freePort();
+  const port = await fixedPort();
   return { dir, port, env: { QUOTA_DATA_DIR: dir, QUOTA_ADDR: `127.0.0.1:${port}` } };
 }
 

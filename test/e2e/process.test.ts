@@ -4,7 +4,7 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort } from '../../src/database/embedded.js';
+import { fixedPort } from '../support/ports.js';
 import { callJson, startService } from '../support/process.js';
 
 // The newcomer's path, as a real process: `npm start` with no DATABASE_URL (embedded
@@ -24,7 +24,7 @@ describe('the service process', () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'quota-main-'));
     await chmod(dataDir, 0o755);
     dirs.push(dataDir);
-    const port = await freePort();
+    const port = await fixedPort();
     const env = { QUOTA_DATA_DIR: dataDir, QUOTA_ADDR: `127.0.0.1:${port}`, LOG_LEVEL: 'info' };
 
     const first = await start(env);
@@ -87,7 +87,7 @@ describe('the service process', () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'quota-otel-'));
     await chmod(dataDir, 0o755);
     dirs.push(dataDir);
-    const port = await freePort();
+    const port = await fixedPort();
     const p = await start({
       QUOTA_DATA_DIR: dataDir,
       QUOTA_ADDR: `127.0.0.1:${port}`,
@@ -126,8 +126,8 @@ describe('the service process', () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'quota-otel-away-'));
     await chmod(dataDir, 0o755);
     dirs.push(dataDir);
-    const port = await freePort();
-    const nowhere = await freePort();
+    const port = await fixedPort();
+    const nowhere = await fixedPort();
     const p = await start({
       QUOTA_DATA_DIR: dataDir,
       QUOTA_ADDR: `127.0.0.1:${port}`,

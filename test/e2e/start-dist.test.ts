@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../../src/database/embedded.js';
+import { fixedPort } from '../support/ports.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { callJson, startService } from '../support/process.js';
 
@@ -22,7 +22,7 @@ afterAll(() => t.drop());
 
 describe('the built service (dist/main.js)', () => {
   it('migrates, serves the API and the console, and stops cleanly on SIGTERM', async () => {
-    const port = await freePort();
+    const port = await fixedPort();
     const s = await startService(
       { DATABASE_URL: t.url, QUOTA_ADDR: `127.0.0.1:${port}`, LOG_LEVEL: 'info' },
       [],

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../../src/database/embedded.js';
+import { fixedPort } from '../support/ports.js';
 import { verifyProjection } from '../../src/ledger/verify.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { callJson, startService, type ServiceProcess } from '../support/process.js';
@@ -15,7 +15,7 @@ let service: ServiceProcess | null = null;
 
 beforeAll(async () => {
   t = await createTestDatabase();
-  port = await freePort();
+  port = await fixedPort();
   env = {
     DATABASE_URL: t.url,
     QUOTA_ADDR: `127.0.0.1:${port}`,

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createPool } from '../../src/ledger/db.js';
-import { freePort, startEmbedded, type EmbeddedDatabase } from '../../src/database/embedded.js';
+import { startEmbedded, type EmbeddedDatabase } from '../../src/database/embedded.js';
+import { fixedPort } from '../support/ports.js';
 import { verifyProjection } from '../../src/ledger/verify.js';
 import { callJson, startService, type ServiceProcess } from '../support/process.js';
 
@@ -25,9 +26,9 @@ describe('PostgreSQL restarted under load', () => {
   it('answers UNAVAILABLE while it is down and recovers by itself within 5 s', async () => {
     dir = await mkdtemp(join(tmpdir(), 'quota-pg-restart-'));
     await chmod(dir, 0o755);
-    const pgPort = await freePort();
+    const pgPort = await fixedPort();
     database = await startEmbedded(dir, { port: pgPort });
-    const port = await freePort();
+    const port = await fixedPort();
     service = await startService({
       DATABASE_URL: database.url,
       QUOTA_ADDR: `127.0.0.1:${port}`,
