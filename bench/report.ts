@@ -1,5 +1,6 @@
 // The report of `npm run bench`: medians over rounds, ratios, the printed table and the JSON.
 import { cpus, totalmem } from 'node:os';
+import { budget } from './budget.js';
 import { median } from './load.js';
 
 export interface PhaseFigures {
@@ -92,6 +93,22 @@ export function summarize(
     halfLoadP99Ms: figure('consume@half', 'p99Ms'),
     halfLoadFloorP99Ms: figure('ref-one-insert@half', 'p99Ms'),
   };
+  // Issue 17's throughput targets, as server CPU per call on these shared cores (bench/budget.ts).
+  const phase = (name: string) => phases.find((p) => p.phase === name);
+  const ceiling = phase('ref-transport');
+  const budgets = Object.fromEntries(
+    (
+      [
+        ['consume', 0.7],
+        ['get-quota', 0.9],
+        ['consume-hot', 0.8],
+      ] as const
+    ).map(([name, share]) => {
+      const p = phase(name);
+      const b = p && ceiling ? budget(p, ceiling, share) : null;
+      return [name, b && { targetShare: share, ...b }];
+    }),
+  );
   console.log('\nmedians:');
   console.log(
     'phase                   events/s    p50     p99    p999 ms  server µs/call  RSS MB  loadgen cores  db cores  calls/flush  ms/flush',
@@ -117,6 +134,13 @@ export function summarize(
     `server CPU per call against the no-op server's: health check ${ratios.healthCpuVsTransport.toFixed(2)}x, ` +
       `GetQuota refused by validation ${ratios.refusedCpuVsTransport.toFixed(2)}x, consume ${ratios.cpuVsTransport.toFixed(2)}x`,
   );
+  for (const [name, b] of Object.entries(budgets)) {
+    if (!b) continue;
+    console.log(
+      `budget: ${name} at ${b.targetShare}x the ceiling needs server CPU <= ${b.serverUsForTarget.toFixed(0)} µs/call ` +
+        `(${b.serverUsForTargetVsNoop.toFixed(2)}x the no-op server's); as cheap as the no-op server it would reach ${b.shareIfNoop.toFixed(2)}x`,
+    );
+  }
   console.log(contention);
   return {
     when: new Date().toISOString(),
@@ -129,6 +153,7 @@ export function summarize(
     settings,
     phases,
     ratios,
+    budgets,
     contention,
     problems,
   };
