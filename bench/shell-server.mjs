@@ -2,6 +2,7 @@
 // another build's directory named as the second argument) so that no TypeScript loader runs
 // in the measured process. Modes:
 //   noop  — a grpc-js server whose Consume answers at once (the transport ceiling);
+//   raw   — the same answer from node:http2 alone, without grpc-js;
 //   shell — the service as src/server.ts builds it, with every Consume answered by the group
 //           committer at once with a fixed result: transports, decoding, validation, metrics
 //           and the answer's encoding, without the database.
@@ -23,6 +24,25 @@ if (mode === 'noop') {
       err ? fail(err) : ok(p),
     ),
   );
+} else if (mode === 'raw') {
+  // The same answer from Node's HTTP/2 alone, no gRPC library: what a unary gRPC call costs
+  // below grpc-js (a framed message each way, the status in trailers).
+  const http2 = await import('node:http2');
+  const framed = Buffer.from([0, 0, 0, 0, 4, 8, 1, 40, 1]);
+  const server = http2.createServer();
+  server.on('stream', (stream) => {
+    stream.on('error', () => {});
+    stream.on('data', () => {});
+    stream.on('end', () => {
+      stream.respond(
+        { ':status': 200, 'content-type': 'application/grpc+proto' },
+        { waitForTrailers: true },
+      );
+      stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      stream.end(framed);
+    });
+  });
+  port = await new Promise((ok) => server.listen(0, '127.0.0.1', () => ok(server.address().port)));
 } else if (mode === 'shell') {
   const { ConsumeGroupCommitter } = await import(`../${build}/batching/group-commit.js`);
   const { createPool } = await import(`../${build}/ledger/db.js`);

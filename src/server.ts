@@ -29,7 +29,12 @@ import { Readiness } from './rpc/health.js';
 import { addHealthToConnect, addHealthToGrpc } from './rpc/health-service.js';
 import { quotaServiceHandlers } from './rpc/quota-service.js';
 import { Reflection } from './rpc/reflection.js';
-import { addConnectService, addGrpcService, type Authenticator } from './rpc/transport.js';
+import {
+  addConnectService,
+  addGrpcService,
+  grpcUnaryMethods,
+  type Authenticator,
+} from './rpc/transport.js';
 import { mountService, type MountedService } from './rpc/mount.js';
 import { createConnectHandler } from './transport/connect-adapter.js';
 import { withCors } from './transport/cors.js';
@@ -45,6 +50,9 @@ export interface HostPort {
   host: string;
   port: number;
 }
+
+/** The largest request message on any transport. */
+const MAX_MESSAGE_BYTES = 1 << 20;
 
 export interface ServerOptions {
   db: Db;
@@ -138,7 +146,7 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
 
   const limits: ConnectionLimits = { ...DEFAULT_LIMITS, ...o.limits };
   const grpcServer = new grpc.Server({
-    'grpc.max_receive_message_length': 1 << 20,
+    'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
     'grpc.max_concurrent_streams': limits.http2MaxStreams,
     'grpc.max_connection_idle_ms': limits.idleTimeoutMs,
     'grpc-node.max_session_memory': limits.http2MaxSessionMemoryMb,
@@ -175,7 +183,7 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
         addHealthToConnect(router, readiness);
         reflection.addToConnect(router);
       },
-      readMaxBytes: 1 << 20,
+      readMaxBytes: MAX_MESSAGE_BYTES,
       // Proto3 JSON, strictly: a misspelled field or enum name is refused, never dropped (a
       // dropped "mode" would charge a call meant as a dry run).
       jsonOptions: { ignoreUnknownFields: false },
@@ -183,15 +191,26 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
     }),
   );
   // HTTP/2 connections belong to grpc-js; streams that are not plain gRPC come back here.
-  dispatchHttp2Streams(grpcServer, connect, (headers) => {
-    const path = String(headers[':path'] ?? '');
-    const r = preCheck(path, headers[':authority'], (name) => {
-      const v = headers[name];
-      return Array.isArray(v) ? v[0] : v;
-    });
-    if (r) refused(path, 'grpc', r.code);
-    return r;
-  });
+  // Unary gRPC calls are answered from the stream (src/transport/grpc-unary.ts); grpc-js
+  // serves the streaming methods, health, reflection and compressed requests.
+  const unary = {
+    methods: new Map(services.flatMap((s) => [...grpcUnaryMethods(s, hooks)])),
+    maxBytes: MAX_MESSAGE_BYTES,
+  };
+  dispatchHttp2Streams(
+    grpcServer,
+    connect,
+    (headers) => {
+      const path = String(headers[':path'] ?? '');
+      const r = preCheck(path, headers[':authority'], (name) => {
+        const v = headers[name];
+        return Array.isArray(v) ? v[0] : v;
+      });
+      if (r) refused(path, 'grpc', r.code);
+      return r;
+    },
+    unary,
+  );
   const drain = new Http1Drain({
     idleMs: limits.idleTimeoutMs,
     headersMs: limits.http1HeadersTimeoutMs,

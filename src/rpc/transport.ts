@@ -25,6 +25,7 @@ import { binaryEncoder } from './binary-encode.js';
 import { decodeRequest } from './decode.js';
 import { toConnectError, toFailure, type RpcFailure } from './errors.js';
 import type { MountedService } from './mount.js';
+import type { UnaryMethod } from '../transport/grpc-unary.js';
 
 /**
  * Decides who is calling from the request headers, or throws UNAUTHENTICATED /
@@ -296,6 +297,30 @@ export function addGrpcService(
     };
   }
   server.addService(definition, implementation);
+}
+
+/**
+ * The unary methods of a service for plain gRPC served without grpc-js
+ * (src/transport/grpc-unary.ts), by path: the same handlers, hooks and encoder as through
+ * grpc-js (addGrpcService), which still serves the streaming methods and compressed requests.
+ */
+export function grpcUnaryMethods(
+  svc: MountedService,
+  hooks: TransportHooks,
+): Map<string, UnaryMethod> {
+  const methods = new Map<string, UnaryMethod>();
+  for (const mounted of svc.methods) {
+    if (mounted.streaming) continue;
+    const m = mounted.method;
+    const endpoint: Endpoint<Message> = { desc: m, name: methodName(m), handler: mounted.handler };
+    const encode = binaryEncoder(m.output) ?? ((msg: Message) => toBuffer(m.output, msg));
+    methods.set(`/${endpoint.name}`, (request, header, signal) =>
+      run(endpoint, hooks, 'grpc', header, signal, () =>
+        decodeRequest<Message>(m.input, request),
+      ).then(encode),
+    );
+  }
+  return methods;
 }
 
 /** The Connect / gRPC-Web face, over the same handlers. */

@@ -7,6 +7,7 @@ import {
   type ServerHttp2Stream,
 } from 'node:http2';
 import type * as grpc from '@grpc/grpc-js';
+import { servableHere, serveUnary, type UnaryMethod } from './grpc-unary.js';
 
 /**
  * True for plain gRPC ("application/grpc", "application/grpc+proto", "application/grpc;..."),
@@ -57,10 +58,18 @@ export type GrpcPreCheck = (
   headers: IncomingHttpHeaders,
 ) => { code: number; message: string } | null;
 
+/** Plain gRPC unary methods served without grpc-js (see grpc-unary.ts), by path. */
+export interface UnaryRoutes {
+  methods: ReadonlyMap<string, UnaryMethod>;
+  /** The largest request message taken, as grpc-js's grpc.max_receive_message_length. */
+  maxBytes: number;
+}
+
 export function dispatchHttp2Streams(
   server: grpc.Server,
   handler: CompatHandler,
   preCheck: GrpcPreCheck = () => null,
+  unary: UnaryRoutes | null = null,
 ): void {
   const h2 = injectorServer(server);
   // grpc-js counts a session's open streams to time it out when idle; streams it never sees
@@ -92,6 +101,12 @@ export function dispatchHttp2Streams(
           },
           { endStream: true },
         );
+        return;
+      }
+      const method = unary?.methods.get(headers[constants.HTTP2_HEADER_PATH] as string);
+      if (method && servableHere(headers)) {
+        streamOpened.call(server, stream);
+        serveUnary(stream, headers, method, unary!.maxBytes);
         return;
       }
       grpcListener.call(h2, stream, headers, flags, rawHeaders);

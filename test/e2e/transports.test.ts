@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QuotaAdminService } from '../../src/gen/quota/v1/quota_admin_service_pb.js';
 import { QuotaService } from '../../src/gen/quota/v1/quota_service_pb.js';
 import { ConsumeMode, EventType, Period } from '../../src/gen/quota/v1/types_pb.js';
-import { startTestServer, type TestServer } from '../support/server.js';
+import { GrpcCaller, startTestServer, type TestServer } from '../support/server.js';
 
 let s: TestServer;
 
@@ -29,6 +29,23 @@ describe('one port, both transports, one set of handlers', () => {
     });
     expect(r.allowed).toBe(true);
     expect(r.quotas[0]!.used).toBe(1n);
+  });
+
+  it('serves gRPC clients that compress their requests (gzip)', async () => {
+    // Unary gRPC is answered without grpc-js (src/transport/grpc-unary.ts) except for
+    // compressed requests, which grpc-js inflates.
+    const gzip = new GrpcCaller(`127.0.0.1:${s.port}`, {
+      'grpc.default_compression_algorithm': 2, // gzip
+    });
+    try {
+      const r = await gzip.call(QuotaService, QuotaService.method.getQuota, {
+        subject: 'org-1',
+        metric: 'api_calls',
+      });
+      expect(r.quotas[0]!.limit).toBe(3n);
+    } finally {
+      gzip.close();
+    }
   });
 
   it('serves Connect over HTTP/1.1', async () => {

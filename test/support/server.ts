@@ -69,8 +69,8 @@ export async function startTestServer(
 /** A plain grpc-js client over HTTP/2: unary calls by service and method descriptor. */
 export class GrpcCaller {
   private readonly client: grpc.Client;
-  constructor(target: string) {
-    this.client = new grpc.Client(target, grpc.credentials.createInsecure());
+  constructor(target: string, options: grpc.ChannelOptions = {}) {
+    this.client = new grpc.Client(target, grpc.credentials.createInsecure(), options);
   }
 
   call<I extends DescMessage, O extends DescMessage>(
