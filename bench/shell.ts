@@ -4,7 +4,7 @@
 // CPU per Consume, round by round and as medians. Settings: BENCH_MODES (noop,shell; a mode
 // may name another build's directory, e.g. shell@dist-old for a build of an earlier commit),
 // BENCH_RATE (calls/s, open loop, default 2,000; 0: 64 callers as fast as they go),
-// BENCH_ROUNDS (6), BENCH_SECONDS (4), DATABASE_URL (the shell's server needs one to start).
+// BENCH_ROUNDS (6), BENCH_SECONDS (4), BENCH_NODE_FLAGS (for the server), DATABASE_URL (the shell's server needs one to start).
 // At a fixed rate both servers batch their socket writes alike, so their CPU per call compare;
 // as fast as they go, the faster server also gets fewer calls per write.
 import { fork, type ChildProcess } from 'node:child_process';
@@ -19,6 +19,8 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
 const CONSUME = '/quota.v1.QuotaService/Consume';
 const MAX_IN_FLIGHT = 256;
+// Flags for the server process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" for a profile.
+const NODE_FLAGS = process.env.BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
 
 const requests = Array.from({ length: 1_000 }, (_, i) =>
   Buffer.from(
@@ -43,7 +45,9 @@ function ask<T>(child: ChildProcess, key: 'port' | 'cpu'): Promise<T> {
 
 /** Server CPU µs per call, and calls/s, of one mode over BENCH_SECONDS after 2 s of warm-up. */
 async function measure(mode: string): Promise<{ cpu: number; rate: number }> {
-  const child = fork(new URL('./shell-server.mjs', import.meta.url).pathname, mode.split('@'));
+  const child = fork(new URL('./shell-server.mjs', import.meta.url).pathname, mode.split('@'), {
+    execArgv: NODE_FLAGS,
+  });
   const port = await ask<number>(child, 'port');
   const clients = channels(port, 4);
   let sent = 0;
