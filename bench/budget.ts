@@ -22,6 +22,8 @@ export interface Budget {
   serverUsForTargetVsNoop: number;
   /** The rate, as a share of the ceiling, if the server cost what the no-op server does. */
   shareIfNoop: number;
+  /** Cores the three processes kept busy in the phase: the budget assumes they stay so. */
+  busyCores: number;
 }
 
 export function budget(phase: PhaseCost, ceiling: PhaseCost, targetShare: number): Budget | null {
@@ -37,5 +39,6 @@ export function budget(phase: PhaseCost, ceiling: PhaseCost, targetShare: number
     serverUsForTarget,
     serverUsForTargetVsNoop: serverUsForTarget / noop,
     shareIfNoop: busyCores / ((others + noop) / 1e6) / ceilingRate,
+    busyCores,
   };
 }

@@ -6,11 +6,13 @@
 //
 // Settings: BENCH_RATE (1,000 calls/s), BENCH_SECONDS (15), BENCH_WARMUP (8 s of 64 closed-loop
 // callers first), BENCH_SUBJECTS (10,000), BENCH_BATCH (0: unary Consume; n: ConsumeBatch calls
-// of n items, CPU then also per item). Needs DATABASE_URL or starts embedded PostgreSQL.
+// of n items, CPU then also per item), BENCH_METHOD (consume, or get-quota: GetQuota of one
+// subject instead of unary Consume). Needs DATABASE_URL or starts embedded PostgreSQL.
 import { create, toBinary } from '@bufbuild/protobuf';
 import {
   ConsumeBatchRequestSchema,
   ConsumeRequestSchema,
+  GetQuotaRequestSchema,
 } from '../src/gen/quota/v1/quota_service_pb.js';
 import { createPool } from '../src/ledger/db.js';
 import { seedQuotas } from './checks.js';
@@ -26,6 +28,9 @@ const SUBJECTS = Number(process.env.BENCH_SUBJECTS ?? 10_000);
 const BATCH = Number(process.env.BENCH_BATCH ?? 0);
 const CONSUME = '/quota.v1.QuotaService/Consume';
 const CONSUME_BATCH = '/quota.v1.QuotaService/ConsumeBatch';
+const GET_QUOTA = '/quota.v1.QuotaService/GetQuota';
+const READS = process.env.BENCH_METHOD === 'get-quota';
+if (READS && BATCH > 0) throw new Error('BENCH_METHOD=get-quota takes no BENCH_BATCH');
 
 process.env.BENCH_DIST = '1';
 const database = await benchDatabase();
@@ -54,16 +59,22 @@ try {
               })),
             }),
           )
-        : toBinary(
-            ConsumeRequestSchema,
-            create(ConsumeRequestSchema, { subject: subjects[i], metric: 'requests', amount: 1n }),
-          ),
+        : READS
+          ? toBinary(GetQuotaRequestSchema, create(GetQuotaRequestSchema, { subject: subjects[i] }))
+          : toBinary(
+              ConsumeRequestSchema,
+              create(ConsumeRequestSchema, {
+                subject: subjects[i],
+                metric: 'requests',
+                amount: 1n,
+              }),
+            ),
     ),
   );
   const call = (n: number) =>
     unary(
       conns[n % conns.length]!,
-      BATCH > 0 ? CONSUME_BATCH : CONSUME,
+      BATCH > 0 ? CONSUME_BATCH : READS ? GET_QUOTA : CONSUME,
       requests[Math.floor(Math.random() * requests.length)]!,
     );
   await closedLoop(64, 0, WARMUP, async (w) => (await call(w), 1));

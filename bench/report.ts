@@ -138,7 +138,8 @@ export function summarize(
     if (!b) continue;
     console.log(
       `budget: ${name} at ${b.targetShare}x the ceiling needs server CPU <= ${b.serverUsForTarget.toFixed(0)} µs/call ` +
-        `(${b.serverUsForTargetVsNoop.toFixed(2)}x the no-op server's); as cheap as the no-op server it would reach ${b.shareIfNoop.toFixed(2)}x`,
+        `(${b.serverUsForTargetVsNoop.toFixed(2)}x the no-op server's); as cheap as the no-op server it would reach ${b.shareIfNoop.toFixed(2)}x ` +
+        `(${b.busyCores.toFixed(2)} cores busy)`,
     );
   }
   console.log(contention);

@@ -10,6 +10,7 @@ describe('budget', () => {
     const phase = { callsPerSec: 1000, serverCpuUsPerCall: 400, loadGenCores: 0.5, dbCores: 0.3 };
     const b = budget(phase, ceiling, 0.5)!;
     expect(b.serverUsForTarget).toBeCloseTo(400); // already at half the ceiling
+    expect(b.busyCores).toBeCloseTo(1.2);
     const tighter = budget(phase, ceiling, 0.6)!; // 1,200 calls/s in 1.2 cores: 1,000 µs a call
     expect(tighter.serverUsForTarget).toBeCloseTo(200);
     expect(tighter.serverUsForTargetVsNoop).toBeCloseTo(1);
