@@ -25,6 +25,7 @@ const RESPONSE_HEADERS: OutgoingHttpHeaders = {
   'grpc-encoding': 'identity',
 };
 const OK_TRAILERS: OutgoingHttpHeaders = { 'grpc-status': '0', 'grpc-message': 'OK' };
+const MAX_TIMER_MS = 2 ** 31 - 1;
 // grpc-js's reading of grpc-timeout: up to 8 digits and a unit.
 const TIMEOUT = /(\d{1,8})\s*([HMSmun])/;
 const UNIT_MS: Record<string, number> = {
@@ -89,13 +90,14 @@ export function serveUnary(
   if (timeout !== undefined) {
     const m = TIMEOUT.exec(String(timeout));
     if (!m) return fail(INTERNAL, `Invalid grpc-timeout value "${timeout}"`);
-    timer = setTimeout(
-      () => {
+    const ms = Math.floor(Number(m[1]) * UNIT_MS[m[2]!]!);
+    // Beyond what a timer holds (about 24.8 days; 99999999H is allowed) is as good as none.
+    if (ms <= MAX_TIMER_MS) {
+      timer = setTimeout(() => {
         fail(DEADLINE_EXCEEDED, 'Deadline exceeded');
         signal.abort();
-      },
-      (Number(m[1]) * UNIT_MS[m[2]!]!) | 0,
-    );
+      }, ms);
+    }
   }
 
   const header: HeaderReader = (name) => {
@@ -147,10 +149,12 @@ export function serveUnary(
         stream.once('wantTrailers', () => stream.sendTrailers(OK_TRAILERS));
         stream.end(framed);
       },
-      (f: { code?: unknown; message?: unknown }) =>
-        typeof f.code === 'number'
-          ? fail(f.code, String(f.message))
-          : fail(INTERNAL, 'Error serializing response'),
+      (err: unknown) => {
+        // The handlers reject with an RpcFailure; anything else is the answer's encoding.
+        const f = err as { code?: unknown; message?: unknown } | null;
+        if (typeof f?.code === 'number') fail(f.code, String(f.message));
+        else fail(INTERNAL, 'Error serializing response');
+      },
     );
   });
 }

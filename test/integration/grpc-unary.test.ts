@@ -127,6 +127,26 @@ describe('unary gRPC from the HTTP/2 stream', () => {
     expect(waiting!.signal.aborted).toBe(true);
   });
 
+  it('takes a deadline longer than a timer holds as no deadline', async () => {
+    // 99999999M is 190 years: as a 32-bit timer it would wrap to a negative delay and fire at once.
+    waiting = null;
+    const req = raw.request({
+      ':method': 'POST',
+      ':path': '/t.T/Wait',
+      'content-type': 'application/grpc',
+      'grpc-timeout': '99999999M',
+    });
+    let answered = false;
+    req.once('response', () => (answered = true));
+    req.end(frame(Buffer.alloc(0)));
+    while (!waiting) await new Promise((ok) => setTimeout(ok, 5));
+    const w = waiting as { aborted: Promise<void> };
+    await new Promise((ok) => setTimeout(ok, 200));
+    expect(answered).toBe(false);
+    req.close(); // the caller gives up: the method is told
+    await w.aborted;
+  });
+
   it('aborts the method when the caller cancels', async () => {
     waiting = null;
     const c = call('/t.T/Wait', Buffer.alloc(0));
