@@ -16,8 +16,14 @@ export interface RpcFailure {
  * them into QuotaErrors), so anything that is not a QuotaError is ours: INTERNAL, logged.
  */
 export function toFailure(err: unknown): RpcFailure {
-  if (err instanceof ConnectError) return { code: err.code, message: err.rawMessage };
-  if (err instanceof QuotaError) return { code: GrpcStatus[err.code], message: err.message };
+  // Messages may quote what the caller sent; a lone surrogate in one (from JSON's "\ud800")
+  // cannot be encoded as UTF-8 or percent-encoded into grpc-message, where encodeURI (grpc-js)
+  // and encodeURIComponent (connect-node's gRPC-Web) would throw: it becomes U+FFFD.
+  if (err instanceof ConnectError)
+    return { code: err.code, message: err.rawMessage.toWellFormed() };
+  if (err instanceof QuotaError) {
+    return { code: GrpcStatus[err.code], message: err.message.toWellFormed() };
+  }
   return {
     code: GrpcStatus.INTERNAL,
     message: 'internal error; it has been logged',

@@ -30,6 +30,15 @@ function checkText(field: string, value: string, maxBytes: number): void {
 }
 
 /** A subject that can consume: 1-256 bytes of UTF-8, and not the default marker "*". */
+/**
+ * The start of a value quoted back in an error message, cut between code points: a cut through
+ * a surrogate pair would leave half of it, which no UTF-8 encoder can carry.
+ */
+function clip(value: string, max = 80): string {
+  const head = value.slice(0, max);
+  return /[\uD800-\uDBFF]$/.test(head) ? head.slice(0, -1) : head;
+}
+
 export function checkSubject(value: string, field = 'subject', allowDefault = false): string {
   if (value.length === 0) throw invalid(field, 'is required (1-256 bytes of UTF-8)');
   checkText(field, value, LIMITS.subjectBytes);
@@ -43,7 +52,7 @@ export function checkMetric(value: string, field = 'metric'): string {
   if (value.length === 0) throw invalid(field, 'is required');
   if (!value.isWellFormed()) throw invalid(field, 'is not valid UTF-8');
   if (!METRIC.test(value)) {
-    throw invalid(field, `"${value.slice(0, 80)}" does not match [a-z][a-z0-9_.-]{0,63}`);
+    throw invalid(field, `"${clip(value)}" does not match [a-z][a-z0-9_.-]{0,63}`);
   }
   return value;
 }
@@ -101,7 +110,7 @@ export function checkTimeZone(value: string, field = 'time_zone'): string {
   if (value === '') return 'UTC';
   if (!value.isWellFormed()) throw invalid(field, 'is not valid UTF-8');
   if (value.length > 64 || !isValidTimeZone(value)) {
-    throw invalid(field, `"${value.slice(0, 80)}" is not an IANA time zone (e.g. "Europe/Paris")`);
+    throw invalid(field, `"${clip(value)}" is not an IANA time zone (e.g. "Europe/Paris")`);
   }
   return value;
 }
@@ -138,7 +147,7 @@ export function checkTtlMs(ms: number | null, field = 'ttl'): number {
 export function checkReservationId(value: string, field = 'reservation_id'): string {
   if (value.length === 0) throw invalid(field, 'is required (the id Reserve answered)');
   if (!/^[A-Za-z0-9-]{1,64}$/.test(value)) {
-    throw invalid(field, `"${value.slice(0, 80)}" is not a reservation id Reserve answers`);
+    throw invalid(field, `"${clip(value)}" is not a reservation id Reserve answers`);
   }
   return value;
 }

@@ -7,7 +7,7 @@ import {
   type ServerHttp2Stream,
 } from 'node:http2';
 import type * as grpc from '@grpc/grpc-js';
-import { servableHere, serveUnary, type UnaryMethod } from './grpc-unary.js';
+import { grpcMessage, servableHere, serveUnary, type UnaryMethod } from './grpc-unary.js';
 
 /**
  * True for plain gRPC ("application/grpc", "application/grpc+proto", "application/grpc;..."),
@@ -97,7 +97,7 @@ export function dispatchHttp2Streams(
             ':status': 200,
             'content-type': 'application/grpc+proto',
             'grpc-status': String(refusal.code),
-            'grpc-message': encodeURIComponent(refusal.message),
+            'grpc-message': grpcMessage(refusal.message),
           },
           { endStream: true },
         );

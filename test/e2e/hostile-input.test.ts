@@ -1,6 +1,6 @@
 import { connect as tcpConnect } from 'node:net';
 import type { DescMethodUnary, DescService } from '@bufbuild/protobuf';
-import { ConnectError } from '@connectrpc/connect';
+import { Code, ConnectError } from '@connectrpc/connect';
 import { createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
 import { status } from '@grpc/grpc-js';
@@ -247,6 +247,37 @@ describe('hostile input', () => {
     }
     const events = await s.connect.admin.listEvents({ actor: "anonymous' OR '1'='1" });
     expect(events.events).toEqual([]);
+    expect(await ledgerState()).toBe(before);
+  });
+
+  it('quotes a long bad value without splitting a character, on every transport', async () => {
+    // The message quotes the first 80 UTF-16 units; cut there, the emoji would leave half a
+    // surrogate pair, which no transport can encode (grpc-message's percent-encoding threw, and
+    // the process died of the unhandled rejection).
+    const before = await ledgerState();
+    const req = { subject: 'victim', metric: 'a'.repeat(79) + '\u{1F600}b', amount: 1n };
+    const message = `metric: "${'a'.repeat(79)}" does not match [a-z][a-z0-9_.-]{0,63}`;
+    await expect(s.grpc.call(QuotaService, QuotaService.method.consume, req)).rejects.toMatchObject(
+      { code: status.INVALID_ARGUMENT, details: message },
+    );
+    for (const client of [s.connect.quota, s.grpcWeb.quota]) {
+      await expect(client.consume(req)).rejects.toMatchObject({
+        code: Code.InvalidArgument,
+        rawMessage: message,
+      });
+    }
+    // A lone surrogate sent as JSON ("\ud800") and quoted back comes out as U+FFFD, over
+    // gRPC-Web's JSON codec too (connect-node percent-encodes its trailer).
+    const json = Buffer.from('{"subject":"victim","reservationId":"x\\ud800"}');
+    const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, json.length]), json]);
+    const res = await fetch(`${s.baseUrl}/quota.v1.QuotaService/CommitReservation`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/grpc-web+json' },
+      body: frame,
+    });
+    const text = Buffer.from(await res.arrayBuffer()).toString('latin1');
+    const grpcStatus = res.headers.get('grpc-status') ?? /grpc-status:\s*(\d+)/.exec(text)?.[1];
+    expect(grpcStatus).toBe(String(status.INVALID_ARGUMENT));
     expect(await ledgerState()).toBe(before);
   });
 

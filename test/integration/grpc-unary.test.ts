@@ -3,7 +3,12 @@ import { connect, createServer, type ClientHttp2Session, type Http2Server } from
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Cancellation } from '../../src/cancellation.js';
-import { servableHere, serveUnary, type UnaryMethod } from '../../src/transport/grpc-unary.js';
+import {
+  grpcMessage,
+  servableHere,
+  serveUnary,
+  type UnaryMethod,
+} from '../../src/transport/grpc-unary.js';
 
 // Unary gRPC answered straight from the HTTP/2 stream, without grpc-js on the server: what
 // clients see (grpc-js's own client, and raw HTTP/2 for what no polite client sends), and
@@ -23,6 +28,10 @@ const methods: Record<string, UnaryMethod> = {
     Buffer.concat([Buffer.from(req).reverse(), Buffer.from(header('X-Who') ?? '')]),
   '/t.T/Refuse': () => Promise.reject({ code: 5, message: 'subject "ü 100%" not found' }),
   '/t.T/Throw': () => Promise.reject(new Error('a bug')),
+  '/t.T/SyncThrow': () => {
+    throw new Error('a bug before any promise');
+  },
+  '/t.T/Odd': () => Promise.reject({ code: 3, message: 'bad \ud83d x \u{1F600} 100% é/;' }),
   '/t.T/Wait': (_req, _header, signal) => {
     const aborted = new Promise<void>((ok) => signal.addEventListener('abort', ok));
     waiting = { signal, aborted };
@@ -118,6 +127,48 @@ describe('unary gRPC from the HTTP/2 stream', () => {
     await expect(call('/t.T/Throw', Buffer.alloc(0)).done).rejects.toMatchObject({
       code: grpc.status.INTERNAL,
     });
+  });
+
+  it('percent-encodes any status message, half a surrogate pair included, and survives a sync throw', async () => {
+    await expect(call('/t.T/Odd', Buffer.alloc(0)).done).rejects.toMatchObject({
+      code: grpc.status.INVALID_ARGUMENT,
+      details: 'bad \ufffd x \u{1F600} 100% é/;',
+    });
+    await expect(call('/t.T/SyncThrow', Buffer.alloc(0)).done).rejects.toMatchObject({
+      code: grpc.status.INTERNAL,
+    });
+    expect(grpcMessage('plain: ASCII/as-is')).toBe('plain:%20ASCII/as-is');
+    expect(grpcMessage('100%')).toBe('100%25');
+  });
+
+  it('reads a message sent one byte per DATA frame', async () => {
+    const req = raw.request({
+      ':method': 'POST',
+      ':path': '/t.T/Echo',
+      'content-type': 'application/grpc',
+    });
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    for (const b of frame(Buffer.from('hello'))) {
+      req.write(Buffer.from([b]));
+      await new Promise((ok) => setImmediate(ok)); // one frame each
+    }
+    req.end();
+    await once(req, 'close');
+    expect(Buffer.concat(chunks)).toEqual(frame(Buffer.from('olleh')));
+  });
+
+  it('refuses a message over the limit as soon as its prefix says so, and ends the stream', async () => {
+    const req = raw.request({
+      ':method': 'POST',
+      ':path': '/t.T/Echo',
+      'content-type': 'application/grpc',
+    });
+    req.on('data', () => {});
+    req.write(Buffer.from([0, 0, 0, 8, 0, 1, 2, 3])); // announces 2,048 bytes, sends 3, never ends
+    const [headers] = (await once(req, 'response')) as [Record<string, string>];
+    expect(headers['grpc-status']).toBe(String(grpc.status.RESOURCE_EXHAUSTED));
+    await once(req, 'close'); // not left open waiting for the rest
   });
 
   it('ends a call at its deadline with DEADLINE_EXCEEDED and aborts the method', async () => {
