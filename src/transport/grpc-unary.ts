@@ -106,7 +106,7 @@ class MessageReader {
     return this.size > 5 + this.declared + 4 ? 'second message' : null;
   }
 
-  /** The message's bytes, once the request has ended; null if it has none, or more. */
+  /** Once the request has ended: the message's bytes, or what is wrong (none, or more than one). */
   message(): Buffer | 'none' | 'second message' {
     const end = 5 + this.declared;
     if (this.declared < 0 || this.size < end) return 'none';
