@@ -2,10 +2,10 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 
 /**
- * Ports below the kernel's ephemeral range, for processes a test starts on a fixed port (and
+ * Ports outside the kernel's ephemeral range, for processes a test starts on a fixed port (and
  * restarts on the same one). A port the kernel handed out by `listen(0)` and that was released
  * can be taken again at any moment, as the source port of any outgoing connection or by another
- * `listen(0)`; a port below that range is only ever taken by someone who names it.
+ * `listen(0)`; a port outside that range is only ever taken by someone who names it.
  */
 function ephemeralRange(): [number, number] {
   try {
