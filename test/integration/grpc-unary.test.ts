@@ -74,15 +74,25 @@ function call(
   return { done, call: c };
 }
 
-/** A raw HTTP/2 gRPC request: the answer's headers, trailers and body. */
-async function rawCall(path: string, body: Buffer, extra: Record<string, string> = {}) {
-  const req = raw.request({
+/** A unary gRPC call's check of status and, if given, message. */
+const fails = (path: string, code: grpc.status, details?: string) =>
+  expect(call(path, Buffer.alloc(0)).done).rejects.toMatchObject(
+    details === undefined ? { code } : { code, details },
+  );
+
+/** A raw HTTP/2 gRPC request, its body still to be sent. */
+const open = (path: string, extra: Record<string, string> = {}) =>
+  raw.request({
     ':method': 'POST',
     ':path': path,
     'content-type': 'application/grpc',
     te: 'trailers',
     ...extra,
   });
+
+/** A raw HTTP/2 gRPC request: the answer's headers, trailers and body. */
+async function rawCall(path: string, body: Buffer, extra: Record<string, string> = {}) {
+  const req = open(path, extra);
   const chunks: Buffer[] = [];
   req.on('data', (c: Buffer) => chunks.push(c));
   const response = once(req, 'response') as Promise<[Record<string, string>]>;
@@ -120,33 +130,19 @@ describe('unary gRPC from the HTTP/2 stream', () => {
   });
 
   it("passes a method's status and message on, and a bug as INTERNAL", async () => {
-    await expect(call('/t.T/Refuse', Buffer.alloc(0)).done).rejects.toMatchObject({
-      code: grpc.status.NOT_FOUND,
-      details: 'subject "ü 100%" not found',
-    });
-    await expect(call('/t.T/Throw', Buffer.alloc(0)).done).rejects.toMatchObject({
-      code: grpc.status.INTERNAL,
-    });
+    await fails('/t.T/Refuse', grpc.status.NOT_FOUND, 'subject "ü 100%" not found');
+    await fails('/t.T/Throw', grpc.status.INTERNAL);
   });
 
   it('percent-encodes any status message, half a surrogate pair included, and survives a sync throw', async () => {
-    await expect(call('/t.T/Odd', Buffer.alloc(0)).done).rejects.toMatchObject({
-      code: grpc.status.INVALID_ARGUMENT,
-      details: 'bad \ufffd x \u{1F600} 100% é/;',
-    });
-    await expect(call('/t.T/SyncThrow', Buffer.alloc(0)).done).rejects.toMatchObject({
-      code: grpc.status.INTERNAL,
-    });
+    await fails('/t.T/Odd', grpc.status.INVALID_ARGUMENT, 'bad \ufffd x \u{1F600} 100% é/;');
+    await fails('/t.T/SyncThrow', grpc.status.INTERNAL);
     expect(grpcMessage('plain: ASCII/as-is')).toBe('plain:%20ASCII/as-is');
     expect(grpcMessage('100%')).toBe('100%25');
   });
 
   it('reads a message sent one byte per DATA frame', async () => {
-    const req = raw.request({
-      ':method': 'POST',
-      ':path': '/t.T/Echo',
-      'content-type': 'application/grpc',
-    });
+    const req = open('/t.T/Echo');
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     for (const b of frame(Buffer.from('hello'))) {
@@ -159,11 +155,7 @@ describe('unary gRPC from the HTTP/2 stream', () => {
   });
 
   it('refuses a message over the limit as soon as its prefix says so, and ends the stream', async () => {
-    const req = raw.request({
-      ':method': 'POST',
-      ':path': '/t.T/Echo',
-      'content-type': 'application/grpc',
-    });
+    const req = open('/t.T/Echo');
     req.on('data', () => {});
     req.write(Buffer.from([0, 0, 0, 8, 0, 1, 2, 3])); // announces 2,048 bytes, sends 3, never ends
     const [headers] = (await once(req, 'response')) as [Record<string, string>];
@@ -181,12 +173,7 @@ describe('unary gRPC from the HTTP/2 stream', () => {
   it('takes a deadline longer than a timer holds as no deadline', async () => {
     // 99999999M is 190 years: as a 32-bit timer it would wrap to a negative delay and fire at once.
     waiting = null;
-    const req = raw.request({
-      ':method': 'POST',
-      ':path': '/t.T/Wait',
-      'content-type': 'application/grpc',
-      'grpc-timeout': '99999999M',
-    });
+    const req = open('/t.T/Wait', { 'grpc-timeout': '99999999M' });
     let answered = false;
     req.once('response', () => (answered = true));
     req.end(frame(Buffer.alloc(0)));
