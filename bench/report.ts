@@ -69,10 +69,11 @@ export function summarize(
     };
   });
   // One figure of one phase's medians; NaN for a phase skipped or a figure not measured.
+  const phase = (name: string) => phases.find((p) => p.phase === name);
   const figure = (
     name: string,
     key: 'eventsPerSec' | 'serverCpuUsPerCall' | 'p50Ms' | 'p99Ms',
-  ): number => phases.find((p) => p.phase === name)?.[key] ?? NaN;
+  ): number => phase(name)?.[key] ?? NaN;
   const rate = (name: string) => figure(name, 'eventsPerSec');
   const cpu = (name: string) => figure(name, 'serverCpuUsPerCall');
   const ratios = {
@@ -94,7 +95,6 @@ export function summarize(
     halfLoadFloorP99Ms: figure('ref-one-insert@half', 'p99Ms'),
   };
   // Issue 17's throughput targets, as server CPU per call on these shared cores (bench/budget.ts).
-  const phase = (name: string) => phases.find((p) => p.phase === name);
   const ceiling = phase('ref-transport');
   const budgets = Object.fromEntries(
     (

@@ -25,6 +25,7 @@ import { ResetScheduler } from './scheduler/reset-scheduler.js';
 import { DEFAULT_RESET, type ResetSettings } from './scheduler/settings.js';
 import { adminServiceHandlers } from './rpc/admin-service.js';
 import { callHooks, refusalRecorder } from './rpc/call-metrics.js';
+import { headerValue } from './auth/header-reader.js';
 import { Readiness } from './rpc/health.js';
 import { addHealthToConnect, addHealthToGrpc } from './rpc/health-service.js';
 import { quotaServiceHandlers } from './rpc/quota-service.js';
@@ -202,10 +203,7 @@ export function createQuotaServer(o: ServerOptions): QuotaServer {
     connect,
     (headers) => {
       const path = String(headers[':path'] ?? '');
-      const r = preCheck(path, headers[':authority'], (name) => {
-        const v = headers[name];
-        return Array.isArray(v) ? v[0] : v;
-      });
+      const r = preCheck(path, headers[':authority'], (name) => headerValue(headers, name));
       if (r) refused(path, 'grpc', r.code);
       return r;
     },

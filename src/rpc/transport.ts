@@ -61,6 +61,17 @@ function toBuffer(desc: DescMessage, msg: Message): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
+// A method's answer encoder, compiled once for both gRPC faces (grpc-js and grpc-unary.ts).
+const encoders = new WeakMap<DescMethod, (msg: Message) => Buffer>();
+function responseEncoder(m: DescMethod): (msg: Message) => Buffer {
+  let encode = encoders.get(m);
+  if (!encode) {
+    encode = binaryEncoder(m.output) ?? ((msg: Message) => toBuffer(m.output, msg));
+    encoders.set(m, encode);
+  }
+  return encode;
+}
+
 const tracer = trace.getTracer('quota-ledger');
 const headerGetter: TextMapGetter<HeaderReader> = {
   keys: () => [],
@@ -261,7 +272,7 @@ export function addGrpcService(
       // is answered INVALID_ARGUMENT with a reason rather than grpc-js's generic INTERNAL.
       requestSerialize: (b: Buffer) => b,
       requestDeserialize: (b: Buffer) => b,
-      responseSerialize: binaryEncoder(m.output) ?? ((msg: Message) => toBuffer(m.output, msg)),
+      responseSerialize: responseEncoder(m),
       responseDeserialize: (b: Buffer) => fromBinary(m.output, b),
     };
     if (mounted.streaming) {
@@ -313,7 +324,7 @@ export function grpcUnaryMethods(
     if (mounted.streaming) continue;
     const m = mounted.method;
     const endpoint: Endpoint<Message> = { desc: m, name: methodName(m), handler: mounted.handler };
-    const encode = binaryEncoder(m.output) ?? ((msg: Message) => toBuffer(m.output, msg));
+    const encode = responseEncoder(m);
     methods.set(`/${endpoint.name}`, (request, header, signal) =>
       run(endpoint, hooks, 'grpc', header, signal, () =>
         decodeRequest<Message>(m.input, request),

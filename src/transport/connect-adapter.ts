@@ -16,6 +16,7 @@ import {
   universalRequestFromNodeRequest,
   universalResponseToNodeResponse,
 } from '@connectrpc/connect-node';
+import { headerValue } from '../auth/header-reader.js';
 import type { PreCheck } from '../rpc/pre-check.js';
 import { binaryBodyProblem, jsonBodyProblem, MAX_REQUEST_BYTES } from './request-check.js';
 import { base64Decoded, base64Encoded } from './base64-stream.js';
@@ -80,10 +81,8 @@ export function createConnectHandler(options: ConnectHandlerOptions): NodeHandle
   };
 }
 
-function headerOf(req: NodeRequest, name: string): string | undefined {
-  const v = req.headers[name];
-  return Array.isArray(v) ? v[0] : v;
-}
+const headerOf = (req: NodeRequest, name: string): string | undefined =>
+  headerValue(req.headers, name);
 
 /** HTTP/2's :authority, or HTTP/1.1's Host. */
 const authorityOf = (req: NodeRequest): string | undefined =>

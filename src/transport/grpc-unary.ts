@@ -4,7 +4,7 @@ import {
   type OutgoingHttpHeaders,
   type ServerHttp2Stream,
 } from 'node:http2';
-import type { HeaderReader } from '../auth/header-reader.js';
+import { headerValue, type HeaderReader } from '../auth/header-reader.js';
 import { Cancellation } from '../cancellation.js';
 
 /**
@@ -178,8 +178,7 @@ export function serveUnary(
   stream.on('error', () => {}); // a reset stream; 'close' follows and cancels the call
   stream.once('close', () => {
     if (answered) return;
-    answered = true;
-    if (timer) clearTimeout(timer);
+    finish();
     signal.abort();
   });
 
@@ -199,10 +198,7 @@ export function serveUnary(
       second();
     }
   });
-  const header: HeaderReader = (name) => {
-    const v = headers[name.toLowerCase()];
-    return typeof v === 'string' ? v : v?.[0];
-  };
+  const header: HeaderReader = (name) => headerValue(headers, name);
   stream.once('end', () => {
     if (answered) return;
     const message = reader.message();
